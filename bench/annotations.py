@@ -1,0 +1,22 @@
+"""Choice of AnnotationSource for a mode: full = ground-truth masks, weak = pseudo masks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.types import GroundTruthMasks
+
+
+def annotation_source(mode: str, dataset, cache_dir: Path):
+    if mode == "full":
+        return GroundTruthMasks(dataset)
+    if mode == "weak":
+        try:
+            from pseudo_labels.source import pseudo_masks_for
+        except ImportError:
+            raise BenchError(
+                "weak mode needs pseudo masks, and this build has no pseudo-label generator yet "
+                "(pseudo_labels/, the pseudo-label issue); fix: use --mode full for now"
+            ) from None
+        return pseudo_masks_for(dataset, cache_dir)
+    raise BenchError(f"unknown mode '{mode}'; use full or weak")

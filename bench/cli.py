@@ -1,0 +1,162 @@
+"""The `bench` command line. User errors print one line and exit with code 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("WSFSS_CACHE", "cache"))
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """--set key=value pairs; values parsed as int, float, bool or kept as strings."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise BenchError(f"--set expects key=value, got '{pair}'")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _parse_value(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _folds(value: str) -> tuple[int, ...]:
+    if value == "all":
+        return (0, 1, 2, 3)
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folds are 'all' or comma-separated numbers, got '{value}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Weakly supervised few-shot segmentation benchmark")
+    p.add_argument("--cache-dir", type=Path, default=None, help="datasets, episodes, checkpoints (default ./cache or $WSFSS_CACHE)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train if needed, evaluate, write run records")
+    r.add_argument("--method", required=True)
+    r.add_argument("--mode", choices=("full", "weak"), default="weak")
+    r.add_argument("--dataset", default="openmoji5i")
+    r.add_argument("--data-root", type=Path, default=None, help="folder of a real dataset (pascal5i, coco20i)")
+    r.add_argument("--fold", type=_folds, default=(0, 1, 2, 3), help="'all' (default) or e.g. 0 or 0,2")
+    r.add_argument("--way", type=int, default=1)
+    r.add_argument("--shot", type=int, default=1)
+    r.add_argument("--preset", default="wacv22")
+    r.add_argument("--seed", type=int, action="append", default=None, help="run only these seeds (repeatable)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="method config override")
+    r.add_argument("--results-dir", type=Path, default=Path("results"))
+    r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
+    r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint")
+
+    t = sub.add_parser("table", help="tables from run records (no re-running)")
+    t.add_argument("--results-dir", type=Path, default=Path("results"))
+    t.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
+    t.add_argument("--dataset", default=None)
+    t.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v1")
+    t.add_argument("--way", type=int, default=None)
+    t.add_argument("--shot", type=int, default=None)
+
+    sub.add_parser("list", help="methods, datasets, presets")
+
+    d = sub.add_parser("data", help="embedded dataset")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    prep = dsub.add_parser("prepare", help="generate the embedded dataset (done on first use otherwise)")
+    prep.add_argument("--dataset", default="openmoji5i", choices=("openmoji5i", "openmoji5i-mini"))
+    show = dsub.add_parser("show", help="PNG contact sheet of images with mask overlays")
+    show.add_argument("--dataset", default="openmoji5i")
+    show.add_argument("--data-root", type=Path, default=None)
+    show.add_argument("--split", default="train")
+    show.add_argument("--n", type=int, default=32)
+    show.add_argument("--out", type=Path, default=Path("openmoji5i_sheet.png"))
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cache = args.cache_dir or _default_cache()
+    try:
+        return COMMANDS[args.command](args, cache)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished records are kept, re-run to continue", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args, cache: Path) -> int:
+    from bench.runner import RunRequest, run
+
+    req = RunRequest(
+        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold, way=args.way, shot=args.shot,
+        preset=args.preset, seeds=tuple(args.seed) if args.seed else None, config=parse_overrides(args.overrides),
+        data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
+        save_predictions=args.save_predictions, retrain=args.retrain,
+    )
+    paths = run(req)
+    print(f"wrote {len(paths)} record(s) under {args.results_dir}/; see them with `bench table`")
+    return 0
+
+
+def cmd_table(args, cache: Path) -> int:
+    from bench.tables import render_tables
+
+    filters = {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
+    print(render_tables(args.results_dir, args.format, filters), end="")
+    return 0
+
+
+def cmd_list(args, cache: Path) -> int:
+    from bench.data.datasets import DATASETS
+    from bench.presets import PRESETS
+    from bench.registry import METHODS, TEST_ONLY
+
+    print("methods:")
+    for name in sorted(METHODS):
+        print(f"  {name}{'  (test-only)' if name in TEST_ONLY else ''}")
+    print("datasets:\n  " + "\n  ".join(f"{d}{_DATASET_NOTES[d]}" for d in DATASETS))
+    print("presets:")
+    for p in PRESETS.values():
+        print(f"  {p.label():<16} {p.runs} x {p.episodes} episodes  {p.note}")
+    return 0
+
+
+_DATASET_NOTES = {"openmoji5i": "  (embedded default)", "openmoji5i-mini": "  (embedded, tiny: smoke runs and tests)",
+                  "pascal5i": "  (needs --data-root)", "coco20i": "  (needs --data-root)"}
+
+
+def cmd_data(args, cache: Path) -> int:
+    from bench.data.datasets import get_dataset
+
+    if args.data_command == "prepare":
+        ds = get_dataset(args.dataset, cache)
+        print(f"{ds.name} ready at {ds.root} ({len(ds.ids('train'))} train, {len(ds.ids('val'))} val images)")
+        return 0
+    from bench.data.show import contact_sheet
+
+    ds = get_dataset(args.dataset, cache, args.data_root)
+    contact_sheet(ds, args.split, args.n, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "table": cmd_table, "list": cmd_list, "data": cmd_data}
+
+if __name__ == "__main__":
+    sys.exit(main())

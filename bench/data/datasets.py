@@ -1,0 +1,269 @@
+"""Dataset readers with one interface: the embedded set and real PASCAL VOC share the VOC layout;
+COCO 2014 is read through pycocotools.
+
+Every reader returns images as HxWx3 uint8 and masks as HxW uint8 (0 background, 1..C classes,
+255 ignore), and checks that the two agree in size.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from bench.data.classes import COCO_CLASSES, VOC_CLASSES, coco_fold_classes, pascal_fold_classes
+from bench.errors import BenchError
+from bench.progress import progress
+
+IGNORE = 255
+DATASETS = ("openmoji5i", "openmoji5i-mini", "pascal5i", "coco20i")
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except FileNotFoundError:
+        raise BenchError(f"missing image {path}; fix: restore the file or remove its id from the split list") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BenchError(f"corrupt image {path} ({exc}); fix: replace the file or remove its id from the split list") from None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise BenchError(f"mask {path} has mode {im.mode}; expected a palette or greyscale PNG of class indices")
+            return np.array(im)
+    except FileNotFoundError:
+        raise BenchError(f"missing mask {path}; fix: restore the file or remove its id from the split list") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BenchError(f"corrupt mask {path} ({exc}); fix: replace the file or remove its id from the split list") from None
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray, image_path, mask_path) -> None:
+    if image.shape[:2] != mask.shape[:2]:
+        raise BenchError(
+            f"mask/image size mismatch: {mask_path} is {mask.shape[1]}x{mask.shape[0]} but {image_path} is "
+            f"{image.shape[1]}x{image.shape[0]}; fix: regenerate the mask at the image's size"
+        )
+
+
+@dataclass
+class VocLayoutDataset:
+    """PASCAL-5i on disk (VOC2012 + SBD aug) or the embedded set, which is written in the same layout."""
+
+    name: str
+    root: Path
+    mask_dir: str
+    lists: dict[str, Path]  # split -> id list file
+    class_names: tuple[str, ...] = VOC_CLASSES
+    family: str = "pascal"
+    _ids: dict = field(default_factory=dict, repr=False)
+
+    def ids(self, split: str) -> list[str]:
+        if split not in self.lists:
+            raise BenchError(f"dataset {self.name} has no split '{split}'; it has {', '.join(self.lists)}")
+        if split not in self._ids:
+            lines = self.lists[split].read_text().split()
+            # SBD-style lists hold "JPEGImages/x.jpg SegmentationClassAug/x.png" pairs; keep the ids.
+            self._ids[split] = list(dict.fromkeys(Path(t).stem for t in lines if not t.endswith(".png")))
+        return self._ids[split]
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / self.mask_dir / f"{image_id}.png"
+
+    def image(self, image_id: str) -> np.ndarray:
+        return _cached_image(self.image_path(image_id))
+
+    def mask(self, image_id: str) -> np.ndarray:
+        mask = _cached_mask(self.mask_path(image_id))
+        image = self.image(image_id)
+        check_same_size(image, mask, self.image_path(image_id), self.mask_path(image_id))
+        return mask
+
+    def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
+        return pascal_fold_classes(fold)
+
+    def fingerprint(self) -> str:
+        return _digest([self.name, str(self.root.resolve())] + [p.read_text() for p in self.lists.values()])
+
+
+@lru_cache(maxsize=8192)
+def _cached_image(path: Path) -> np.ndarray:
+    arr = read_image(path)
+    arr.setflags(write=False)
+    return arr
+
+
+@lru_cache(maxsize=8192)
+def _cached_mask(path: Path) -> np.ndarray:
+    arr = read_mask(path)
+    arr.setflags(write=False)
+    return arr
+
+
+def _digest(parts: list[str]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> VocLayoutDataset:
+    from bench.data.embedded.generate import EmbeddedSpec, generate
+
+    root = generate(Path(cache_dir) / "datasets", spec or EmbeddedSpec())
+    lists = {s: root / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
+    return VocLayoutDataset(name, root, "SegmentationClass", lists)
+
+
+def mini_spec():
+    """A few seconds to generate: for smoke runs and the test suite, never for reported numbers."""
+    from bench.data.embedded.generate import EmbeddedSpec
+
+    return EmbeddedSpec(train_per_class=10, val_per_class=6, pool_train_per_class=2, pool_val_per_class=1, n_pool_classes=30)
+
+
+def pascal_dataset(root: Path) -> VocLayoutDataset:
+    """VOC2012 with SBD aug masks: JPEGImages/, SegmentationClassAug/ (or SegmentationClass/), and
+    trainaug + val lists in ImageSets/Segmentation/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"PASCAL VOC folder {root} does not exist; fix: pass --data-root pointing at VOCdevkit/VOC2012")
+    if not (root / "JPEGImages").is_dir():
+        raise BenchError(f"{root} has no JPEGImages/ folder; fix: point --data-root at VOCdevkit/VOC2012")
+    mask_dir = next((d for d in ("SegmentationClassAug", "SegmentationClass") if (root / d).is_dir()), None)
+    if mask_dir is None:
+        raise BenchError(f"{root} has neither SegmentationClassAug/ nor SegmentationClass/; fix: unpack the SBD aug masks there")
+    sets = root / "ImageSets" / "Segmentation"
+    lists = {}
+    for split, names in {"train": ("trainaug.txt", "train_aug.txt", "train.txt"), "val": ("val.txt",)}.items():
+        found = next((sets / n for n in names if (sets / n).is_file()), None)
+        if found is None:
+            raise BenchError(f"no {split} list in {sets} (looked for {', '.join(names)}); fix: add the list file")
+        lists[split] = found
+    return VocLayoutDataset("pascal5i", root, mask_dir, lists)
+
+
+@dataclass
+class CocoDataset:
+    """COCO 2014: <root>/annotations/instances_{train,val}2014.json and <root>/{train,val}2014/*.jpg.
+    Class id = position of the category in ascending category-id order (1..80); crowd regions -> 255."""
+
+    name: str
+    root: Path
+    class_names: tuple[str, ...] = COCO_CLASSES
+    family: str = "coco"
+    _apis: dict = field(default_factory=dict, repr=False)
+
+    def _api(self, split: str):
+        if split not in ("train", "val"):
+            raise BenchError(f"dataset coco20i has no split '{split}'; it has train, val")
+        if split not in self._apis:
+            from pycocotools.coco import COCO
+
+            path = self.root / "annotations" / f"instances_{split}2014.json"
+            if not path.is_file():
+                raise BenchError(f"missing COCO annotation file {path}; fix: unpack annotations_trainval2014.zip into {self.root}")
+            import contextlib
+            import io
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                api = COCO(str(path))
+            self._apis[split] = api
+        return self._apis[split]
+
+    def _split_of(self, image_id: str) -> str:
+        return image_id.split("_", 1)[0]
+
+    def ids(self, split: str) -> list[str]:
+        return [f"{split}_{i}" for i in sorted(self._api(split).getImgIds())]
+
+    def image_path(self, image_id: str) -> Path:
+        split, num = image_id.split("_", 1)
+        info = self._api(split).loadImgs(int(num))[0]
+        return self.root / f"{split}2014" / info["file_name"]
+
+    def image(self, image_id: str) -> np.ndarray:
+        return _cached_image(self.image_path(image_id))
+
+    def mask(self, image_id: str) -> np.ndarray:
+        split, num = image_id.split("_", 1)
+        api = self._api(split)
+        info = api.loadImgs(int(num))[0]
+        cat_ids = sorted(api.getCatIds())
+        mask = np.zeros((info["height"], info["width"]), np.uint8)
+        anns = api.loadAnns(api.getAnnIds(imgIds=int(num), iscrowd=None))
+        for ann in sorted(anns, key=lambda a: a["iscrowd"]):  # crowd drawn last so it wins as ignore
+            m = api.annToMask(ann).astype(bool)
+            mask[m] = IGNORE if ann["iscrowd"] else cat_ids.index(ann["category_id"]) + 1
+        image = self.image(image_id)
+        check_same_size(image, mask, self.image_path(image_id), f"annotations of {image_id}")
+        return mask
+
+    def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
+        return coco_fold_classes(fold, coco_split)
+
+    def fingerprint(self) -> str:
+        return _digest([self.name, str(self.root.resolve())])
+
+
+def coco_dataset(root: Path) -> CocoDataset:
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"COCO folder {root} does not exist; fix: pass --data-root pointing at the COCO 2014 root")
+    if not (root / "annotations").is_dir():
+        raise BenchError(f"{root} has no annotations/ folder; fix: unpack annotations_trainval2014.zip into {root}")
+    return CocoDataset("coco20i", root)
+
+
+def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
+    if name == "openmoji5i":
+        return embedded_dataset(cache_dir)
+    if name == "openmoji5i-mini":
+        return embedded_dataset(cache_dir, mini_spec(), name)
+    if name in ("pascal5i", "coco20i"):
+        env = {"pascal5i": "WSFSS_PASCAL_ROOT", "coco20i": "WSFSS_COCO_ROOT"}[name]
+        root = data_root or os.environ.get(env)
+        if root is None:
+            raise BenchError(f"dataset {name} needs its folder on disk; fix: pass --data-root DIR or set {env}")
+        return pascal_dataset(Path(root)) if name == "pascal5i" else coco_dataset(Path(root))
+    from bench.registry import did_you_mean
+
+    raise BenchError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")
+
+
+def class_pixel_counts(dataset, split: str, cache_dir: Path) -> dict[str, dict[int, int]]:
+    """Per image: pixels of each class present. Computed from the GT masks once, cached as JSON.
+    Used only to build test episodes (the protocol), identically for full and weak runs."""
+    path = Path(cache_dir) / "index" / f"{dataset.name}-{dataset.fingerprint()}-{split}.json"
+    if path.exists():
+        raw = json.loads(path.read_text())
+        return {k: {int(c): n for c, n in v.items()} for k, v in raw.items()}
+    counts = {}
+    for image_id in progress(dataset.ids(split), desc=f"indexing {dataset.name} {split}"):
+        values, n = np.unique(dataset.mask(image_id), return_counts=True)
+        counts[image_id] = {int(v): int(k) for v, k in zip(values, n) if v not in (0, IGNORE)}
+    from bench.records import atomic_write_text
+
+    atomic_write_text(path, json.dumps(counts))
+    return counts
+
+
+def image_labels(dataset, split: str, cache_dir: Path) -> dict[str, frozenset[int]]:
+    """Image-level labels: the only annotation weak mode may use on training images."""
+    label_file = getattr(dataset, "root", Path("/nonexistent")) / "image_labels.json"
+    if label_file.is_file():
+        raw = json.loads(label_file.read_text())
+        return {i: frozenset(raw[i]) for i in dataset.ids(split)}
+    return {i: frozenset(c) for i, c in class_pixel_counts(dataset, split, cache_dir).items()}

@@ -1,0 +1,168 @@
+"""Episode sampling. Test episodes are drawn once per (preset, dataset, fold, way, shot, seed),
+written to a JSON file, and identified by that file's sha256 in every run record. Training
+episodes are drawn on the fly from the base classes by `TrainSource`."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.datasets import class_pixel_counts, image_labels
+from bench.errors import BenchError
+from bench.presets import Preset
+from bench.records import atomic_write_text
+from bench.types import EpisodeInput, EpisodeSpec, episode_labels
+
+
+def eligible_images(counts: dict[str, dict[int, int]], classes, min_fg: int) -> dict[int, list[str]]:
+    """Class -> sorted ids of images holding at least max(1, min_fg) pixels of it."""
+    need = max(1, min_fg)
+    return {c: sorted(i for i, cc in counts.items() if cc.get(c, 0) >= need) for c in classes}
+
+
+def sample_test_episodes(counts, classes, preset: Preset, dataset: str, fold: int, way: int, shot: int, seed: int) -> list[EpisodeSpec]:
+    if way > len(classes):
+        raise BenchError(f"{way}-way needs {way} test classes but fold {fold} has {len(classes)}")
+    pools = eligible_images(counts, classes, preset.min_fg_pixels)
+    for c, ids in pools.items():
+        if len(ids) < shot + 1:
+            raise BenchError(
+                f"class {c} has {len(ids)} eligible {preset.test_split} images in {dataset} (need {shot + 1} for "
+                f"{shot}-shot with min_fg_pixels={preset.min_fg_pixels}); fix: use a preset with a smaller filter"
+            )
+    rng = np.random.default_rng(seed)
+    cycle = [(i, c) for c in classes for i in pools[c]]
+    cycle = [cycle[k] for k in rng.permutation(len(cycle))] if preset.query_choice == "cycle" else []
+    episodes = []
+    for e in range(preset.episodes):
+        if cycle:
+            first_query, first = cycle[e % len(cycle)]
+            others = [c for c in classes if c != first]
+            chosen = [first] + [others[k] for k in rng.choice(len(others), way - 1, replace=False)]
+        else:
+            chosen = [classes[k] for k in rng.choice(len(classes), way, replace=False)]
+            first_query = None
+        used: set[str] = set()
+        supports, queries = [], []
+        for j, c in enumerate(chosen):
+            candidates = [i for i in pools[c] if i not in used]
+            if j == 0 and first_query is not None:
+                query = first_query
+                candidates = [i for i in candidates if i != query]
+                picks = [candidates[k] for k in rng.choice(len(candidates), shot, replace=False)]
+            else:
+                if len(candidates) < shot + 1:
+                    raise BenchError(f"class {c} runs out of distinct images for a {way}-way {shot}-shot episode")
+                picks = [candidates[k] for k in rng.choice(len(candidates), shot + 1, replace=False)]
+                query, picks = picks[-1], picks[:-1]
+            used.update(picks + [query])
+            supports.append(tuple(picks))
+            queries.append(query)
+        episodes.append(EpisodeSpec(e, dataset, fold, way, shot, tuple(int(c) for c in chosen), tuple(supports), tuple(queries)))
+    return episodes
+
+
+def episode_file_path(cache_dir: Path, preset: Preset, dataset, fold: int, way: int, shot: int, seed: int) -> Path:
+    return (Path(cache_dir) / "episodes" / f"{dataset.name}-{dataset.fingerprint()}" / preset.label()
+            / f"fold{fold}_{way}way_{shot}shot_seed{seed}.json")
+
+
+def load_or_sample_episodes(cache_dir: Path, preset: Preset, dataset, fold: int, way: int, shot: int, seed: int) -> tuple[list[EpisodeSpec], str, Path]:
+    """(episodes, sha256 of the episode file, its path). Sampled and written on first use."""
+    path = episode_file_path(cache_dir, preset, dataset, fold, way, shot, seed)
+    if not path.exists():
+        counts = class_pixel_counts(dataset, preset.test_split, cache_dir)
+        classes = dataset.fold_classes(fold, preset.coco_split)
+        episodes = sample_test_episodes(counts, classes, preset, dataset.name, fold, way, shot, seed)
+        header = {"preset": preset.as_dict(), "dataset": dataset.name, "fold": fold, "way": way, "shot": shot, "seed": seed}
+        lines = [json.dumps(header, sort_keys=True)] + [json.dumps(e.to_json(), sort_keys=True) for e in episodes]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+    data = path.read_bytes()
+    lines = data.decode().splitlines()
+    return [EpisodeSpec.from_json(json.loads(l)) for l in lines[1:]], hashlib.sha256(data).hexdigest(), path
+
+
+def _resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int | None):
+    if size is None or (image.shape[0] == size and image.shape[1] == size):
+        return image, mask
+    from PIL import Image
+
+    image = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    if mask is not None:
+        mask = np.array(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    return image, mask
+
+
+def build_episode_input(spec: EpisodeSpec, dataset, annotations, preset: Preset) -> EpisodeInput:
+    """Supports with masks from `annotations` (GT or pseudo), queries as images only."""
+    s_imgs, s_masks = [], []
+    for ids in spec.support_ids:
+        pairs = [_resize_pair(dataset.image(i), annotations.mask(i), preset.eval_size) for i in ids]
+        s_imgs.append([p[0] for p in pairs])
+        s_masks.append([episode_labels(p[1], spec.class_ids, preset.ignore_255) for p in pairs])
+    q_imgs = [_resize_pair(dataset.image(i), None, preset.eval_size)[0] for i in spec.query_ids]
+    return EpisodeInput(spec.class_ids, s_imgs, s_masks, q_imgs, spec.support_ids, spec.query_ids)
+
+
+def query_ground_truth(spec: EpisodeSpec, dataset, preset: Preset) -> list[np.ndarray]:
+    """Episode-label GT of each query at evaluation size: the only GT read in weak mode."""
+    out = []
+    for i in spec.query_ids:
+        _, mask = _resize_pair(dataset.image(i), dataset.mask(i), preset.eval_size)
+        out.append(episode_labels(mask, spec.class_ids, preset.ignore_255))
+    return out
+
+
+@dataclass
+class TrainSource:
+    """Training data of one fold: base classes only. Which images hold which class comes from the
+    image-level labels; masks come from the AnnotationSource, with every novel-class pixel set to
+    background ("background" presets) or every image holding a novel class dropped ("drop")."""
+
+    dataset: object
+    annotations: object
+    preset: Preset
+    fold: int
+    cache_dir: Path
+
+    def __post_init__(self):
+        self.novel_classes = tuple(self.dataset.fold_classes(self.fold, self.preset.coco_split))
+        n_classes = len(self.dataset.class_names)
+        self.base_classes = tuple(c for c in range(1, n_classes + 1) if c not in self.novel_classes)
+        labels = image_labels(self.dataset, self.preset.train_split, self.cache_dir)
+        if self.preset.novel_in_train == "drop":
+            labels = {i: l for i, l in labels.items() if not (l & set(self.novel_classes))}
+        self.labels = {i: l - set(self.novel_classes) for i, l in labels.items() if l - set(self.novel_classes)}
+        self.ids = sorted(self.labels)
+        self.by_class = {c: [i for i in self.ids if c in self.labels[i]] for c in self.base_classes}
+        self._novel_lut = np.arange(256, dtype=np.uint8)
+        self._novel_lut[list(self.novel_classes)] = 0
+
+    def image(self, image_id: str) -> np.ndarray:
+        return self.dataset.image(image_id)
+
+    def mask(self, image_id: str) -> np.ndarray:
+        """Training mask in global class ids with no novel class left in it."""
+        return self._novel_lut[self.annotations.mask(image_id)]
+
+    def sample_episode(self, rng: np.random.Generator, way: int, shot: int) -> tuple[EpisodeInput, list[np.ndarray]]:
+        """A base-class episode and its query masks (episode labels, from the annotation source)."""
+        classes = [c for c in self.base_classes if len(self.by_class[c]) >= shot + 1]
+        chosen = [classes[k] for k in rng.choice(len(classes), way, replace=False)]
+        used: set[str] = set()
+        s_imgs, s_masks, q_imgs, q_masks, s_ids, q_ids = [], [], [], [], [], []
+        for c in chosen:
+            candidates = [i for i in self.by_class[c] if i not in used]
+            picks = [candidates[k] for k in rng.choice(len(candidates), shot + 1, replace=False)]
+            used.update(picks)
+            masks = [episode_labels(self.mask(i), chosen) for i in picks]
+            s_imgs.append([self.image(i) for i in picks[:-1]])
+            s_masks.append(masks[:-1])
+            q_imgs.append(self.image(picks[-1]))
+            q_masks.append(masks[-1])
+            s_ids.append(tuple(picks[:-1]))
+            q_ids.append(picks[-1])
+        return EpisodeInput(tuple(chosen), s_imgs, s_masks, q_imgs, tuple(s_ids), tuple(q_ids)), q_masks

