@@ -1,0 +1,139 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from bench.episodes import load_or_sample_episodes, query_ground_truth
+from bench.presets import PRESETS
+from bench.records import RunRecord, atomic_write_text, load_records
+
+
+def bench(cache_dir, *args):
+    return main(["--cache-dir", str(cache_dir), *args])
+
+
+def run_args(results, method, *extra):
+    return ["run", "--method", method, "--mode", "full", "--dataset", "openmoji5i-mini", "--preset", "quick",
+            "--results-dir", str(results), *extra]
+
+
+def test_oracle_scores_100_and_table_shows_it(mini, cache_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, "oracle", "--way", "2", "--shot", "1")) == 0
+    records = [r for _, r in load_records(results)]
+    assert len(records) == 4
+    for r in records:
+        assert r.miou == 100.0 and r.fbiou == 100.0 and len(r.episode_sha256) == 64
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(results)) == 0
+    table = capsys.readouterr().out
+    assert table.count("100.0") == 5  # four folds and the mean
+    assert "2-way 1-shot" in table and "quick@v1" in table
+
+
+def test_background_scores_the_hand_computed_value(mini, cache_dir, tmp_path):
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, "background", "--fold", "1")) == 0
+    [(_, record)] = load_records(results)
+    episodes, sha, _ = load_or_sample_episodes(cache_dir, PRESETS["quick"], mini, 1, 1, 1, 0)
+    assert sha == record.episode_sha256
+    bg_inter = bg_union = 0
+    for spec in episodes:
+        for gt in query_ground_truth(spec, mini, PRESETS["quick"]):
+            valid = gt != 255
+            bg_inter += int(((gt == 0) & valid).sum())
+            bg_union += int(valid.sum())
+    assert record.miou == 0.0
+    assert record.fbiou == pytest.approx(100 * bg_inter / bg_union / 2)
+
+
+def test_saved_predictions_rescore_to_the_record(mini, cache_dir, tmp_path):
+    results, preds = tmp_path / "results", tmp_path / "preds"
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "3", "--save-predictions", str(preds))) == 0
+    [(_, record)] = load_records(results)
+    folder = preds / "openmoji5i-mini_fold3_seed0"
+    rows = list(csv.DictReader(open(folder / "index.csv")))
+    assert len(rows) == record.n_episodes
+    inter = union = 0
+    for row in rows:
+        pred = np.array(Image.open(folder / row["file"]))
+        c = int(row["class_ids"])
+        gt = mini.mask(row["query_id"])
+        valid = gt != 255
+        inter += int(((pred == 1) & (gt == c) & valid).sum())
+        union += int((((pred == 1) | (gt == c)) & valid).sum())
+    assert inter == union > 0
+
+
+def test_unknown_method_suggests_and_exits_2(cache_dir, tmp_path, capsys):
+    assert bench(cache_dir, *run_args(tmp_path / "r", "oracel")) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'oracle'" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_weak_mode_without_pseudo_labels_is_a_clear_error(cache_dir, tmp_path, capsys):
+    args = run_args(tmp_path / "r", "background")
+    args[args.index("full")] = "weak"
+    assert bench(cache_dir, *args) == 2
+    assert "weak mode needs pseudo masks" in capsys.readouterr().err
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "rec" / "fold0.json"
+    atomic_write_text(target, "old")
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "new contents")
+    assert target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["fold0.json"]
+
+
+def test_table_refuses_records_from_different_episodes(mini, cache_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, "background", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    path = next(results.rglob("oracle/full/*.json"))
+    raw = json.loads(path.read_text())
+    raw["episode_sha256"] = "0" * 64
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(results)) == 2
+    err = capsys.readouterr().err
+    assert "incompatible records" in err and "background" in err and "oracle" in err
+
+
+def test_table_formats(mini, cache_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(results), "--format", "csv") == 0
+    csv_out = capsys.readouterr().out
+    assert "method,full 5^0,full mean" in csv_out and "oracle,100.0," in csv_out
+    assert bench(cache_dir, "table", "--results-dir", str(results), "--format", "latex") == 0
+    assert "\\toprule" in capsys.readouterr().out
+
+
+def test_data_show_writes_a_contact_sheet(mini, cache_dir, tmp_path):
+    out = tmp_path / "sheet.png"
+    assert bench(cache_dir, "data", "show", "--dataset", "openmoji5i-mini", "--n", "8", "--out", str(out)) == 0
+    assert Image.open(out).size == (8 * 129, 129 + 14)
+
+
+@pytest.mark.slow
+def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
+    """The issue's acceptance run: default embedded dataset generated from scratch, quick preset."""
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    assert bench(cache, "run", "--method", "oracle", "--mode", "full", "--preset", "quick", "--results-dir", str(results)) == 0
+    capsys.readouterr()
+    assert bench(cache, "table", "--results-dir", str(results)) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| oracle"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == ["100.0"] * 5

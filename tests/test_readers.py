@@ -1,0 +1,100 @@
+"""Real-layout readers on tiny fixtures written in the on-disk layouts of VOC2012+SBD and COCO 2014."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.data.datasets import coco_dataset, get_dataset, pascal_dataset
+from bench.errors import BenchError
+
+
+def make_voc(root, ids=("2007_000032", "2007_000039"), size=(40, 30)):
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClassAug").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for k, i in enumerate(ids):
+        Image.fromarray(np.full((size[1], size[0], 3), 90 + k, np.uint8)).save(root / "JPEGImages" / f"{i}.jpg")
+        m = np.zeros((size[1], size[0]), np.uint8)
+        m[5:15, 5:20] = 1 + 5 * k  # aeroplane, then bus
+        m[4, :] = 255
+        Image.fromarray(m, mode="L").save(root / "SegmentationClassAug" / f"{i}.png")
+    (root / "ImageSets/Segmentation/trainaug.txt").write_text(ids[0] + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text(ids[1] + "\n")
+    return root
+
+
+def test_pascal_reader(tmp_path):
+    ds = pascal_dataset(make_voc(tmp_path / "VOC2012"))
+    assert ds.ids("train") == ["2007_000032"] and ds.ids("val") == ["2007_000039"]
+    mask = ds.mask("2007_000039")
+    assert mask.shape == (30, 40) and set(np.unique(mask)) == {0, 6, 255}
+    assert ds.image("2007_000039").shape == (30, 40, 3)
+    assert ds.fold_classes(1) == [6, 7, 8, 9, 10]
+
+
+def test_pascal_pfenet_style_list(tmp_path):
+    root = make_voc(tmp_path / "VOC2012")
+    (root / "ImageSets/Segmentation/val.txt").write_text("JPEGImages/2007_000039.jpg SegmentationClassAug/2007_000039.png\n")
+    assert pascal_dataset(root).ids("val") == ["2007_000039"]
+
+
+def test_pascal_bad_inputs(tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        pascal_dataset(tmp_path / "nowhere")
+    root = make_voc(tmp_path / "VOC2012")
+    (root / "JPEGImages" / "2007_000032.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(BenchError, match="corrupt image .*2007_000032.jpg"):
+        pascal_dataset(root).image("2007_000032")
+    Image.fromarray(np.zeros((10, 10), np.uint8), mode="L").save(root / "SegmentationClassAug" / "2007_000039.png")
+    with pytest.raises(BenchError, match="mask/image size mismatch: .*2007_000039.png is 10x10"):
+        pascal_dataset(root).mask("2007_000039")
+    (root / "ImageSets/Segmentation/val.txt").unlink()
+    with pytest.raises(BenchError, match="no val list"):
+        pascal_dataset(root)
+
+
+def make_coco(root):
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2014").mkdir()
+    images, anns = [], []
+    cats = [{"id": cid, "name": f"c{cid}"} for cid in (1, 2, 3, 90)]  # COCO ids have gaps; 90 = 4th
+    for n, (img_id, cat) in enumerate([(42, 3), (77, 90)]):
+        name = f"COCO_val2014_{img_id:012d}.jpg"
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(root / "val2014" / name)
+        images.append({"id": img_id, "file_name": name, "height": 20, "width": 30})
+        anns.append({"id": 10 + n, "image_id": img_id, "category_id": cat, "iscrowd": 0, "area": 50.0,
+                     "bbox": [2, 2, 10, 5], "segmentation": [[2, 2, 12, 2, 12, 7, 2, 7]]})
+    anns.append({"id": 99, "image_id": 42, "category_id": 1, "iscrowd": 1, "area": 4.0, "bbox": [20, 10, 2, 2],
+                 "segmentation": {"counts": [400, 20, 180], "size": [20, 30]}})
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return root
+
+
+def test_coco_reader_and_splits(tmp_path):
+    ds = coco_dataset(make_coco(tmp_path / "coco"))
+    assert ds.ids("val") == ["val_42", "val_77"]
+    m42 = ds.mask("val_42")
+    assert m42.shape == (20, 30)
+    assert (m42 == 3).sum() > 0 and 255 in m42  # category 3 -> class 3; crowd -> ignore
+    assert 4 in ds.mask("val_77")  # category 90 is the 4th category -> class 4
+    assert ds.fold_classes(0, "contiguous")[:3] == [1, 2, 3]
+    assert ds.fold_classes(1, "interleaved")[:3] == [2, 6, 10]
+    with pytest.raises(BenchError, match="instances_train2014.json"):
+        ds.ids("train")
+
+
+def test_cli_missing_dataset_folder_is_one_line_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "--cache-dir", str(tmp_path / "c"), "run", "--method",
+                          "background", "--mode", "full", "--dataset", "pascal5i", "--data-root", str(tmp_path / "none")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "does not exist" in out.stderr
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.json"))
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(BenchError, match="did you mean 'pascal5i'"):
+        get_dataset("pascal5", tmp_path)
