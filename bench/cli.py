@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="method config override")
     r.add_argument("--results-dir", type=Path, default=Path("results"))
     r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
-    r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint")
+    r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint (implies --force)")
+    r.add_argument("--force", action="store_true", help="re-evaluate cells whose matching record already exists")
 
     t = sub.add_parser("table", help="tables from run records (no re-running)")
     t.add_argument("--results-dir", type=Path, default=Path("results"))
@@ -107,7 +108,7 @@ def cmd_run(args, cache: Path) -> int:
         method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold, way=args.way, shot=args.shot,
         preset=args.preset, seeds=tuple(args.seed) if args.seed else None, config=parse_overrides(args.overrides),
         data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
-        save_predictions=args.save_predictions, retrain=args.retrain,
+        save_predictions=args.save_predictions, retrain=args.retrain, force=args.force,
     )
     paths = run(req)
     print(f"wrote {len(paths)} record(s) under {args.results_dir}/; see them with `bench table`")

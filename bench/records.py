@@ -65,16 +65,15 @@ class RunRecord:
     timings: dict = field(default_factory=dict)
     record_version: int = RECORD_VERSION
 
-    def filename(self) -> str:
-        return f"fold{self.fold}_{self.way}way_{self.shot}shot_seed{self.seed}.json"
-
-    def relative_dir(self) -> Path:
-        return Path(self.dataset) / self.preset / self.method / self.mode
-
     def write(self, results_dir: Path) -> Path:
-        path = Path(results_dir) / self.relative_dir() / self.filename()
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, self.method, self.mode,
+                                                  self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path
+
+
+def record_relpath(dataset: str, preset: str, method: str, mode: str, fold: int, way: int, shot: int, seed: int) -> Path:
+    return Path(dataset) / preset / method / mode / f"fold{fold}_{way}way_{shot}shot_seed{seed}.json"
 
 
 def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:

@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.metrics import IoUAccumulator
 from bench.presets import Preset, get_preset
 from bench.progress import progress
-from bench.records import RunRecord, environment_versions, git_commit
+from bench.records import RunRecord, environment_versions, git_commit, record_relpath
 from bench.registry import create_method
 
 
@@ -37,6 +37,7 @@ class RunRequest:
     results_dir: Path = Path("results")
     save_predictions: Path | None = None
     retrain: bool = False
+    force: bool = False  # re-evaluate cells whose record already exists and matches
 
 
 def run(req: RunRequest, log=print) -> list[Path]:
@@ -48,16 +49,44 @@ def run(req: RunRequest, log=print) -> list[Path]:
     seeds = list(req.seeds) if req.seeds is not None else preset.seeds()
     written = []
     for fold in req.folds:
+        redo = req.force or req.retrain or req.save_predictions is not None
+        todo = [s for s in seeds if redo or not finished_record(req, preset, dataset, annotations, fold, s)]
+        for seed in sorted(set(seeds) - set(todo)):
+            log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} seed {seed}: "
+                f"record exists for the same episodes and config, kept (--force to re-run)")
+            written.append(record_path(req, preset, dataset, fold, seed))
+        if not todo:
+            continue
         t0 = time.perf_counter()
         train = TrainSource(dataset, annotations, preset, fold, req.cache_dir)
         method = fitted_method(req, train, fold)
         fit_s = time.perf_counter() - t0
-        for seed in seeds:
+        for seed in todo:
             record = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s)
             written.append(record.write(req.results_dir))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
     return written
+
+
+def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), req.method, req.mode,
+                                                  fold, req.way, req.shot, seed)
+
+
+def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seed: int) -> bool:
+    """True when this cell's record exists and was made on the same episodes, data and config:
+    an interrupted `bench run` resumes without recomputing finished cells."""
+    import json
+
+    path = record_path(req, preset, dataset, fold, seed)
+    if not path.exists():
+        return False
+    old = json.loads(path.read_text())
+    _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
+    return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
+            and old.get("annotation_fingerprint") == annotations.fingerprint()
+            and old.get("dataset_fingerprint") == dataset.fingerprint())
 
 
 def checkpoint_path(req: RunRequest, fold: int) -> Path:

@@ -137,3 +137,22 @@ def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
     assert bench(cache, "table", "--results-dir", str(results)) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| oracle"))
     assert [c.strip() for c in row.strip("|").split("|")][1:] == ["100.0"] * 5
+
+
+def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    path = next(results.rglob("*.json"))
+    before = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert "kept" in capsys.readouterr().out and path.stat().st_mtime_ns == before
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0", "--force")) == 0
+    assert path.stat().st_mtime_ns != before
+    # a different config is a different cell content: recomputed, not kept
+    raw = json.loads(path.read_text())
+    raw["config"] = {"k": 1}
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert "kept" not in capsys.readouterr().out
