@@ -137,6 +137,16 @@ def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
     assert bench(cache, "table", "--results-dir", str(results)) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| oracle"))
     assert [c.strip() for c in row.strip("|").split("|")][1:] == ["100.0"] * 5
+    # the size guarantees for the default set: >=150 train / >=50 val images per class,
+    # a pool of >=100 classes with >=30 train images each
+    from collections import Counter
+
+    [root] = list((cache / "datasets").glob("openmoji5i-v1-seed0"))
+    for sub, split, n_classes, minimum in (("", "train", 20, 150), ("", "val", 20, 50), ("pool", "train", 100, 30)):
+        labels = json.loads((root / sub / "image_labels.json").read_text())
+        ids = (root / sub / "ImageSets/Segmentation" / f"{split}.txt").read_text().split()
+        counts = Counter(c for i in ids for c in labels[i])
+        assert len(counts) >= n_classes and min(counts.values()) >= minimum, (sub, split)
 
 
 def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_path, capsys):
