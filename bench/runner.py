@@ -3,6 +3,7 @@ episode files, one run per seed, and write one RunRecord per (fold, seed)."""
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,8 @@ def run(req: RunRequest, log=print) -> list[Path]:
     annotations = annotation_source(req.mode, dataset, req.cache_dir)
     seeds = list(req.seeds) if req.seeds is not None else preset.seeds()
     written = []
+    redo = req.force or req.retrain or req.save_predictions is not None
     for fold in req.folds:
-        redo = req.force or req.retrain or req.save_predictions is not None
         todo = [s for s in seeds if redo or not finished_record(req, preset, dataset, annotations, fold, s)]
         for seed in sorted(set(seeds) - set(todo)):
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} seed {seed}: "
@@ -77,8 +78,6 @@ def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) 
 def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seed: int) -> bool:
     """True when this cell's record exists and was made on the same episodes, data and config:
     an interrupted `bench run` resumes without recomputing finished cells."""
-    import json
-
     path = record_path(req, preset, dataset, fold, seed)
     if not path.exists():
         return False
