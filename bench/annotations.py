@@ -7,8 +7,10 @@ from bench.errors import BenchError
 from bench.types import GroundTruthMasks
 
 
-def annotation_source(mode: str, dataset, cache_dir: Path):
+def annotation_source(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None):
     if mode == "full":
+        if pseudo:
+            raise BenchError("--pseudo-set only applies to --mode weak (full mode uses ground-truth masks)")
         return GroundTruthMasks(dataset)
     if mode == "weak":
         try:
@@ -18,5 +20,5 @@ def annotation_source(mode: str, dataset, cache_dir: Path):
                 "weak mode needs pseudo masks, and this build has no pseudo-label generator yet "
                 "(pseudo_labels/, the pseudo-label issue); fix: use --mode full for now"
             ) from None
-        return pseudo_masks_for(dataset, cache_dir)
+        return pseudo_masks_for(dataset, cache_dir, pseudo)
     raise BenchError(f"unknown mode '{mode}'; use full or weak")

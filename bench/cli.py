@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="wacv22")
     r.add_argument("--seed", type=int, action="append", default=None, help="run only these seeds (repeatable)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="method config override")
+    r.add_argument("--pseudo-set", dest="pseudo", action="append", default=[], metavar="KEY=VALUE",
+                   help="weak mode: pseudo-label setting override, e.g. saliency=none (see `bench pseudo --help`)")
     r.add_argument("--results-dir", type=Path, default=Path("results"))
     r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
     r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint (implies --force)")
@@ -74,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--shot", type=int, default=None)
 
     sub.add_parser("list", help="methods, datasets, presets")
+
+    ps = sub.add_parser("pseudo", help="pseudo masks from image-level labels (CAM x word vectors, saliency gate)",
+                        description="Settings (--set KEY=VALUE) are the fields of pseudo_labels/config.py:PseudoConfig.")
+    psub = ps.add_subparsers(dest="pseudo_command", required=True)
+    for name, text in (("train-cam", "train the pool CAM classifier (cached) and print its held-out accuracy"),
+                       ("train-saliency", "train the pool saliency net (cached) and print its held-out foreground IoU"),
+                       ("generate", "write pseudo masks for every train and test image (cached by fingerprint)"),
+                       ("neighbours", "CAM classes with the largest weights w_k for a benchmark class"),
+                       ("report", "pseudo-mask mIoU vs GT per class and fold, with/without gate, all-foreground; PNG of examples")):
+        q = psub.add_parser(name, help=text)
+        q.add_argument("--dataset", default="openmoji5i")
+        q.add_argument("--data-root", type=Path, default=None)
+        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        if name == "neighbours":
+            q.add_argument("class_name", metavar="CLASS")
+            q.add_argument("--top", type=int, default=10)
+        if name == "report":
+            q.add_argument("--results-dir", type=Path, default=Path("results"))
+            q.add_argument("--figure", type=Path, default=None, help="examples PNG (default results/<dataset>/pseudo-labels/<fp>.png)")
+            q.add_argument("--split", choices=("train", "val", "both"), default="both")
 
     d = sub.add_parser("data", help="embedded dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -107,6 +129,7 @@ def cmd_run(args, cache: Path) -> int:
     req = RunRequest(
         method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold, way=args.way, shot=args.shot,
         preset=args.preset, seeds=tuple(args.seed) if args.seed else None, config=parse_overrides(args.overrides),
+        pseudo=parse_overrides(args.pseudo),
         data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
         save_predictions=args.save_predictions, retrain=args.retrain, force=args.force,
     )
@@ -157,7 +180,15 @@ def cmd_data(args, cache: Path) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "table": cmd_table, "list": cmd_list, "data": cmd_data}
+def cmd_pseudo(args, cache: Path) -> int:
+    from bench.data.datasets import get_dataset
+    from pseudo_labels import commands
+
+    dataset = get_dataset(args.dataset, cache, args.data_root)
+    return commands.COMMANDS[args.pseudo_command](args, dataset, cache)
+
+
+COMMANDS = {"run": cmd_run, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -63,13 +63,19 @@ class RunRecord:
     versions: dict = field(default_factory=dict)
     git_commit: str = ""
     timings: dict = field(default_factory=dict)
+    pseudo: dict = field(default_factory=dict)  # weak mode: pseudo-label settings that differ from the defaults
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:
-        path = Path(results_dir) / record_relpath(self.dataset, self.preset, self.method, self.mode,
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, self.method, mode_label(self.mode, self.pseudo),
                                                   self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path
+
+
+def mode_label(mode: str, pseudo: dict | None = None) -> str:
+    """'weak', or 'weak+saliency=none' for weak runs on non-default pseudo masks (an ablation)."""
+    return mode + "".join(f"+{k}={v}" for k, v in sorted((pseudo or {}).items()))
 
 
 def record_relpath(dataset: str, preset: str, method: str, mode: str, fold: int, way: int, shot: int, seed: int) -> Path:
@@ -84,6 +90,8 @@ def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:
     for path in sorted(results_dir.rglob("*.json")):
         try:
             raw = json.loads(path.read_text())
+            if raw.get("record_type") is not None:  # e.g. pseudo-mask quality records, tabled separately
+                continue
             out.append((path, RunRecord(**raw)))
         except (json.JSONDecodeError, TypeError) as exc:
             raise BenchError(f"unreadable run record {path} ({exc}); fix: delete it and re-run that cell") from None

@@ -3,6 +3,7 @@ episode files, one run per seed, and write one RunRecord per (fold, seed)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from bench.errors import BenchError
 from bench.metrics import IoUAccumulator
 from bench.presets import Preset, get_preset
 from bench.progress import progress
-from bench.records import RunRecord, environment_versions, git_commit, record_relpath
+from bench.records import RunRecord, environment_versions, git_commit, mode_label, record_relpath
 from bench.registry import create_method
 
 
@@ -33,6 +34,7 @@ class RunRequest:
     preset: str = "wacv22"
     seeds: tuple[int, ...] | None = None  # None: every run of the preset
     config: dict = field(default_factory=dict)
+    pseudo: dict = field(default_factory=dict)  # weak mode: pseudo-label setting overrides
     data_root: Path | None = None
     cache_dir: Path = Path("cache")
     results_dir: Path = Path("results")
@@ -45,8 +47,12 @@ def run(req: RunRequest, log=print) -> list[Path]:
     if req.mode not in ("full", "weak"):
         raise BenchError(f"unknown mode '{req.mode}'; use full or weak")
     preset = get_preset(req.preset)
+    if req.pseudo:
+        from pseudo_labels.config import changed_settings
+
+        req.pseudo = changed_settings(req.pseudo)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
-    annotations = annotation_source(req.mode, dataset, req.cache_dir)
+    annotations = annotation_source(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = list(req.seeds) if req.seeds is not None else preset.seeds()
     written = []
     redo = req.force or req.retrain or req.save_predictions is not None
@@ -71,7 +77,7 @@ def run(req: RunRequest, log=print) -> list[Path]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), req.method, req.mode,
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), req.method, mode_label(req.mode, req.pseudo),
                                                   fold, req.way, req.shot, seed)
 
 
@@ -88,8 +94,12 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
             and old.get("dataset_fingerprint") == dataset.fingerprint())
 
 
-def checkpoint_path(req: RunRequest, fold: int) -> Path:
-    return Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method / req.mode / f"fold{fold}.pt"
+def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
+    """Keyed by the method config and the training masks, so changing either never loads a stale fit."""
+    key = json.dumps({"config": req.config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return (Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method
+            / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")
 
 
 def fitted_method(req: RunRequest, train: TrainSource, fold: int):
@@ -98,7 +108,7 @@ def fitted_method(req: RunRequest, train: TrainSource, fold: int):
     import pickle
 
     method = create_method(req.method, req.config)
-    path = checkpoint_path(req, fold)
+    path = checkpoint_path(req, fold, train.annotations)
     if path.exists() and not req.retrain:
         with open(path, "rb") as f:
             method.load_state_dict(pickle.load(f))
@@ -142,7 +152,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
-        git_commit=git_commit(), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
+        git_commit=git_commit(), pseudo=dict(req.pseudo), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
                                           "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     )
 

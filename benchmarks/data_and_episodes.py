@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from bench.data.datasets import class_pixel_counts, embedded_dataset, mini_spec

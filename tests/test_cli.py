@@ -9,7 +9,7 @@ from PIL import Image
 from bench.cli import main
 from bench.episodes import load_or_sample_episodes, query_ground_truth
 from bench.presets import PRESETS
-from bench.records import RunRecord, atomic_write_text, load_records
+from bench.records import atomic_write_text, load_records
 
 
 def bench(cache_dir, *args):
@@ -76,11 +76,16 @@ def test_unknown_method_suggests_and_exits_2(cache_dir, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_weak_mode_without_pseudo_labels_is_a_clear_error(cache_dir, tmp_path, capsys):
-    args = run_args(tmp_path / "r", "background")
-    args[args.index("full")] = "weak"
-    assert bench(cache_dir, *args) == 2
-    assert "weak mode needs pseudo masks" in capsys.readouterr().err
+def test_bad_pseudo_label_settings_are_clear_errors(cache_dir, tmp_path, capsys):
+    weak = run_args(tmp_path / "r", "background")
+    weak[weak.index("full")] = "weak"
+    assert bench(cache_dir, *weak, "--pseudo-set", "saliency=onnx") == 2
+    assert "saliency=onnx needs a model file" in capsys.readouterr().err
+    assert bench(cache_dir, *weak, "--pseudo-set", "words=fasttext", "--pseudo-set", "words_path=/no/cc.en.300.bin") == 2
+    assert "/no/cc.en.300.bin not found" in capsys.readouterr().err
+    assert bench(cache_dir, *run_args(tmp_path / "r", "background"), "--pseudo-set", "saliency=none") == 2
+    assert "only applies to --mode weak" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):

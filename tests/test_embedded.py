@@ -4,7 +4,6 @@ import re
 from collections import Counter
 
 import numpy as np
-import pytest
 
 from bench.data.classes import VOC_CLASSES
 from bench.data.embedded.generate import EmbeddedSpec, generate

@@ -127,6 +127,21 @@ def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> Vo
     return VocLayoutDataset(name, root, "SegmentationClass", lists)
 
 
+def pool_dataset(dataset) -> VocLayoutDataset:
+    """The disjoint-class pool shipped beside an embedded dataset (pool/ in the same VOC layout,
+    labels 1..P in pool/classes.txt order). Real datasets have none: their CAM is VGG-16 on ImageNet."""
+    root = getattr(dataset, "root", None)
+    if root is None or not (Path(root) / "pool" / "classes.txt").is_file():
+        raise BenchError(
+            f"dataset {dataset.name} has no disjoint pool to train a CAM or saliency net on; "
+            "fix: --pseudo-set cam=vgg16 cam_weights=FILE (and saliency=onnx saliency_path=FILE or saliency=none)"
+        )
+    pool = Path(root) / "pool"
+    names = tuple(pool.joinpath("classes.txt").read_text().splitlines())
+    lists = {s: pool / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
+    return VocLayoutDataset(f"{dataset.name}-pool", pool, "SegmentationClass", lists, names, family="pool")
+
+
 def mini_spec():
     """A few seconds to generate: for smoke runs and the test suite, never for reported numbers."""
     from bench.data.embedded.generate import EmbeddedSpec

@@ -1,7 +1,6 @@
 """PASCAL VOC colour palette and palette-PNG mask I/O."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,101 @@
+"""`bench pseudo ...` subcommands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.cli import parse_overrides
+from bench.errors import BenchError
+from pseudo_labels.config import pseudo_config
+
+
+def _config(args):
+    return pseudo_config(parse_overrides(args.overrides))
+
+
+def train_cam(args, dataset, cache: Path) -> int:
+    from pseudo_labels.backends import cam_backend
+
+    cfg = _config(args)
+    cam = cam_backend(dataset, cfg, cache)
+    meta_file = Path(getattr(cam, "path", "")).with_suffix(".json")
+    if cfg.cam == "pool" and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        print(f"CAM classifier ({len(cam.class_names)} pool classes, trained in {meta['train_s']:.0f} s): "
+              f"held-out top-1 {meta['val_top1']:.1f}%, label recall {meta['val_label_recall']:.1f}% ({meta['n_val']} images)")
+        print(f"weights: {cam.path}")
+    else:
+        print(f"CAM back-end {cfg.cam}: {len(cam.class_names)} classes, {cam.fingerprint()}")
+    return 0
+
+
+def train_saliency(args, dataset, cache: Path) -> int:
+    from pseudo_labels.backends import saliency_backend
+
+    cfg = _config(args)
+    sal = saliency_backend(dataset, cfg, cache)
+    if cfg.saliency == "pool":
+        meta = json.loads(Path(sal.path).with_suffix(".json").read_text())
+        print(f"saliency net (trained in {meta['train_s']:.0f} s): held-out foreground IoU {meta['val_fg_iou']:.1f}%")
+        print(f"weights: {sal.path}")
+    else:
+        print(f"saliency back-end {cfg.saliency}: nothing to train ({sal.fingerprint()})")
+    return 0
+
+
+def generate(args, dataset, cache: Path) -> int:
+    from pseudo_labels.generate import generate_pseudo_masks
+
+    root = generate_pseudo_masks(dataset, _config(args), cache)
+    manifest = json.loads((root / "manifest.json").read_text())
+    print(f"{manifest['n_images']} pseudo masks at {root} (fingerprint {manifest['fingerprint']})")
+    return 0
+
+
+def neighbours(args, dataset, cache: Path) -> int:
+    from pseudo_labels.generate import build_pipeline
+    from pseudo_labels.words import phrase_words
+
+    names = list(dataset.class_names)
+    if args.class_name not in names:
+        from bench.registry import did_you_mean
+
+        raise BenchError(f"unknown class '{args.class_name}'{did_you_mean(args.class_name, names)}; "
+                         f"{dataset.name} classes: {', '.join(names)}")
+    cfg = _config(args)
+    pipe = build_pipeline(dataset, cfg, cache)
+    c = names.index(args.class_name)
+    from pseudo_labels.words import similarities, word_vectors
+
+    sim = similarities(word_vectors(cfg.words, cfg.words_path), [args.class_name], list(pipe.cam.class_names))[0]
+    w = pipe.weights[c]
+    share = w / w.sum() if w.sum() > 0 else w
+    print(f"{args.class_name} -> words {' '.join(phrase_words(args.class_name))} "
+          f"({cfg.words}, weighting {cfg.weighting}); top CAM classes by weight w_k:")
+    for k in np.argsort(-w, kind="stable")[: args.top]:
+        print(f"  {pipe.cam.class_names[k]:<32} cos {sim[k]:+.3f}  w {w[k]:.3f}  share of T-bar {100 * share[k]:5.1f}%")
+    return 0
+
+
+def report(args, dataset, cache: Path) -> int:
+    from pseudo_labels.report import example_figure, quality, quality_table, write_quality_record
+
+    cfg = _config(args)
+    splits = ("train", "val") if args.split == "both" else (args.split,)
+    record = quality(dataset, cfg, cache, splits)
+    path = write_quality_record(record, args.results_dir)
+    print(f"pseudo masks {record['fingerprint']} of {dataset.name} ({record['n_images']} images, {'+'.join(splits)}): "
+          f"IoU (%) against GT")
+    print(quality_table(record))
+    if record["saliency_fg_iou"] is not None:
+        print(f"saliency alone: foreground IoU {record['saliency_fg_iou']:.1f}%")
+    figure = args.figure or path.with_suffix(".png")
+    example_figure(dataset, cfg, cache, figure)
+    print(f"record: {path}\nexamples: {figure}")
+    return 0
+
+
+COMMANDS = {"train-cam": train_cam, "train-saliency": train_saliency, "generate": generate,
+            "neighbours": neighbours, "report": report}

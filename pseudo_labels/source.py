@@ -1,0 +1,37 @@
+"""Weak mode's AnnotationSource: pseudo masks read from the generator's cache folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.datasets import check_same_size, read_mask
+from pseudo_labels.config import pseudo_config
+from pseudo_labels.generate import check_complete, generate_pseudo_masks
+
+
+class PseudoMasks:
+    kind = "weak"
+
+    def __init__(self, dataset, root: Path):
+        self.dataset = dataset
+        self.root = check_complete(Path(root))
+        self.manifest = json.loads((self.root / "manifest.json").read_text())
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / "SegmentationClass" / f"{image_id}.png"
+
+    def mask(self, image_id: str) -> np.ndarray:
+        mask = read_mask(self.mask_path(image_id))
+        check_same_size(self.dataset.image(image_id), mask, self.dataset.image_path(image_id), self.mask_path(image_id))
+        return mask
+
+    def fingerprint(self) -> str:
+        return f"pseudo:{self.dataset.name}:{self.manifest['fingerprint']}"
+
+
+def pseudo_masks_for(dataset, cache_dir: Path, overrides: dict | None = None, log=print) -> PseudoMasks:
+    """Pseudo masks of `dataset` under the given settings, generated on first use."""
+    root = generate_pseudo_masks(dataset, pseudo_config(overrides), Path(cache_dir), log)
+    return PseudoMasks(dataset, root)

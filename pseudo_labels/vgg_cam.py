@@ -1,0 +1,104 @@
+"""The paper's real-data CAM: torchvision VGG-16 with ImageNet weights from a user's file
+(e.g. torchvision's vgg16-397923af.pth), run fully convolutionally (fc6 -> 7x7 conv, fc7/fc8 -> 1x1),
+so every kept ImageNet class gets a score map. Classes of the benchmark and their hyponyms are
+removed (data/imagenet_exclusions.json), which is what makes the CAM classes disjoint.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import BenchError
+from pseudo_labels.nets import as_batch, normalised_cams
+
+EXCLUSIONS_FILE = Path(__file__).parent / "data" / "imagenet_exclusions.json"
+
+
+def imagenet_categories() -> list[str]:
+    from torchvision.models import VGG16_Weights
+
+    return list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@lru_cache(maxsize=1)
+def exclusions() -> dict[str, dict[str, list]]:
+    raw = json.loads(EXCLUSIONS_FILE.read_text())
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def kept_imagenet_classes(benchmark_classes) -> list[tuple[int, str]]:
+    """ImageNet (index, name) pairs left after removing every benchmark class and its hyponyms."""
+    table = next((t for t in exclusions().values() if set(benchmark_classes) <= set(t)), None)
+    if table is None:
+        raise BenchError(
+            f"no ImageNet exclusion list covers the classes {', '.join(list(benchmark_classes)[:4])}...; "
+            f"fix: add them to {EXCLUSIONS_FILE}"
+        )
+    dropped = {i for c in benchmark_classes for i, _ in table[c]}
+    return [(i, n) for i, n in enumerate(imagenet_categories()) if i not in dropped]
+
+
+def fully_convolutional(classifier: nn.Sequential, kernel: int) -> nn.Sequential:
+    """Linear layers -> convolutions with the same weights (the first with `kernel`, the rest 1x1);
+    dropout removed, activations kept. On a kernel x kernel input it reproduces the classifier."""
+    layers = []
+    first = True
+    for layer in classifier:
+        if isinstance(layer, nn.Linear):
+            k = kernel if first else 1
+            conv = nn.Conv2d(layer.in_features // (k * k), layer.out_features, k)
+            conv.weight.data.copy_(layer.weight.data.view(layer.out_features, -1, k, k))
+            conv.bias.data.copy_(layer.bias.data)
+            layers.append(conv)
+            first = False
+        elif not isinstance(layer, nn.Dropout):
+            layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def load_vgg16(path: Path | None) -> nn.Module:
+    if path is None or not Path(path).is_file():
+        raise BenchError(
+            f"VGG-16 weight file {path or '(none given)'} not found; fix: download torchvision's "
+            "vgg16-397923af.pth elsewhere and pass --pseudo-set cam_weights=/path/to/vgg16-397923af.pth"
+        )
+    from torchvision.models import vgg16
+
+    net = vgg16(weights=None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state.get("state_dict", state))
+    except (RuntimeError, KeyError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise BenchError(f"{path} is not a torchvision VGG-16 state dict ({first}); fix: pass vgg16-397923af.pth") from None
+    return net.eval()
+
+
+class VggCam:
+    def __init__(self, path: Path | None, benchmark_classes, cfg):
+        kept = kept_imagenet_classes(benchmark_classes)
+        self.keep = torch.tensor([i for i, _ in kept])
+        self.class_names = [n for _, n in kept]
+        net = load_vgg16(path)
+        self.features = net.features
+        self.head = fully_convolutional(net.classifier, kernel=7)
+        self.path, self.size, self.prob_scale, self.norm = Path(path), cfg.vgg_input, cfg.cam_prob_scale, cfg.cam_norm
+
+    @torch.no_grad()
+    def maps(self, images: np.ndarray) -> torch.Tensor:
+        x = F.interpolate(as_batch(images), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        scores = self.head(self.features(x))
+        probs = torch.softmax(scores.mean(dim=(2, 3)), dim=1)[:, self.keep] if self.prob_scale else None
+        cams = scores[:, self.keep]
+        return normalised_cams(cams, probs, self.norm)
+
+    def fingerprint(self) -> str:
+        from pseudo_labels.backends import _file_sha
+
+        return f"vgg16:{_file_sha(self.path)}:{self.size}:prob={self.prob_scale}:{self.norm}"
