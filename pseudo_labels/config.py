@@ -26,7 +26,7 @@ class PseudoConfig:
     # word vectors and eq. 2
     words: str = "glove"
     words_path: str = ""
-    weighting: str = "softmax"
+    weighting: str = "cosine"
     topk: int = 5
     temperature: float = 0.05
     # saliency back-end: `pool` = SaliencyNet trained fg/bg on the pool; `onnx` = a user model; `none`
@@ -37,7 +37,7 @@ class PseudoConfig:
     saliency_threshold: float = 0.5
     gate: str = "hard"  # hard: T-bar zeroed where saliency < saliency_threshold; soft: T-bar x saliency
     # eq. 3 -> mask: a labelled class wins a pixel if its normalised, gated map is the largest and >= threshold
-    threshold: float = 0.1
+    threshold: float = 0.05
     seed: int = 0
 
     def key(self, fields: tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from bench.data.datasets import IGNORE, pool_dataset
 from bench.progress import progress
 from bench.records import atomic_write_bytes
 from pseudo_labels.config import CAM_FIELDS, SALIENCY_FIELDS, PseudoConfig
-from pseudo_labels.nets import CamNet, SaliencyNet, as_batch
+from pseudo_labels.nets import ARCH_VERSION, CamNet, SaliencyNet, as_batch
 
 TRAIN_SIZES = (97, 113, 129)  # multi-scale training: cheaper steps and scale robustness
 CROP_SIZE = 64
@@ -47,7 +47,8 @@ def pool_arrays(pool, split: str) -> PoolArrays:
 
 def model_path(cache_dir: Path, kind: str, pool, cfg: PseudoConfig) -> Path:
     fields = CAM_FIELDS if kind == "cam" else SALIENCY_FIELDS
-    return Path(cache_dir) / "pseudo" / "models" / f"{kind}-{pool.name}-{pool.fingerprint()}-{cfg.key(fields)}.pt"
+    name = f"{kind}{ARCH_VERSION[kind]}-{pool.name}-{pool.fingerprint()}-{cfg.key(fields)}.pt"
+    return Path(cache_dir) / "pseudo" / "models" / name
 
 
 def save_model(path: Path, net: torch.nn.Module, meta: dict) -> None:
@@ -62,7 +63,10 @@ def _batches(rng: np.random.Generator, n: int, batch: int):
     return [order[i : i + batch] for i in range(0, n, batch)]
 
 
-def _augmented(x: torch.Tensor, rng: np.random.Generator, size: int, y: torch.Tensor | None = None):
+def _augmented(x: torch.Tensor, rng: np.random.Generator, size: int, y: torch.Tensor | None = None,
+               colours: bool = False):
+    if colours and rng.random() < 0.5:
+        x = x[:, rng.permutation(3)]  # shuffled colour channels: objecthood must not hinge on the pool's palette
     if rng.random() < 0.5:
         x = x.flip(-1)
         y = None if y is None else y.flip(-1)
@@ -157,7 +161,7 @@ def train_saliency(pool, cfg: PseudoConfig) -> tuple[SaliencyNet, dict]:
 
     def loss(idx):
         target = torch.from_numpy(train.masks[idx]).float()
-        x, target = _augmented(as_batch(train.images[idx]), rng, int(rng.choice(TRAIN_SIZES)), target)
+        x, target = _augmented(as_batch(train.images[idx]), rng, int(rng.choice(TRAIN_SIZES)), target, colours=True)
         valid = (target != IGNORE).float()
         return F.binary_cross_entropy_with_logits(net(x), (target > 0).float() * valid, weight=valid)
 

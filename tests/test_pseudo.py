@@ -62,7 +62,10 @@ def test_unknown_word_is_a_clear_error_naming_the_word():
 
 
 def test_glove_vectors_are_real_and_every_class_name_has_one():
+    from bench.data.classes import COCO_CLASSES
+
     glove = word_vectors("glove")
+    assert similarities(glove, list(COCO_CLASSES), ["wolf face"]).shape == (80, 1)
     names = [name for _, name in pool_classes()]
     sim = similarities(glove, list(VOC_CLASSES), names)
     assert sim.shape == (20, len(names))
@@ -161,12 +164,16 @@ def test_no_benchmark_class_in_the_cam_training_data(mini):
 def test_imagenet_exclusions_match_torchvision_names_and_remove_hyponyms():
     from pseudo_labels.vgg_cam import exclusions, imagenet_categories, kept_imagenet_classes
 
+    from bench.data.classes import COCO_CLASSES
+
     cats = imagenet_categories()
     table = exclusions()["pascal"]
-    assert set(table) == set(VOC_CLASSES)
-    for pairs in table.values():
+    assert set(table) == set(VOC_CLASSES) and set(exclusions()["coco"]) == set(COCO_CLASSES)
+    for pairs in list(table.values()) + list(exclusions()["coco"].values()):
         for i, name in pairs:
             assert cats[i] == name
+    coco_kept = dict(kept_imagenet_classes(COCO_CLASSES)).values()
+    assert {"zebra", "teddy", "tabby", "Chihuahua", "goblet"}.isdisjoint(coco_kept) and "tiger" in coco_kept
     kept = dict(kept_imagenet_classes(VOC_CLASSES))
     assert not set(range(151, 269)) & set(kept)  # every dog breed goes with "dog"
     assert {"tabby", "airliner", "school bus", "studio couch", "dining table"}.isdisjoint(kept.values())
@@ -242,10 +249,10 @@ def test_fingerprint_is_deterministic_and_tracks_every_setting(mini, cache_dir, 
     a = build_pipeline(mini, tiny_cfg, cache_dir).fingerprint(mini)
     b = build_pipeline(mini, pseudo_config(TINY), cache_dir).fingerprint(mini)
     assert a == b and len(a) == 16
-    for change in ({"threshold": 0.4}, {"saliency": "none"}, {"weighting": "cosine"}, {"gate": "soft"}, {"cam_epochs": 3}):
+    for change in ({"threshold": 0.4}, {"saliency": "none"}, {"weighting": "softmax"}, {"gate": "soft"}, {"cam_epochs": 3}):
         other = build_pipeline(mini, pseudo_config({**TINY, **change}), cache_dir).fingerprint(mini)
         assert other != a, change
-    assert changed_settings({"saliency": "none", "threshold": 0.1, "gate": "soft"}) == {"saliency": "none", "gate": "soft"}
+    assert changed_settings({"saliency": "none", "threshold": PseudoConfig().threshold, "gate": "soft"}) == {"saliency": "none", "gate": "soft"}
 
 
 def test_generated_masks_hold_only_labelled_classes_and_are_cached(mini, cache_dir, tiny_cfg):
