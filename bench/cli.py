@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="methods, datasets, presets")
 
+    bb = sub.add_parser("backbone", help="the frozen DeepLabV3+ (pretrained on the disjoint pool) and its feature cache")
+    bsub = bb.add_subparsers(dest="backbone_command", required=True)
+    for name, text in (("pretrain", "pretrain DeepLabV3+ on the pool (cached) and print its held-out mIoU"),
+                       ("features", "compute and store the decoder features of every train and test image")):
+        q = bsub.add_parser(name, help=text)
+        q.add_argument("--dataset", default="openmoji5i")
+        q.add_argument("--data-root", type=Path, default=None)
+        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="fields of backbones/pretrain.py:BackboneConfig, e.g. arch=r18-os16 epochs=3")
+
     ps = sub.add_parser("pseudo", help="pseudo masks from image-level labels (CAM x word vectors, saliency gate)",
                         description="Settings (--set KEY=VALUE) are the fields of pseudo_labels/config.py:PseudoConfig.")
     psub = ps.add_subparsers(dest="pseudo_command", required=True)
@@ -188,7 +198,26 @@ def cmd_pseudo(args, cache: Path) -> int:
     return commands.COMMANDS[args.pseudo_command](args, dataset, cache)
 
 
-COMMANDS = {"run": cmd_run, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
+def cmd_backbone(args, cache: Path) -> int:
+    from backbones.features import FeatureCache
+    from backbones.pretrain import backbone_config, pretrained_backbone
+    from bench.data.datasets import get_dataset
+
+    dataset = get_dataset(args.dataset, cache, args.data_root)
+    model, meta, path = pretrained_backbone(dataset, backbone_config(parse_overrides(args.overrides)), cache)
+    if args.backbone_command == "pretrain":
+        if "val_miou" in meta:
+            print(f"DeepLabV3+ {meta['arch']} pretrained on the pool in {meta['train_s']:.0f} s: held-out mIoU "
+                  f"{meta['val_miou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}%")
+        print(f"weights: {path}")
+        return 0
+    cache_ = FeatureCache(dataset, model, path, cache)
+    cache_.ensure(dataset.ids("train") + dataset.ids("val"))
+    print(f"features of {len(dataset.ids('train')) + len(dataset.ids('val'))} images at {cache_.root}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "backbone": cmd_backbone, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
 
 if __name__ == "__main__":
     sys.exit(main())

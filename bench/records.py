@@ -63,6 +63,7 @@ class RunRecord:
     versions: dict = field(default_factory=dict)
     git_commit: str = ""
     timings: dict = field(default_factory=dict)
+    method_config: dict = field(default_factory=dict)  # every setting the method ran with, defaults included
     pseudo: dict = field(default_factory=dict)  # weak mode: pseudo-label settings that differ from the defaults
     record_version: int = RECORD_VERSION
 

@@ -10,6 +10,8 @@ from bench.errors import BenchError
 METHODS = {
     "background": "methods.background:AllBackground",
     "oracle": "methods.oracle:Oracle",
+    "ours": "methods.ours:Ours",
+    "ours-noE": "methods.ours:OursNoE",
 }
 # Registered for the test suite and the harness's own checks; `bench list` marks them.
 TEST_ONLY = {"oracle"}

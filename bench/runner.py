@@ -112,6 +112,8 @@ def fitted_method(req: RunRequest, train: TrainSource, fold: int):
     if path.exists() and not req.retrain:
         with open(path, "rb") as f:
             method.load_state_dict(pickle.load(f))
+        if hasattr(method, "attach"):  # methods that need their data bound again (feature caches)
+            method.attach(train)
         return method
     method.fit(train, dict(req.config))
     state = method.state_dict()
@@ -152,9 +154,18 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
-        git_commit=git_commit(), pseudo=dict(req.pseudo), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
+        git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=_resolved_config(method), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
                                           "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     )
+
+
+def _resolved_config(method) -> dict:
+    """A method's full settings when it keeps them in a dataclass `cfg` (so a record says, e.g.,
+    which loss ran even when it was the default); {} otherwise."""
+    from dataclasses import asdict, is_dataclass
+
+    cfg = getattr(method, "cfg", None)
+    return asdict(cfg) if is_dataclass(cfg) else {}
 
 
 class PredictionSaver:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from bench.errors import BenchError
+from bench.settings import settings_from
 
 
 @dataclass(frozen=True)
@@ -56,25 +56,7 @@ def _hash(text: str) -> str:
 
 
 def pseudo_config(overrides: dict | None = None) -> PseudoConfig:
-    fields = {f.name: f for f in dataclasses.fields(PseudoConfig)}
-    clean = {}
-    for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise BenchError(f"unknown pseudo-label setting '{key}'; known: {', '.join(fields)}")
-        default = fields[key].default
-        clean[key] = _coerce(key, value, type(default))
-        if key in CHOICES and clean[key] not in CHOICES[key]:
-            raise BenchError(f"pseudo-label setting {key}={value} is not one of {', '.join(CHOICES[key])}")
-    return PseudoConfig(**clean)
-
-
-def _coerce(key: str, value, kind: type):
-    if kind is bool and isinstance(value, str):
-        return value.lower() in ("1", "true", "yes")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise BenchError(f"pseudo-label setting {key}={value!r} should be a {kind.__name__}") from None
+    return settings_from(PseudoConfig, overrides, "pseudo-label", CHOICES)
 
 
 def changed_settings(overrides: dict | None) -> dict:

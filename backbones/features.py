@@ -1,0 +1,66 @@
+"""Per-image decoder features of the frozen backbone, computed once and stored as float16.
+
+Stored at the decoder's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image, 279 kB);
+methods upsample to the image size when they need pixel features, which is cheaper than
+storing 16x more data. One .npy file per image so that images of any size share one cache.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backbones.deeplab import decoder_features
+from bench.progress import progress
+from bench.records import atomic_write_bytes
+
+BATCH = 32
+
+
+class FeatureCache:
+    def __init__(self, dataset, model: torch.nn.Module, backbone_path: Path, cache_dir: Path):
+        self.dataset, self.model = dataset, model
+        self.root = Path(cache_dir) / "features" / f"{dataset.name}-{dataset.fingerprint()}-{Path(backbone_path).stem}"
+
+    def path(self, image_id: str) -> Path:
+        return self.root / f"{image_id}.npy"
+
+    def ensure(self, ids, desc: str = "backbone features") -> None:
+        """Compute and store the features of every image in `ids` that has none yet."""
+        todo = [i for i in dict.fromkeys(ids) if not self.path(i).is_file()]
+        by_shape: dict[tuple, list[str]] = {}
+        for i in todo:
+            by_shape.setdefault(self.dataset.image(i).shape[:2], []).append(i)
+        batches = [g[k : k + BATCH] for g in by_shape.values() for k in range(0, len(g), BATCH)]
+        for batch in progress(batches, desc=f"{desc} ({len(todo)} images)"):
+            feats = self.compute([self.dataset.image(i) for i in batch])
+            for image_id, f in zip(batch, feats):
+                buf = _npy_bytes(f.numpy().astype(np.float16))
+                atomic_write_bytes(self.path(image_id), buf)
+
+    @torch.no_grad()
+    def compute(self, images: list[np.ndarray]) -> torch.Tensor:
+        from pseudo_labels.nets import as_batch
+
+        return decoder_features(self.model, as_batch(images))
+
+    def features(self, image_id: str) -> torch.Tensor:
+        """(C, h, w) float32 at the decoder's resolution."""
+        if not self.path(image_id).is_file():
+            self.ensure([image_id])
+        return torch.from_numpy(np.load(self.path(image_id)).astype(np.float32))
+
+    def pixel_features(self, image_id: str, size: tuple[int, int]) -> torch.Tensor:
+        """(C, H, W) bilinearly upsampled to `size` (the image or the evaluation size)."""
+        f = self.features(image_id)[None]
+        return F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()

@@ -1,0 +1,166 @@
+"""Pretraining DeepLabV3+ for semantic segmentation on the disjoint pool (never the benchmark's
+classes), cached by fingerprint; or loading a user's checkpoint for real data.
+
+The pool has 250 classes + background. The embedded preset trains at 97x97 (random scale crops of
+the 129x129 images) for speed; the held-out mIoU on the pool's val images is printed and stored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backbones.deeplab import ARCHS, build_deeplab, logits
+from bench.data.datasets import IGNORE, pool_dataset
+from bench.errors import BenchError
+from bench.progress import progress
+from bench.records import atomic_write_bytes
+from bench.settings import settings_from
+
+BACKBONE_VERSION = 1  # bump when the recipe changes: cached weights of an older recipe are then not reused
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    arch: str = "r18-os16"
+    checkpoint: str = ""  # a user's mmseg/our state dict: skips pool pretraining (real data)
+    epochs: int = 3
+    batch: int = 8
+    lr: float = 0.01
+    train_size: int = 97
+    max_images: int = 0  # 0 = every pool training image
+    seed: int = 0
+
+    def key(self) -> str:
+        text = json.dumps({**dataclasses.asdict(self), "version": BACKBONE_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def backbone_config(overrides: dict | None = None) -> BackboneConfig:
+    return settings_from(BackboneConfig, overrides, "backbone")
+
+
+def weights_path(cache_dir: Path, pool, cfg: BackboneConfig) -> Path:
+    return Path(cache_dir) / "backbones" / f"deeplabv3plus-{cfg.arch}-{pool.name}-{pool.fingerprint()}-{cfg.key()}.pt"
+
+
+def _random_crop(rng, image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random scale in [0.75, 1.25] of the image side, random crop (or pad) to size x size, flip."""
+    from PIL import Image
+
+    h, w = mask.shape
+    s = rng.uniform(0.75, 1.25)
+    nh, nw = max(size, int(h * s)), max(size, int(w * s))
+    image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    mask = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST))
+    y, x = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
+    image, mask = image[y : y + size, x : x + size], mask[y : y + size, x : x + size]
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return image, mask
+
+
+def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
+    from pseudo_labels.nets import as_batch
+    from pseudo_labels.train import pool_arrays
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train, val = pool_arrays(pool, "train"), pool_arrays(pool, "val")
+    n = len(train.images) if not cfg.max_images else min(cfg.max_images, len(train.images))
+    n_classes = len(pool.class_names) + 1
+    model = build_deeplab(cfg.arch, n_classes).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+    batches = [rng.permutation(n)[i : i + cfg.batch] for _ in range(cfg.epochs) for i in range(0, n, cfg.batch)]
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=len(batches), power=0.9)
+    t0 = time.perf_counter()
+    model.train()
+    for idx in progress(batches, desc=f"pretraining DeepLabV3+ {cfg.arch} on {pool.name}"):
+        pairs = [_random_crop(rng, train.images[i], train.masks[i], cfg.train_size) for i in idx]
+        x = as_batch(np.stack([p[0] for p in pairs])).contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        out = F.interpolate(logits(model, x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(out, y, ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    meta = {"arch": cfg.arch, "classes": ["background", *pool.class_names], "train_s": round(time.perf_counter() - t0, 1),
+            "n_train": n, "epochs": cfg.epochs, "train_size": cfg.train_size, **pool_miou(model.eval(), val)}
+    return model, meta
+
+
+@torch.no_grad()
+def pool_miou(model, val) -> dict:
+    """Held-out mIoU over the classes present in the pool's val masks (background included)."""
+    from pseudo_labels.nets import as_batch
+
+    n_classes = model.decode_head.num_classes
+    conf = np.zeros((n_classes, n_classes), np.int64)
+    for i in range(0, len(val.images), 32):
+        x = as_batch(val.images[i : i + 32])
+        pred = F.interpolate(logits(model, x), size=x.shape[-2:], mode="bilinear", align_corners=False).argmax(1).numpy()
+        gt = val.masks[i : i + 32]
+        keep = gt != IGNORE
+        conf += np.bincount(gt[keep].astype(np.int64) * n_classes + pred[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
+    inter = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - inter
+    present = conf.sum(1) > 0
+    return {"val_miou": round(float(np.mean(inter[present] / union[present])) * 100, 2),
+            "val_pixel_acc": round(float(inter.sum() / conf.sum()) * 100, 2)}
+
+
+def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print) -> tuple[torch.nn.Module, dict, Path]:
+    """The frozen DeepLabV3+ for this dataset: a user checkpoint, or pool-pretrained (trained on first use)."""
+    if cfg.checkpoint:
+        return _user_checkpoint(Path(cfg.checkpoint), cfg)
+    pool = pool_dataset(dataset)
+    path = weights_path(cache_dir, pool, cfg)
+    if not path.is_file():
+        log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
+            f"{cfg.epochs} epochs at {cfg.train_size}px)")
+        model, meta = train_on_pool(pool, cfg)
+        buf = io.BytesIO()
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
+        log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_deeplab(cfg.arch, len(blob["meta"]["classes"]))
+    model.load_state_dict(blob["state_dict"])
+    return _frozen(model), blob["meta"], path
+
+
+def _user_checkpoint(path: Path, cfg: BackboneConfig):
+    if not path.is_file():
+        raise BenchError(f"backbone checkpoint {path} not found; fix: pass an mmsegmentation DeepLabV3+ "
+                         f"{cfg.arch} checkpoint as the backbone setting checkpoint=FILE")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    state = blob.get("state_dict", blob)
+    head = state.get("decode_head.conv_seg.weight")
+    if head is None:
+        raise BenchError(f"{path} has no decode_head.conv_seg.weight; fix: pass a DeepLabV3+ checkpoint from mmsegmentation")
+    model = build_deeplab(cfg.arch, head.shape[0])
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        missing = [str(exc).strip().splitlines()[-1].strip()]
+    if missing:
+        raise BenchError(f"{path} does not fit DeepLabV3+ {cfg.arch} ({missing[0]}); fix: choose the matching arch, "
+                         f"one of {', '.join(ARCHS)}")
+    return _frozen(model), {"arch": cfg.arch, "checkpoint": str(path)}, path
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

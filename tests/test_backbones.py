@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from backbones.mmseg_compat import install, point_sample
+from bench.errors import BenchError
+
+TINY = {"epochs": 1, "max_images": 12, "batch": 4, "train_size": 65}
+
+
+def test_point_sample_stand_in_on_a_hand_computed_case():
+    grid = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    points = torch.tensor([[[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.5, 0.5]]])  # (x, y) in [0, 1]
+    np.testing.assert_allclose(point_sample(grid, points)[0, 0].numpy(), [0.0, 1.0, 2.0, 1.5])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_mmseg_imports_on_mmcv_lite_and_missing_ops_fail_only_when_used():
+    install()
+    import mmcv.ops
+
+    import mmseg.models
+
+    assert mmseg.models.EncoderDecoder  # the import above raises on mmcv._ext without the stand-in
+
+    if getattr(mmcv.ops, "__wsfss_standin__", False):
+        with pytest.raises(BenchError, match="CrissCrossAttention needs mmcv's compiled ops"):
+            mmcv.ops.CrissCrossAttention(64)
+
+
+def test_decoder_features_are_the_layer_before_the_classifier():
+    from backbones.deeplab import build_deeplab, decoder_features, logits
+
+    torch.manual_seed(0)
+    model = build_deeplab("r18-os16", 7).eval()
+    x = torch.randn(2, 3, 65, 65)
+    with torch.no_grad():
+        feats = decoder_features(model, x)
+        assert feats.shape == (2, 128, 17, 17)  # stride 4, head width 128
+        torch.testing.assert_close(logits(model, x), model.decode_head(model.backbone(x)))
+        torch.testing.assert_close(logits(model, x), model.decode_head.conv_seg(feats))
+    with pytest.raises(BenchError, match="unknown backbone 'r34'"):
+        build_deeplab("r34", 7)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(mini, cache_dir):
+    from backbones.pretrain import backbone_config, pretrained_backbone
+
+    return pretrained_backbone(mini, backbone_config(TINY), cache_dir, log=lambda *_: None)
+
+
+def test_pool_pretraining_is_cached_frozen_and_reports_held_out_miou(mini, cache_dir, tiny_backbone):
+    from backbones.pretrain import backbone_config, pretrained_backbone
+    from bench.data.datasets import pool_dataset
+
+    model, meta, path = tiny_backbone
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert 0.0 <= meta["val_miou"] <= 100.0 and meta["n_train"] == 12
+    assert meta["classes"][1:] == list(pool_dataset(mini).class_names)  # pool classes only
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    stamp = path.stat().st_mtime_ns
+    again, _, same = pretrained_backbone(mini, backbone_config(TINY), cache_dir, log=lambda *_: None)
+    assert same == path and path.stat().st_mtime_ns == stamp
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(BenchError, match="unknown backbone setting 'epoch'"):
+        backbone_config({"epoch": 2})
+
+
+def test_feature_cache_stores_float16_once_and_upsamples(mini, cache_dir, tiny_backbone):
+    from backbones.features import FeatureCache
+
+    model, _, path = tiny_backbone
+    fc = FeatureCache(mini, model, path, cache_dir)
+    ids = mini.ids("val")[:5]
+    fc.ensure(ids)
+    stamps = [fc.path(i).stat().st_mtime_ns for i in ids]
+    fc.ensure(ids)
+    assert stamps == [fc.path(i).stat().st_mtime_ns for i in ids]
+    assert np.load(fc.path(ids[0])).dtype == np.float16
+    direct = fc.compute([mini.image(ids[0])])[0]
+    torch.testing.assert_close(fc.features(ids[0]), direct, atol=2e-2, rtol=1e-2)
+    assert fc.pixel_features(ids[0], (129, 129)).shape == (128, 129, 129)
+
+
+def test_user_checkpoints_load_or_fail_clearly(tmp_path, mini, cache_dir, tiny_backbone):
+    from backbones.pretrain import backbone_config, pretrained_backbone
+
+    model, _, _ = tiny_backbone
+    with pytest.raises(BenchError, match="nope.pth not found"):
+        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "nope.pth")}), cache_dir)
+    torch.save({"state_dict": {"x": torch.zeros(1)}}, tmp_path / "bad.pth")
+    with pytest.raises(BenchError, match="no decode_head.conv_seg.weight"):
+        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "bad.pth")}), cache_dir)
+    torch.save({"meta": {}, "state_dict": model.state_dict()}, tmp_path / "mine.pth")
+    loaded, meta, _ = pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth")}), cache_dir)
+    torch.testing.assert_close(loaded.decode_head.conv_seg.weight, model.decode_head.conv_seg.weight)
+    with pytest.raises(BenchError, match="does not fit DeepLabV3\\+ r50-os8"):
+        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth"), "arch": "r50-os8"}), cache_dir)

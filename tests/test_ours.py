@@ -1,0 +1,127 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import BenchError
+from methods.ours import Ours, OursNoE, knn_votes, prototypes, prototypical_loss
+
+# A backbone pretrained for two steps: plumbing, not quality.
+TINY = {"episodes": 6, "backbone_epochs": 1, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
+
+
+def test_prototypes_on_a_hand_computed_case():
+    emb = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    protos, present = prototypes(emb, torch.tensor([1, 1, 0]), 3)
+    torch.testing.assert_close(protos[:2], torch.tensor([[0.0, 2.0], [2.0, 0.0]]))
+    assert present.tolist() == [True, True, False]
+
+
+def test_losses_on_a_hand_computed_case():
+    protos = torch.tensor([[0.0, 2.0], [2.0, 0.0], [0.0, 0.0]])
+    present = torch.tensor([True, True, False])
+    q = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    labels = torch.tensor([1, 0])
+    # pixel 1: d = (8, 0), pixel 2: d = (2, 2); the absent class is never a candidate
+    want = (math.log(1 + math.exp(-8)) + math.log(2)) / 2
+    assert prototypical_loss(q, labels, protos, present, "ce").item() == pytest.approx(want, rel=1e-6)
+    assert prototypical_loss(q, labels, protos, present, "eq5").item() == pytest.approx(-(1 + math.exp(-2)) / 2, rel=1e-6)
+    with pytest.raises(BenchError, match="unknown loss"):
+        prototypical_loss(q, labels, protos, present, "hinge")
+
+
+def test_chunked_knn_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    query, support = torch.randn(500, 16, generator=g), torch.randn(300, 16, generator=g)
+    labels = torch.randint(0, 3, (300,), generator=g)
+    idx = torch.cdist(query, support).topk(5, largest=False).indices
+    want = torch.nn.functional.one_hot(labels[idx], 3).float().mean(1)
+    for chunk in (7, 128, 4096):
+        got = knn_votes(query, support, labels, 3, 5, chunk)
+        torch.testing.assert_close(got, want)
+    assert knn_votes(query[:4], support[:2], labels[:2], 3, 5).sum(1).tolist() == [1.0] * 4  # k > support pixels
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(BenchError, match="unknown ours setting 'episodez'"):
+        Ours(episodez=3)
+    with pytest.raises(BenchError, match="loss=mse is not one of ce, eq5"):
+        Ours(loss="mse")
+
+
+@pytest.fixture(scope="module")
+def fitted(mini, cache_dir):
+    from bench.annotations import annotation_source
+    from bench.episodes import TrainSource
+    from bench.presets import get_preset
+
+    train = TrainSource(mini, annotation_source("full", mini, cache_dir), get_preset("quick"), 0, cache_dir)
+    method = Ours(**TINY, train_way=2)
+    method.fit(train, {})
+    return method, train
+
+
+def _episode(mini, cache_dir, way, shot):
+    from bench.annotations import annotation_source
+    from bench.episodes import build_episode_input, load_or_sample_episodes
+    from bench.presets import get_preset
+
+    preset = get_preset("quick")
+    specs, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, way, shot, 0)
+    return build_episode_input(specs[0], mini, annotation_source("full", mini, cache_dir), preset)
+
+
+@pytest.mark.parametrize("way,shot", [(1, 1), (2, 1), (1, 5)])
+def test_predictions_are_n_way_label_maps(fitted, mini, cache_dir, way, shot):
+    method, _ = fitted
+    episode = _episode(mini, cache_dir, way, shot)
+    preds = method.predict(episode)
+    assert len(preds) == way
+    for pred, image in zip(preds, episode.query_images):
+        assert pred.shape == image.shape[:2] and pred.dtype == np.uint8 and pred.max() <= way
+    assert len(method.history) == TINY["episodes"] and all(np.isfinite(method.history))
+
+
+def test_deterministic_and_resumes_from_state_dict(fitted, mini, cache_dir):
+    method, train = fitted
+    episode = _episode(mini, cache_dir, 2, 1)
+    again = Ours(**TINY, train_way=2)
+    again.fit(train, {})
+    for a, b in zip(method.predict(episode), again.predict(episode)):
+        np.testing.assert_array_equal(a, b)
+    loaded = Ours(**TINY, train_way=2)
+    loaded.load_state_dict(method.state_dict())
+    loaded.attach(train)
+    for a, b in zip(method.predict(episode), loaded.predict(episode)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_knn_at_image_resolution_and_no_encoder(fitted, mini, cache_dir):
+    method, train = fitted
+    episode = _episode(mini, cache_dir, 1, 1)
+    full = Ours(**TINY, knn_at="image")
+    full.load_state_dict(method.state_dict())
+    full.attach(train)
+    (pred,) = full.predict(episode)
+    assert pred.shape == episode.query_images[0].shape[:2]
+    no_e = OursNoE(**TINY)
+    no_e.fit(train, {})
+    assert no_e.enc is None and no_e.state_dict()["encoder"] is None
+    assert no_e.predict(episode)[0].shape == pred.shape
+
+
+def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(mini, cache_dir, tmp_path, monkeypatch):
+    from bench.cli import main
+    from bench.records import load_records
+
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    args = ["--cache-dir", str(cache_dir), "run", "--method", "ours", "--mode", "full", "--dataset", "openmoji5i-mini",
+            "--preset", "quick", "--fold", "0", "--results-dir", str(tmp_path), *sets]
+    assert main(args) == 0
+    (first,) = [r for _, r in load_records(tmp_path)]
+    assert first.method_config["loss"] == "ce" and first.method_config["k"] == 5 and 0 <= first.miou <= 100
+    monkeypatch.setattr(Ours, "fit", lambda *a: pytest.fail("refitted although a checkpoint exists"))
+    assert main(args + ["--force"]) == 0  # the fold's checkpoint is loaded and the backbone re-attached
+    (second,) = [r for _, r in load_records(tmp_path)]
+    assert second.miou == first.miou and second.episode_sha256 == first.episode_sha256
