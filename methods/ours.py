@@ -41,7 +41,8 @@ class OursConfig:
     # backbone (backbones/pretrain.py:BackboneConfig fields, prefixed)
     backbone_arch: str = "r18-os16"
     backbone_checkpoint: str = ""
-    backbone_epochs: int = 2
+    backbone_crop_epochs: int = 2
+    backbone_epochs: int = 1
     backbone_max_images: int = 0
     seed: int = 0
 
@@ -110,7 +111,7 @@ class Ours:
         from backbones.pretrain import backbone_config, pretrained_backbone
 
         bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
-                                "epochs": self.cfg.backbone_epochs, "max_images": self.cfg.backbone_max_images})
+                                "crop_epochs": self.cfg.backbone_crop_epochs, "epochs": self.cfg.backbone_epochs, "max_images": self.cfg.backbone_max_images})
         model, _, path = pretrained_backbone(dataset, bcfg, cache_dir)
         self.features = FeatureCache(dataset, model, path, cache_dir)
         self.features.ensure(dataset.ids("train") + dataset.ids("val"))

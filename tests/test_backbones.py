@@ -98,3 +98,18 @@ def test_user_checkpoints_load_or_fail_clearly(tmp_path, mini, cache_dir, tiny_b
     torch.testing.assert_close(loaded.decode_head.conv_seg.weight, model.decode_head.conv_seg.weight)
     with pytest.raises(BenchError, match="does not fit DeepLabV3\\+ r50-os8"):
         pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth"), "arch": "r50-os8"}), cache_dir)
+
+
+def test_backbone_cli_prints_held_out_miou_and_stores_features(mini, cache_dir, tiny_backbone, capsys):
+    from bench.cli import main
+
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    base = ["--cache-dir", str(cache_dir), "backbone"]
+    assert main(base + ["pretrain", "--dataset", "openmoji5i-mini", *sets]) == 0
+    out = capsys.readouterr().out
+    assert f"held-out mIoU {tiny_backbone[1]['val_miou']:.1f}%" in out and str(tiny_backbone[2]) in out
+    assert main(base + ["features", "--dataset", "openmoji5i-mini", *sets]) == 0
+    n = len(mini.ids("train")) + len(mini.ids("val"))
+    assert f"features of {n} images" in capsys.readouterr().out
+    assert main(base + ["pretrain", "--dataset", "openmoji5i-mini", "--set", "arch=r34"]) == 2
+    assert "arch=r34 is not one of r18-os16" in capsys.readouterr().err
