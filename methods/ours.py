@@ -97,6 +97,7 @@ class Ours:
     def __init__(self, **config):
         self.cfg = settings_from(OursConfig, config, "ours", {"loss": LOSSES, "knn_at": ("feature", "image")})
         self.features = None
+        self._trained_on: str | None = None  # backbone weights (file stem) E was meta-trained on
         self.enc: nn.Module | None = None
         self.history: list[float] = []
 
@@ -113,6 +114,10 @@ class Ours:
         bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
                                 "crop_epochs": self.cfg.backbone_crop_epochs, "epochs": self.cfg.backbone_epochs, "max_images": self.cfg.backbone_max_images})
         model, _, path = pretrained_backbone(dataset, bcfg, cache_dir)
+        if self._trained_on not in (None, path.stem):
+            raise BenchError(f"this checkpoint of ours was meta-trained on the features of backbone {self._trained_on}, "
+                             f"not {path.stem}; fix: bench run ... --retrain")
+        self._trained_on = path.stem
         self.features = FeatureCache(dataset, model, path, cache_dir)
         self.features.ensure(dataset.ids("train") + dataset.ids("val"))
 
@@ -196,10 +201,11 @@ class Ours:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"config": asdict(self.cfg), "encoder": None if self.enc is None else self.enc.state_dict(),
-                "loss_history": self.history}
+                "backbone": self._trained_on, "loss_history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state.get("loss_history", []))
+        self._trained_on = state.get("backbone")
         if state.get("encoder") is None:
             self.enc = None
             return

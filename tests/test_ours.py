@@ -95,6 +95,10 @@ def test_deterministic_and_resumes_from_state_dict(fitted, mini, cache_dir):
     loaded.attach(train)
     for a, b in zip(method.predict(episode), loaded.predict(episode)):
         np.testing.assert_array_equal(a, b)
+    stale = Ours(**TINY, train_way=2)
+    stale.load_state_dict({**method.state_dict(), "backbone": "deeplabv3plus-older-weights"})
+    with pytest.raises(BenchError, match="meta-trained on the features of backbone deeplabv3plus-older-weights"):
+        stale.attach(train)
 
 
 def test_knn_at_image_resolution_and_no_encoder(fitted, mini, cache_dir):
