@@ -13,12 +13,7 @@ def annotation_source(mode: str, dataset, cache_dir: Path, pseudo: dict | None =
             raise BenchError("--pseudo-set only applies to --mode weak (full mode uses ground-truth masks)")
         return GroundTruthMasks(dataset)
     if mode == "weak":
-        try:
-            from pseudo_labels.source import pseudo_masks_for
-        except ImportError:
-            raise BenchError(
-                "weak mode needs pseudo masks, and this build has no pseudo-label generator yet "
-                "(pseudo_labels/, the pseudo-label issue); fix: use --mode full for now"
-            ) from None
+        from pseudo_labels.source import pseudo_masks_for
+
         return pseudo_masks_for(dataset, cache_dir, pseudo)
     raise BenchError(f"unknown mode '{mode}'; use full or weak")

@@ -211,9 +211,10 @@ def cmd_backbone(args, cache: Path) -> int:
                   f"{meta['val_miou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}%")
         print(f"weights: {path}")
         return 0
-    cache_ = FeatureCache(dataset, model, path, cache)
-    cache_.ensure(dataset.ids("train") + dataset.ids("val"))
-    print(f"features of {len(dataset.ids('train')) + len(dataset.ids('val'))} images at {cache_.root}")
+    features = FeatureCache(dataset, model, path, cache)
+    ids = dataset.ids("train") + dataset.ids("val")
+    features.ensure(ids)
+    print(f"features of {len(ids)} images at {features.root}")
     return 0
 
 

@@ -9,6 +9,7 @@ import platform
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -97,6 +98,24 @@ def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:
         except (json.JSONDecodeError, TypeError) as exc:
             raise BenchError(f"unreadable run record {path} ({exc}); fix: delete it and re-run that cell") from None
     return out
+
+
+def file_sha(path: Path) -> str:
+    """First 16 hex digits of a file's sha256, streamed; remembered per (path, size, mtime) so a
+    multi-GB word-vector or weight file is hashed once per process unless it changes."""
+    st = Path(path).stat()
+    return _file_sha(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def environment_versions() -> dict:

@@ -48,9 +48,11 @@ def run(req: RunRequest, log=print) -> list[Path]:
         raise BenchError(f"unknown mode '{req.mode}'; use full or weak")
     preset = get_preset(req.preset)
     if req.pseudo:
+        from dataclasses import replace
+
         from pseudo_labels.config import changed_settings
 
-        req.pseudo = changed_settings(req.pseudo)
+        req = replace(req, pseudo=changed_settings(req.pseudo))
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
     annotations = annotation_source(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = list(req.seeds) if req.seeds is not None else preset.seeds()

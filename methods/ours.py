@@ -122,9 +122,8 @@ class Ours:
         self.features.ensure(dataset.ids("train") + dataset.ids("val"))
 
     def _pixel_features(self, image_id: str, size) -> torch.Tensor:
-        """(H*W, C) at `size`, or on the feature grid when size is None."""
-        f = self.features.features(image_id) if size is None else self.features.pixel_features(image_id, size)
-        return f.flatten(1).T
+        """(C, H, W) at `size`, or (C, h, w) on the feature grid when size is None."""
+        return self.features.features(image_id) if size is None else self.features.pixel_features(image_id, size)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x) if self.enc is not None else x
@@ -169,11 +168,10 @@ class Ours:
                 f = self._pixel_features(image_id, mask.shape if size == "image" else None)
                 lab = torch.from_numpy(np.ascontiguousarray(mask)).long()
                 if size != "image":
-                    h, w = self.features.features(image_id).shape[1:]
-                    lab = _grid_labels(lab, (h, w))
+                    lab = _grid_labels(lab, f.shape[1:])
                 lab = lab.flatten()
                 valid = lab != IGNORE
-                feats.append(f[valid])
+                feats.append(f.flatten(1).T[valid])
                 labels.append(lab[valid])
         return torch.cat(feats), torch.cat(labels)
 
@@ -187,13 +185,12 @@ class Ours:
         preds = []
         for image_id, image in zip(episode.query_ids, episode.query_images):
             size = image.shape[:2]
-            q_emb = self._embed(self._pixel_features(image_id, size if at else None))
-            votes = knn_votes(q_emb, s_emb, s_lab, n, self.cfg.k, self.cfg.chunk)
+            q = self._pixel_features(image_id, size if at else None)
+            votes = knn_votes(self._embed(q.flatten(1).T), s_emb, s_lab, n, self.cfg.k, self.cfg.chunk)
             if at:
                 pred = votes.argmax(1).view(size)
             else:
-                h, w = self.features.features(image_id).shape[1:]
-                grid = votes.T.reshape(1, n, h, w)
+                grid = votes.T.reshape(1, n, *q.shape[1:])
                 pred = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)[0].argmax(0)
             preds.append(pred.numpy().astype(np.uint8))
         return preds

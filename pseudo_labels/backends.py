@@ -6,19 +6,15 @@ Images are (N, H, W, 3) uint8 arrays of one size.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.records import file_sha
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.nets import as_batch, normalised_cams
-
-
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 class PoolCam:
@@ -33,7 +29,7 @@ class PoolCam:
         return normalised_cams(cams, probs, self.norm)
 
     def fingerprint(self) -> str:
-        return f"pool-cam:{_file_sha(self.path)}:prob={self.prob_scale}:{self.norm}"
+        return f"pool-cam:{file_sha(self.path)}:prob={self.prob_scale}:{self.norm}"
 
 
 class PoolSaliency:
@@ -45,7 +41,7 @@ class PoolSaliency:
         return torch.sigmoid(self.net(as_batch(images))).numpy()
 
     def fingerprint(self) -> str:
-        return f"pool-saliency:{_file_sha(self.path)}"
+        return f"pool-saliency:{file_sha(self.path)}"
 
 
 class OnnxSaliency:
@@ -75,7 +71,7 @@ class OnnxSaliency:
         return out[:, 0].clamp(0, 1).numpy()
 
     def fingerprint(self) -> str:
-        return f"onnx:{self.path.name}:{_file_sha(self.path)}"
+        return f"onnx:{self.path.name}:{file_sha(self.path)}"
 
 
 class NoSaliency:

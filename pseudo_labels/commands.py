@@ -67,10 +67,7 @@ def neighbours(args, dataset, cache: Path) -> int:
     cfg = _config(args)
     pipe = build_pipeline(dataset, cfg, cache)
     c = names.index(args.class_name)
-    from pseudo_labels.words import similarities, word_vectors
-
-    sim = similarities(word_vectors(cfg.words, cfg.words_path), [args.class_name], list(pipe.cam.class_names))[0]
-    w = pipe.weights[c]
+    sim, w = pipe.similarities[c], pipe.weights[c]
     share = w / w.sum() if w.sum() > 0 else w
     print(f"{args.class_name} -> words {' '.join(phrase_words(args.class_name))} "
           f"({cfg.words}, weighting {cfg.weighting}); top CAM classes by weight w_k:")
@@ -80,11 +77,13 @@ def neighbours(args, dataset, cache: Path) -> int:
 
 
 def report(args, dataset, cache: Path) -> int:
+    from pseudo_labels.generate import build_pipeline
     from pseudo_labels.report import example_figure, quality, quality_table, write_quality_record
 
     cfg = _config(args)
     splits = ("train", "val") if args.split == "both" else (args.split,)
-    record = quality(dataset, cfg, cache, splits)
+    pipe = build_pipeline(dataset, cfg, cache)
+    record = quality(dataset, cfg, cache, splits, pipe=pipe)
     path = write_quality_record(record, args.results_dir)
     print(f"pseudo masks {record['fingerprint']} of {dataset.name} ({record['n_images']} images, {'+'.join(splits)}): "
           f"IoU (%) against GT")
@@ -92,7 +91,7 @@ def report(args, dataset, cache: Path) -> int:
     if record["saliency_fg_iou"] is not None:
         print(f"saliency alone: foreground IoU {record['saliency_fg_iou']:.1f}%")
     figure = args.figure or path.with_suffix(".png")
-    example_figure(dataset, cfg, cache, figure)
+    example_figure(dataset, cfg, cache, figure, pipe=pipe)
     print(f"record: {path}\nexamples: {figure}")
     return 0
 

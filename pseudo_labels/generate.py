@@ -39,6 +39,7 @@ class Pipeline:
     cfg: PseudoConfig
     cam: object
     saliency: object
+    similarities: np.ndarray  # word-vector cosines, same shape as weights
     weights: np.ndarray
     words_fingerprint: str
 
@@ -58,7 +59,7 @@ def build_pipeline(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> Pi
     vectors = word_vectors(cfg.words, cfg.words_path)
     sim = similarities(vectors, list(dataset.class_names), list(cam.class_names))
     weights = Weighting(cfg.weighting, cfg.topk, cfg.temperature).weights(sim)
-    return Pipeline(cfg, cam, saliency_backend(dataset, cfg, cache_dir, log), weights, vectors.fingerprint())
+    return Pipeline(cfg, cam, saliency_backend(dataset, cfg, cache_dir, log), sim, weights, vectors.fingerprint())
 
 
 def class_maps(t_low: torch.Tensor, weights: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -130,10 +131,10 @@ def pseudo_root(cache_dir: Path, dataset, fingerprint: str) -> Path:
     return Path(cache_dir) / "pseudo" / "masks" / f"{dataset.name}-{fingerprint}"
 
 
-def generate_pseudo_masks(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> Path:
+def generate_pseudo_masks(dataset, cfg: PseudoConfig, cache_dir: Path, log=print, pipe: Pipeline | None = None) -> Path:
     """Writes a pseudo mask for every train and test image (once per fingerprint); returns the folder.
     Written into a temp folder renamed at the end, so an interrupted run leaves nothing half-done."""
-    pipe = build_pipeline(dataset, cfg, cache_dir, log)
+    pipe = pipe or build_pipeline(dataset, cfg, cache_dir, log)
     fp = pipe.fingerprint(dataset)
     root = pseudo_root(cache_dir, dataset, fp)
     if (root / "COMPLETE").is_file():

@@ -50,9 +50,9 @@ def variant_predictions(tbar: np.ndarray, saliency, class_ids: list[int], cfg: P
     return out
 
 
-def quality(dataset, cfg: PseudoConfig, cache_dir: Path, splits=("train", "val"), log=print) -> dict:
-    root = generate_pseudo_masks(dataset, cfg, cache_dir, log)
-    pipe = build_pipeline(dataset, cfg, cache_dir, log)
+def quality(dataset, cfg: PseudoConfig, cache_dir: Path, splits=("train", "val"), log=print, pipe=None) -> dict:
+    pipe = pipe or build_pipeline(dataset, cfg, cache_dir, log)
+    root = generate_pseudo_masks(dataset, cfg, cache_dir, log, pipe)
     n_classes = len(dataset.class_names)
     acc = {v: BinaryIoU(n_classes) for v in VARIANTS}
     fg = {"inter": 0, "union": 0}
@@ -121,7 +121,7 @@ def fold_summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def example_figure(dataset, cfg: PseudoConfig, cache_dir: Path, out: Path, n: int = 6, split: str = "val") -> Path:
+def example_figure(dataset, cfg: PseudoConfig, cache_dir: Path, out: Path, n: int = 6, split: str = "val", pipe=None) -> Path:
     """Rows of (image, GT, pseudo mask, T-bar of the first labelled class, saliency)."""
     import matplotlib
 
@@ -130,7 +130,7 @@ def example_figure(dataset, cfg: PseudoConfig, cache_dir: Path, out: Path, n: in
 
     from bench.data.show import overlay
 
-    pipe = build_pipeline(dataset, cfg, cache_dir, log=lambda *_: None)
+    pipe = pipe or build_pipeline(dataset, cfg, cache_dir, log=lambda *_: None)
     labels = image_labels(dataset, split, cache_dir)
     ids = [i for i in dataset.ids(split) if labels[i]][:n]
     maps = image_maps(pipe, dataset, ids, labels)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.records import file_sha
 from pseudo_labels.nets import as_batch, normalised_cams
 
 EXCLUSIONS_FILE = Path(__file__).parent / "data" / "imagenet_exclusions.json"
@@ -99,6 +100,4 @@ class VggCam:
         return normalised_cams(cams, probs, self.norm)
 
     def fingerprint(self) -> str:
-        from pseudo_labels.backends import _file_sha
-
-        return f"vgg16:{_file_sha(self.path)}:{self.size}:prob={self.prob_scale}:{self.norm}"
+        return f"vgg16:{file_sha(self.path)}:{self.size}:prob={self.prob_scale}:{self.norm}"

@@ -10,7 +10,6 @@ mean lets modifiers dominate ("police car light" lands next to car).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
+from bench.records import file_sha
 
 ALIASES_FILE = Path(__file__).parent / "data" / "word_aliases.json"
 STOP_WORDS = frozenset({"of", "and", "on", "with", "the", "a", "in"})
@@ -93,7 +93,7 @@ class FastTextVectors:
         return self._vec.get(word)
 
     def fingerprint(self) -> str:
-        return f"{self.name}:{_file_sha(self.path)}"
+        return f"{self.name}:{file_sha(self.path)}"
 
 
 def _load_fasttext_bin(path: Path):
@@ -120,15 +120,6 @@ def _read_vec(path: Path) -> dict[str, np.ndarray]:
                 raise BenchError(f"{path} line {n} has {len(parts) - 1} numbers, expected {dim}; fix: pass a word2vec-format .vec file")
             out[parts[0]] = np.asarray(parts[1:], dtype=np.float64)
     return out
-
-
-@lru_cache(maxsize=64)
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def word_vectors(backend: str, path: str | Path | None = None):
