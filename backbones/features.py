@@ -63,6 +63,14 @@ class FeatureCache:
                 self._ram[image_id] = arr
         return torch.from_numpy(arr.astype(np.float32))
 
+    @property
+    def in_memory(self) -> int:
+        return self._in_memory
+
+    def grid_size(self, image_id: str) -> tuple[int, int]:
+        arr = self._ram.get(image_id)
+        return tuple(arr.shape[1:]) if arr is not None else tuple(self.features(image_id).shape[1:])
+
     def pixel_features(self, image_id: str, size: tuple[int, int]) -> torch.Tensor:
         """(C, H, W) bilinearly upsampled to `size` (the image or the evaluation size)."""
         f = self.features(image_id)[None]

@@ -1,8 +1,17 @@
 """Pretraining DeepLabV3+ for semantic segmentation on the disjoint pool (never the benchmark's
 classes), cached by fingerprint; or loading a user's checkpoint for real data.
 
-The pool has 250 classes + background. The embedded preset trains at 97x97 (random scale crops of
-the 129x129 images) for speed; the held-out mIoU on the pool's val images is printed and stored.
+The pool has 250 classes + background. Recipe (embedded preset, measured on 2 cores):
+1. the ResNet classifies the pool's single-object crops (2 epochs, ~190 s; held-out nearest-class-
+   mean accuracy of its pooled features 82 % over 250 classes);
+2. DeepLabV3+ segmentation of whole pool images at 97x97 (random scale crops of the 129x129
+   images), AdamW with a 10x higher rate for the new head than for the ResNet, one-cycle, 600 steps
+   of 16 (~590 s). SGD (lr 0.01, poly) for 1-2 epochs left the net predicting background
+   everywhere (held-out mIoU 0.3 %); this recipe reaches 3.3 % mIoU over 250 classes and separates
+   objects from background well (class-agnostic IoU printed beside it). The class-wise number is
+   low because 250 classes x 20 images is little data for pixel-level classification; the
+   decoder features are what the few-shot methods use.
+The held-out mIoU on the pool's val images is printed and stored.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ from bench.progress import progress
 from bench.records import atomic_write_bytes
 from bench.settings import settings_from
 
-BACKBONE_VERSION = 2  # bump when the recipe changes: cached weights of an older recipe are then not reused
+BACKBONE_VERSION = 3  # bump when the recipe changes: cached weights of an older recipe are then not reused
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,9 @@ class BackboneConfig:
     arch: str = "r18-os16"
     checkpoint: str = ""  # a user's mmseg/our state dict: skips pool pretraining (real data)
     crop_epochs: int = 2  # stage 1: classify object crops of the pool (backbone only, 64 px)
-    epochs: int = 1  # stage 2: segmentation of whole pool images
+    steps: int = 600  # stage 2: segmentation of whole pool images, batches of `batch`
     batch: int = 16
-    lr: float = 0.01
+    lr: float = 2e-3  # decoder head; the ResNet gets lr / 10
     train_size: int = 97
     max_images: int = 0  # 0 = every pool training image
     seed: int = 0
@@ -82,9 +91,11 @@ def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
     t0 = time.perf_counter()
     if cfg.crop_epochs:
         _classify_crops(model, train, cfg, rng)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
-    batches = [rng.permutation(n)[i : i + cfg.batch] for _ in range(cfg.epochs) for i in range(0, n, cfg.batch)]
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=max(len(batches), 1), power=0.9)
+    rates = [cfg.lr / 10, cfg.lr]
+    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": rates[0]},
+                             {"params": model.decode_head.parameters(), "lr": rates[1]}], weight_decay=1e-4)
+    batches = [rng.integers(0, n, cfg.batch) for _ in range(cfg.steps)]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=max(len(batches), 1), pct_start=0.1)
     model.train()
     for idx in progress(batches, desc=f"pretraining DeepLabV3+ {cfg.arch} on {pool.name}"):
         pairs = [_random_crop(rng, train.images[i], train.masks[i], cfg.train_size) for i in idx]
@@ -97,35 +108,29 @@ def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
         opt.step()
         sched.step()
     meta = {"arch": cfg.arch, "classes": ["background", *pool.class_names], "train_s": round(time.perf_counter() - t0, 1),
-            "n_train": n, "crop_epochs": cfg.crop_epochs, "epochs": cfg.epochs, "train_size": cfg.train_size, **pool_miou(model.eval(), val)}
+            "n_train": n, "crop_epochs": cfg.crop_epochs, "steps": cfg.steps, "train_size": cfg.train_size, **pool_miou(model.eval(), val)}
     return model, meta
+
+
+class _LastStage(torch.nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone(x)[-1]
 
 
 def _classify_crops(model, train, cfg: BackboneConfig, rng) -> None:
     """Stage 1: the ResNet learns the pool's 250 classes on single-object crops (global average
-    pooling + a temporary linear layer). From scratch, segmentation of whole multi-object images
-    alone left the net predicting background everywhere after 2 epochs (held-out mIoU 0.3 %)."""
-    from pseudo_labels.nets import as_batch
+    pooling + a temporary linear layer): objects first, then segmentation."""
+    from backbones.trunks import classify_crops
     from pseudo_labels.train import object_crops
 
     crops, classes = object_crops(train)
     width = model.backbone(torch.zeros(1, 3, 64, 64))[-1].shape[1]
-    head = torch.nn.Linear(width, int(classes.max()) + 1)
-    params = list(model.backbone.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-4)
-    batches = [rng.permutation(len(crops))[i : i + 64] for _ in range(cfg.crop_epochs) for i in range(0, len(crops), 64)]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=len(batches), pct_start=0.15)
-    model.train()
-    for idx in progress(batches, desc="pretraining the ResNet on pool object crops"):
-        x = as_batch(crops[idx])
-        if rng.random() < 0.5:
-            x = x.flip(-1)
-        out = head(model.backbone(x.contiguous(memory_format=torch.channels_last))[-1].mean(dim=(2, 3)))
-        loss = F.cross_entropy(out, torch.from_numpy(classes[idx]), label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    classify_crops(_LastStage(model.backbone), width, crops, classes, cfg.crop_epochs, 3e-3, rng,
+                   "pretraining the ResNet on pool object crops")
 
 
 @torch.no_grad()
@@ -141,11 +146,19 @@ def pool_miou(model, val) -> dict:
         gt = val.masks[i : i + 32]
         keep = gt != IGNORE
         conf += np.bincount(gt[keep].astype(np.int64) * n_classes + pred[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
+    return confusion_scores(conf)
+
+
+def confusion_scores(conf: np.ndarray) -> dict:
+    """mIoU over the classes present in the ground truth (rows), pixel accuracy, and the
+    class-agnostic object-vs-background IoU (any object class predicted on any object pixel)."""
     inter = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - inter
     present = conf.sum(1) > 0
+    objects = conf[1:, 1:].sum()
     return {"val_miou": round(float(np.mean(inter[present] / union[present])) * 100, 2),
-            "val_pixel_acc": round(float(inter.sum() / conf.sum()) * 100, 2)}
+            "val_pixel_acc": round(float(inter.sum() / conf.sum()) * 100, 2),
+            "val_object_iou": round(float(objects / max(conf[1:].sum() + conf[:, 1:].sum() - objects, 1)) * 100, 2)}
 
 
 def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print) -> tuple[torch.nn.Module, dict, Path]:
@@ -156,13 +169,14 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
     path = weights_path(cache_dir, pool, cfg)
     if not path.is_file():
         log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
-            f"{cfg.crop_epochs} epochs on object crops, then {cfg.epochs} of segmentation at {cfg.train_size}px)")
+            f"{cfg.crop_epochs} epochs on object crops, then {cfg.steps} steps of segmentation at {cfg.train_size}px)")
         model, meta = train_on_pool(pool, cfg)
         buf = io.BytesIO()
         torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
         atomic_write_bytes(path, buf.getvalue())
         path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
-        log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
+        log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% (250 classes), object-vs-background IoU "
+            f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = build_deeplab(cfg.arch, len(blob["meta"]["classes"]))
     model.load_state_dict(blob["state_dict"])

@@ -85,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dataset", default="openmoji5i")
         q.add_argument("--data-root", type=Path, default=None)
         q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="fields of backbones/pretrain.py:BackboneConfig, e.g. arch=r18-os16 epochs=3")
+                       help="fields of backbones/pretrain.py:BackboneConfig, e.g. arch=r18-os16 steps=300")
+
+    tr = sub.add_parser("trunk", help="the baselines' VGG-16 trunk, pretrained on the disjoint pool's object crops")
+    tsub = tr.add_subparsers(dest="trunk_command", required=True)
+    q = tsub.add_parser("pretrain", help="pretrain the VGG-16 trunk on pool crops (cached) and print its held-out top-1")
+    q.add_argument("--dataset", default="openmoji5i")
+    q.add_argument("--data-root", type=Path, default=None)
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fields of backbones/trunks.py:TrunkConfig, e.g. width=0.5 epochs=8")
 
     ps = sub.add_parser("pseudo", help="pseudo masks from image-level labels (CAM x word vectors, saliency gate)",
                         description="Settings (--set KEY=VALUE) are the fields of pseudo_labels/config.py:PseudoConfig.")
@@ -208,7 +216,8 @@ def cmd_backbone(args, cache: Path) -> int:
     if args.backbone_command == "pretrain":
         if "val_miou" in meta:
             print(f"DeepLabV3+ {meta['arch']} pretrained on the pool in {meta['train_s']:.0f} s: held-out mIoU "
-                  f"{meta['val_miou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}%")
+                  f"{meta['val_miou']:.1f}%, object-vs-background IoU {meta.get('val_object_iou', float('nan')):.1f}%, "
+                  f"pixel accuracy {meta['val_pixel_acc']:.1f}%")
         print(f"weights: {path}")
         return 0
     features = FeatureCache(dataset, model, path, cache)
@@ -218,7 +227,20 @@ def cmd_backbone(args, cache: Path) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "backbone": cmd_backbone, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
+def cmd_trunk(args, cache: Path) -> int:
+    from backbones.trunks import TrunkConfig, pretrained_vgg16
+    from bench.data.datasets import get_dataset
+    from bench.settings import settings_from
+
+    dataset = get_dataset(args.dataset, cache, args.data_root)
+    _, meta = pretrained_vgg16(dataset, settings_from(TrunkConfig, parse_overrides(args.overrides), "trunk"), cache)
+    if "val_top1" in meta:
+        print(f"VGG-16 trunk (width {meta['width']:g}) pretrained on pool crops in {meta['train_s']:.0f} s: "
+              f"held-out top-1 {meta['val_top1']:.1f}% over the pool's classes")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "backbone": cmd_backbone, "trunk": cmd_trunk, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,6 +12,8 @@ METHODS = {
     "oracle": "methods.oracle:Oracle",
     "ours": "methods.ours:Ours",
     "ours-noE": "methods.ours:OursNoE",
+    "panet": "methods.panet:Panet",
+    "amp": "methods.amp:Amp",
 }
 # Registered for the test suite and the harness's own checks; `bench list` marks them.
 TEST_ONLY = {"oracle"}

@@ -92,13 +92,16 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
     old = json.loads(path.read_text())
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
+            and old.get("method_config") == _resolved_config(create_method(req.method, req.config))
             and old.get("annotation_fingerprint") == annotations.fingerprint()
             and old.get("dataset_fingerprint") == dataset.fingerprint())
 
 
 def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
-    """Keyed by the method config and the training masks, so changing either never loads a stale fit."""
-    key = json.dumps({"config": req.config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
+    """Keyed by the method's resolved config (defaults included, so a changed default is a new fit)
+    and the training masks, so changing either never loads a stale fit."""
+    config = _resolved_config(create_method(req.method, req.config))
+    key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method
             / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")

@@ -42,7 +42,7 @@ class OursConfig:
     backbone_arch: str = "r18-os16"
     backbone_checkpoint: str = ""
     backbone_crop_epochs: int = 2
-    backbone_epochs: int = 1
+    backbone_steps: int = 600
     backbone_max_images: int = 0
     seed: int = 0
 
@@ -100,6 +100,7 @@ class Ours:
         self._trained_on: str | None = None  # backbone weights (file stem) E was meta-trained on
         self.enc: nn.Module | None = None
         self.history: list[float] = []
+        self._grid: dict[str, torch.Tensor] = {}  # image id -> (h*w, dim) embeddings on the feature grid
 
     # -- features ------------------------------------------------------------------------------
     def attach(self, train) -> None:
@@ -112,12 +113,13 @@ class Ours:
         from backbones.pretrain import backbone_config, pretrained_backbone
 
         bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
-                                "crop_epochs": self.cfg.backbone_crop_epochs, "epochs": self.cfg.backbone_epochs, "max_images": self.cfg.backbone_max_images})
+                                "crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps, "max_images": self.cfg.backbone_max_images})
         model, _, path = pretrained_backbone(dataset, bcfg, cache_dir)
         if self._trained_on not in (None, path.stem):
             raise BenchError(f"this checkpoint of ours was meta-trained on the features of backbone {self._trained_on}, "
                              f"not {path.stem}; fix: bench run ... --retrain")
         self._trained_on = path.stem
+        self._grid.clear()
         self.features = FeatureCache(dataset, model, path, cache_dir)
         self.features.ensure(dataset.ids("train") + dataset.ids("val"))
 
@@ -127,6 +129,16 @@ class Ours:
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x) if self.enc is not None else x
+
+    def _grid_embedding(self, image_id: str) -> torch.Tensor:
+        """(h*w, dim) embeddings of an image's feature grid. E is frozen at test time and the runs of
+        a protocol reuse the same test images, so each is embedded once (bounded like the feature RAM)."""
+        emb = self._grid.get(image_id)
+        if emb is None:
+            emb = self._embed(self.features.features(image_id).flatten(1).T)
+            if len(self._grid) < self.features.in_memory:
+                self._grid[image_id] = emb
+        return emb
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
@@ -179,21 +191,38 @@ class Ours:
     @torch.no_grad()
     def predict(self, episode) -> list[np.ndarray]:
         n = episode.way + 1
-        at = "image" if self.cfg.knn_at == "image" else None
-        s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, at)
-        s_emb = self._embed(s_feat)
+        if self.cfg.knn_at == "image":
+            s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, "image")
+            s_emb = self._embed(s_feat)
+        else:
+            s_emb, s_lab = self._support_grid(episode)
         preds = []
         for image_id, image in zip(episode.query_ids, episode.query_images):
             size = image.shape[:2]
-            q = self._pixel_features(image_id, size if at else None)
-            votes = knn_votes(self._embed(q.flatten(1).T), s_emb, s_lab, n, self.cfg.k, self.cfg.chunk)
-            if at:
+            if self.cfg.knn_at == "image":
+                q = self._embed(self.features.pixel_features(image_id, size).flatten(1).T)
+            else:
+                q = self._grid_embedding(image_id)
+            votes = knn_votes(q, s_emb, s_lab, n, self.cfg.k, self.cfg.chunk)
+            if self.cfg.knn_at == "image":
                 pred = votes.argmax(1).view(size)
             else:
-                grid = votes.T.reshape(1, n, *q.shape[1:])
+                grid = votes.T.reshape(1, n, *self.features.grid_size(image_id))
                 pred = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)[0].argmax(0)
             preds.append(pred.numpy().astype(np.uint8))
         return preds
+
+    def _support_grid(self, episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support embeddings on the feature grid with their episode labels (255 dropped)."""
+        embs, labels = [], []
+        for ids, masks in zip(episode.support_ids, episode.support_masks):
+            for image_id, mask in zip(ids, masks):
+                emb = self._grid_embedding(image_id)
+                lab = _grid_labels(torch.from_numpy(np.ascontiguousarray(mask)).long(), self.features.grid_size(image_id)).flatten()
+                valid = lab != IGNORE
+                embs.append(emb[valid])
+                labels.append(lab[valid])
+        return torch.cat(embs), torch.cat(labels)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -202,6 +231,7 @@ class Ours:
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state.get("loss_history", []))
+        self._grid.clear()
         self._trained_on = state.get("backbone")
         if state.get("encoder") is None:
             self.enc = None

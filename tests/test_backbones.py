@@ -5,7 +5,7 @@ import torch
 from backbones.mmseg_compat import install, point_sample
 from bench.errors import BenchError
 
-TINY = {"epochs": 1, "max_images": 12, "batch": 4, "train_size": 65}
+TINY = {"steps": 3, "max_images": 12, "batch": 4, "train_size": 65}
 
 
 def test_point_sample_stand_in_on_a_hand_computed_case():
@@ -113,3 +113,16 @@ def test_backbone_cli_prints_held_out_miou_and_stores_features(mini, cache_dir, 
     assert f"features of {n} images" in capsys.readouterr().out
     assert main(base + ["pretrain", "--dataset", "openmoji5i-mini", "--set", "arch=r34"]) == 2
     assert "arch=r34 is not one of r18-os16" in capsys.readouterr().err
+
+
+def test_confusion_scores_on_a_hand_computed_case():
+    from backbones.pretrain import confusion_scores
+
+    # rows = ground truth (background, class 1, class 2), columns = prediction
+    conf = np.array([[6, 1, 1], [2, 2, 0], [0, 3, 1]])
+    got = confusion_scores(conf)
+    # IoU: bg 6/(8+8-6)=0.6, c1 2/(4+6-2)=0.25, c2 1/(4+2-1)=0.2 -> mean 35 %
+    assert got["val_miou"] == pytest.approx(35.0)
+    assert got["val_pixel_acc"] == pytest.approx(100 * 9 / 16, abs=0.01)
+    # objects: gt-object & pred-object = 2+0+3+1 = 6; gt objects 8, predicted objects 8 -> 6/10
+    assert got["val_object_iou"] == pytest.approx(60.0)

@@ -8,7 +8,7 @@ from bench.errors import BenchError
 from methods.ours import Ours, OursNoE, knn_votes, prototypes, prototypical_loss
 
 # A backbone pretrained for two steps: plumbing, not quality.
-TINY = {"episodes": 6, "backbone_epochs": 1, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
+TINY = {"episodes": 6, "backbone_steps": 3, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
 
 
 def test_prototypes_on_a_hand_computed_case():

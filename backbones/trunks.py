@@ -1,0 +1,214 @@
+"""Classification trunks for the baselines (PANet and AMP stand on VGG-16), pretrained on the
+disjoint pool's object crops - the embedded stand-in for ImageNet, never a benchmark class - and
+cached by fingerprint; or torchvision ImageNet weights from a user's file for real data.
+
+Layout: the module list is torchvision's `vgg16(_bn).features`, so an ImageNet state dict loads
+key for key. As in PANet's encoder, pool4 has stride 1 and conv5 is dilated by 2 (output stride 8)
+and pool5 is dropped. `width` scales every layer's channels (1.0 = the paper's trunk); `bn` adds
+BatchNorm after every conv (torchvision's vgg16_bn), which lets a narrow trunk learn from scratch
+on the pool in minutes; the baselines keep those statistics frozen during episodic training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import BenchError
+from bench.progress import progress
+from bench.records import atomic_write_bytes
+
+TRUNK_VERSION = 1  # bump when the recipe changes: cached trunks of an older recipe are not reused
+VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    width: float = 0.25  # 1.0 = VGG-16 as published
+    bn: bool = True  # False with a user's torchvision vgg16 (no BN) checkpoint
+    epochs: int = 6  # pool crop classification
+    lr: float = 3e-3
+    checkpoint: str = ""  # torchvision vgg16 / vgg16_bn ImageNet state dict (real data)
+    seed: int = 0
+
+    def key(self) -> str:
+        text = json.dumps({**dataclasses.asdict(self), "version": TRUNK_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Vgg16Trunk(nn.Module):
+    """VGG-16 conv1_1 .. conv5_3 with PANet's output stride 8. `taps` returns the outputs of
+    block 3 (after pool3, stride 8), block 4 and block 5 (AMP's multi-resolution imprinting)."""
+
+    def __init__(self, width: float = 1.0, bn: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        self.tap_index: list[int] = []
+        cin = 3
+        for b, (n_convs, channels) in enumerate(VGG16_BLOCKS):
+            cout = max(8, int(round(channels * width)))
+            for _ in range(n_convs):
+                dilation = 2 if b == 4 else 1
+                layers.append(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation))
+                if bn:
+                    layers.append(nn.BatchNorm2d(cout))
+                layers.append(nn.ReLU(inplace=True))
+                cin = cout
+            if b < 3:
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            elif b == 3:
+                layers.append(nn.MaxPool2d(3, 1, padding=1))
+            else:
+                layers.append(nn.Identity())  # pool5 dropped; keeps torchvision's indices
+            if b >= 2:
+                self.tap_index.append(len(layers) - 1)
+        self.features = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.tap_index:
+                out.append(x)
+        return out
+
+    def frozen_norm(self) -> "Vgg16Trunk":
+        """BatchNorm keeps its pool statistics: an episode is a batch of 2-10 images."""
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
+
+def classify_crops(trunk: nn.Module, width: int, crops: np.ndarray, classes: np.ndarray, epochs: int, lr: float,
+                   rng: np.random.Generator, desc: str) -> nn.Linear:
+    """Trains `trunk` (and a returned linear head on its global-average-pooled output) to classify
+    the pool's object crops: the pool plays ImageNet's role, object-centric."""
+    from pseudo_labels.nets import as_batch
+
+    head = nn.Linear(width, int(classes.max()) + 1)
+    opt = torch.optim.AdamW(list(trunk.parameters()) + list(head.parameters()), lr=lr, weight_decay=1e-4)
+    batches = [rng.permutation(len(crops))[i : i + 64] for _ in range(epochs) for i in range(0, len(crops), 64)]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 1), pct_start=0.15)
+    trunk.train()
+    for idx in progress(batches, desc=desc):
+        x = as_batch(crops[idx])
+        if rng.random() < 0.5:
+            x = x.flip(-1)
+        out = head(trunk(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3)))
+        loss = F.cross_entropy(out, torch.from_numpy(classes[idx]), label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return head
+
+
+@torch.no_grad()
+def crop_accuracy(trunk: nn.Module, head: nn.Linear, crops: np.ndarray, classes: np.ndarray) -> float:
+    from pseudo_labels.nets import as_batch
+
+    trunk.eval()
+    hits = 0
+    for i in range(0, len(crops), 256):
+        out = head(trunk(as_batch(crops[i : i + 256])).mean(dim=(2, 3)))
+        hits += int((out.argmax(1).numpy() == classes[i : i + 256]).sum())
+    return round(100.0 * hits / max(len(crops), 1), 2)
+
+
+def trunk_path(cache_dir: Path, pool, cfg: TrunkConfig) -> Path:
+    return Path(cache_dir) / "trunks" / f"vgg16-w{cfg.width:g}{'-bn' if cfg.bn else ''}-{pool.name}-{pool.fingerprint()}-{cfg.key()}.pt"
+
+
+def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> tuple[Vgg16Trunk, dict]:
+    """The VGG-16 trunk for this dataset: a user's ImageNet file, or pool-pretrained (on first use)."""
+    if cfg.checkpoint:
+        return _user_vgg16(Path(cfg.checkpoint), cfg), {"checkpoint": cfg.checkpoint}
+    from bench.data.datasets import pool_dataset
+
+    pool = pool_dataset(dataset)
+    path = trunk_path(cache_dir, pool, cfg)
+    if not path.is_file():
+        log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
+        trunk, meta = _train_vgg16(pool, cfg)
+        buf = io.BytesIO()
+        torch.save({"state_dict": trunk.state_dict(), "meta": meta}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    trunk = Vgg16Trunk(cfg.width, cfg.bn)
+    trunk.load_state_dict(blob["state_dict"])
+    return trunk, blob["meta"]
+
+
+def _train_vgg16(pool, cfg: TrunkConfig) -> tuple[Vgg16Trunk, dict]:
+    from pseudo_labels.train import object_crops, pool_arrays
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    crops, classes = object_crops(pool_arrays(pool, "train"))
+    val_crops, val_classes = object_crops(pool_arrays(pool, "val"))
+    trunk = Vgg16Trunk(cfg.width, cfg.bn).to(memory_format=torch.channels_last)
+    t0 = time.perf_counter()
+    head = classify_crops(trunk, trunk.out_channels, crops, classes, cfg.epochs, cfg.lr, rng,
+                          f"pretraining VGG-16 (width {cfg.width:g}) on pool crops")
+    meta = {"arch": "vgg16", "width": cfg.width, "bn": cfg.bn, "epochs": cfg.epochs, "n_crops": len(crops),
+            "train_s": round(time.perf_counter() - t0, 1), "val_top1": crop_accuracy(trunk, head, val_crops, val_classes)}
+    return trunk, meta
+
+
+def _user_vgg16(path: Path, cfg: TrunkConfig) -> Vgg16Trunk:
+    if not path.is_file():
+        raise BenchError(f"trunk checkpoint {path} not found; fix: pass torchvision's vgg16 ImageNet weights "
+                         f"(vgg16-397923af.pth) as trunk_checkpoint=FILE")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    trunk = Vgg16Trunk(cfg.width, cfg.bn)
+    try:
+        trunk.features.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BenchError(f"{path} does not fit VGG-16 (width {cfg.width:g}, bn={cfg.bn}): "
+                         f"{str(exc).strip().splitlines()[-1].strip()}; fix: width=1 and bn=false for vgg16, bn=true for vgg16_bn") from None
+    return trunk
+
+
+class FeatureMemo:
+    """Per-test-image outputs of a network that is fixed after training: the runs of a protocol
+    reuse a fold's test images, so each is computed once (bounded; keyed by id and size, since a
+    preset may resize)."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._memo: dict = {}
+
+    def clear(self) -> None:
+        self._memo.clear()
+
+    def get(self, ids, images: list[np.ndarray], compute) -> list:
+        """compute(list of images) -> per-image outputs (indexable); ids may be empty (no memo)."""
+        if not ids or len(ids) != len(images):
+            return list(compute(images))
+        keys = [(i, im.shape) for i, im in zip(ids, images)]
+        where = {k: n for n, k in enumerate(keys)}
+        todo = [k for k in where if k not in self._memo]
+        if todo:
+            outputs = compute([images[where[k]] for k in todo])
+            for n, k in enumerate(todo):
+                if len(self._memo) >= self.limit:
+                    self._memo.pop(next(iter(self._memo)))
+                self._memo[k] = outputs[n]
+        return [self._memo[k] for k in keys]

@@ -1,0 +1,186 @@
+"""PANet (Wang et al., ICCV 2019): prototypes by masked average pooling, cosine-similarity
+segmentation, prototype alignment regularisation (PAR). N-way natively.
+
+Faithful to the paper and its reference code:
+- encoder: VGG-16 conv1_1..conv5_3, pool4 stride 1, conv5 dilated (output stride 8), trained end
+  to end in the episodes; masked average pooling of the features bilinearly upsampled to the mask
+  size (computed without materialising the upsampled map: methods/pooling.py); one foreground prototype per way (mean over shots), one background prototype (mean over
+  every support image of every way); background = every labelled pixel that is not the way's class;
+- distance: cosine similarity x 20, softmax over [background, way 1..N], logits upsampled to the
+  image; query loss: cross-entropy with 255 ignored;
+- PAR: prototypes from the query's own prediction (argmax masks, a way predicted nowhere is
+  skipped) segment each support image against its foreground/background mask, weight 1, averaged
+  over ways and shots;
+- SGD, momentum 0.9, weight decay 5e-4, learning rate 1e-3, x0.1 at 1/3 and 2/3 of training
+  (the paper: 30k iterations, steps at 10k and 20k); random horizontal flips.
+
+Adapted for the embedded default on a CPU (all config values, `--set` restores the paper's):
+- trunk width 1/4 with BatchNorm (torchvision's vgg16_bn layout) pretrained on the pool's object
+  crops instead of ImageNet VGG-16 (no downloads; BN statistics frozen in the episodes since a
+  batch is 2-10 images). `trunk_width=1 trunk_bn=false trunk_checkpoint=vgg16-397923af.pth` is
+  the paper's trunk for real data;
+- images at their native 129x129 instead of 417x417; 3,000 iterations instead of 30,000
+  (chosen by measurement: see the README's baseline section).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backbones.trunks import FeatureMemo
+from bench.settings import settings_from
+from methods.pooling import masked_average
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class PanetConfig:
+    iterations: int = 3000
+    lr: float = 1e-3
+    scaler: float = 20.0  # cosine similarity multiplier
+    align_weight: float = 1.0  # PAR; 0 switches it off
+    train_way: int = 1
+    train_shot: int = 1
+    trunk_width: float = 0.25
+    trunk_bn: bool = True
+    trunk_epochs: int = 6
+    trunk_checkpoint: str = ""
+    seed: int = 0
+    feature_cache: int = 4096  # test images whose trunk features are kept in RAM (a fold's test set)
+
+
+def episode_prototypes(support: list[list[torch.Tensor]], masks: list[list[torch.Tensor]]) -> torch.Tensor:
+    """(1 + N, C): the background prototype, then one foreground prototype per way.
+    support[w][s]: (C, h, w) features; masks[w][s]: (H, W) episode labels (w + 1 = this way)."""
+    fg, bg = [], []
+    for way, (feats, labels) in enumerate(zip(support, masks), start=1):
+        fg.append(torch.stack([masked_average(f, (m == way).float()) for f, m in zip(feats, labels)]).mean(0))
+        bg.extend(masked_average(f, ((m != way) & (m != IGNORE)).float()) for f, m in zip(feats, labels))
+    return torch.stack([torch.stack(bg).mean(0), *fg])
+
+
+def cosine_logits(features: torch.Tensor, protos: torch.Tensor, scaler: float) -> torch.Tensor:
+    """(P, h, w) scaled cosine similarity of every feature vector to every prototype."""
+    f = F.normalize(features, dim=0, eps=1e-8)
+    return scaler * torch.einsum("chw,pc->phw", f, F.normalize(protos, dim=1, eps=1e-8))
+
+
+def alignment_loss(q_feats: torch.Tensor, q_logits: torch.Tensor, support: list[list[torch.Tensor]],
+                   masks: list[list[torch.Tensor]], scaler: float) -> torch.Tensor:
+    """PAR: query prototypes from the query's predicted masks segment the support images.
+    q_feats: (C, h, w), q_logits: (1 + N, h, w) for one query (PANet pools over all queries)."""
+    pred = q_logits.argmax(0)
+    n_ways = len(support)
+    loss = q_feats.new_zeros(())
+    for way in range(1, n_ways + 1):
+        if not (pred == way).any():
+            continue
+        protos = torch.stack([(q_feats * (pred == c)).sum(dim=(1, 2)) / ((pred == c).sum() + 1e-5) for c in (0, way)])
+        for feats, labels in zip(support[way - 1], masks[way - 1]):
+            logits = F.interpolate(cosine_logits(feats, protos, scaler)[None], size=labels.shape, mode="bilinear", align_corners=False)
+            target = torch.where(labels == way, 1, torch.where(labels == IGNORE, IGNORE, 0)).long()
+            loss = loss + F.cross_entropy(logits, target[None], ignore_index=IGNORE) / (n_ways * len(support[0]))
+    return loss
+
+
+class Panet:
+    name = "panet"
+
+    def __init__(self, **config):
+        self.cfg = settings_from(PanetConfig, config, "panet")
+        self.trunk = None
+        self._memo = FeatureMemo(self.cfg.feature_cache)
+
+    # -- trunk --------------------------------------------------------------------------------
+    def _build_trunk(self, dataset, cache_dir):
+        from backbones.trunks import TrunkConfig, pretrained_vgg16
+
+        tcfg = TrunkConfig(width=self.cfg.trunk_width, bn=self.cfg.trunk_bn, epochs=self.cfg.trunk_epochs,
+                           checkpoint=self.cfg.trunk_checkpoint)
+        trunk, _ = pretrained_vgg16(dataset, tcfg, cache_dir)
+        return trunk
+
+    def _features(self, images: list[np.ndarray]) -> torch.Tensor:
+        from pseudo_labels.nets import as_batch
+
+        return self.trunk(as_batch(images))
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, train, config: dict) -> None:
+        torch.manual_seed(self.cfg.seed)
+        rng = np.random.default_rng(self.cfg.seed)
+        self.trunk = self._build_trunk(train.dataset, train.cache_dir)
+        self._memo.clear()
+        opt = torch.optim.SGD(self.trunk.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=5e-4)
+        n = self.cfg.iterations
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[n // 3, 2 * n // 3], gamma=0.1)
+        from bench.progress import progress
+
+        self.trunk.train()
+        self.trunk.frozen_norm()
+        for _ in progress(range(n), desc="training PANet"):
+            episode, q_masks = train.sample_episode(rng, self.cfg.train_way, self.cfg.train_shot)
+            loss = self._episode_loss(episode, q_masks, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        self.trunk.eval()
+
+    def _episode_loss(self, episode, q_masks, rng) -> torch.Tensor:
+        flip = [rng.random() < 0.5 for _ in range(episode.way * (episode.shot + 1))]
+        images = [im for way in episode.support_images for im in way] + list(episode.query_images)
+        masks = [m for way in episode.support_masks for m in way] + list(q_masks)
+        images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flip)]
+        masks = [torch.from_numpy(np.ascontiguousarray(m[:, ::-1] if f else m)).long() for m, f in zip(masks, flip)]
+        feats = self._features(images)
+        support, s_masks = self._per_way(feats, masks, episode.way, episode.shot)
+        protos = episode_prototypes(support, s_masks)
+        loss = feats.new_zeros(())
+        n_support = episode.way * episode.shot
+        for j in range(episode.way):
+            q_feat, q_mask = feats[n_support + j], masks[n_support + j]
+            q_logits = cosine_logits(q_feat, protos, self.cfg.scaler)
+            up = F.interpolate(q_logits[None], size=q_mask.shape, mode="bilinear", align_corners=False)
+            loss = loss + F.cross_entropy(up, q_mask[None], ignore_index=IGNORE) / episode.way
+            if self.cfg.align_weight:
+                loss = loss + self.cfg.align_weight * alignment_loss(q_feat, q_logits, support, s_masks, self.cfg.scaler) / episode.way
+        return loss
+
+    @staticmethod
+    def _per_way(feats, masks, way: int, shot: int):
+        support = [[feats[w * shot + s] for s in range(shot)] for w in range(way)]
+        s_masks = [[masks[w * shot + s] for s in range(shot)] for w in range(way)]
+        return support, s_masks
+
+    # -- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, episode) -> list[np.ndarray]:
+        ids = [i for way in episode.support_ids for i in way] + list(episode.query_ids)
+        images = [im for way in episode.support_images for im in way] + list(episode.query_images)
+        feats = self._memo.get(ids, images, self._features)
+        masks = [torch.from_numpy(np.ascontiguousarray(m)).long() for way in episode.support_masks for m in way]
+        support, s_masks = self._per_way(feats, masks, episode.way, episode.shot)
+        protos = episode_prototypes(support, s_masks)
+        preds = []
+        for j, image in enumerate(episode.query_images):
+            logits = cosine_logits(feats[episode.way * episode.shot + j], protos, self.cfg.scaler)
+            up = F.interpolate(logits[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+            preds.append(up.argmax(0).numpy().astype(np.uint8))
+        return preds
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.cfg), "trunk": self.trunk.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        from backbones.trunks import Vgg16Trunk
+
+        self.trunk = Vgg16Trunk(self.cfg.trunk_width, self.cfg.trunk_bn)
+        self.trunk.load_state_dict(state["trunk"])
+        self.trunk.eval()
+        self._memo.clear()
