@@ -19,8 +19,11 @@ Adapted for the embedded default on a CPU (all config values, `--set` restores t
   crops instead of ImageNet VGG-16 (no downloads; BN statistics frozen in the episodes since a
   batch is 2-10 images). `trunk_width=1 trunk_bn=false trunk_checkpoint=vgg16-397923af.pth` is
   the paper's trunk for real data;
-- images at their native 129x129 instead of 417x417; 3,000 iterations instead of 30,000
-  (chosen by measurement: see the README's baseline section).
+- training episodes carry one query per way (the harness's TrainSource), PANet's one per episode;
+  losses (and PAR, computed per query) are averaged over the queries;
+- images at their native 129x129 instead of 417x417; 3,000 iterations instead of 30,000, set by
+  the time budget (0.064 s per 1-way 1-shot episode on 2 cores: 141 s per fold; with 27 s of
+  evaluation per fold, 4 folds take ~11 min); not yet tuned for accuracy.
 """
 from __future__ import annotations
 
