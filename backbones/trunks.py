@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.progress import progress
-from bench.records import atomic_write_bytes
 
 TRUNK_VERSION = 1  # bump when the recipe changes: cached trunks of an older recipe are not reused
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -43,6 +41,11 @@ class TrunkConfig:
     def key(self) -> str:
         text = json.dumps({**dataclasses.asdict(self), "version": TRUNK_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def method_trunk(cfg) -> TrunkConfig:
+    """The trunk settings of a baseline's config (its `trunk_*` fields)."""
+    return TrunkConfig(width=cfg.trunk_width, bn=cfg.trunk_bn, epochs=cfg.trunk_epochs, checkpoint=cfg.trunk_checkpoint)
 
 
 class Vgg16Trunk(nn.Module):
@@ -73,6 +76,11 @@ class Vgg16Trunk(nn.Module):
                 self.tap_index.append(len(layers) - 1)
         self.features = nn.Sequential(*layers)
         self.out_channels = cin
+
+    @classmethod
+    def like(cls, cfg: TrunkConfig) -> "Vgg16Trunk":
+        """An untrained trunk of `cfg`'s shape (for loading saved weights)."""
+        return cls(cfg.width, cfg.bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -142,15 +150,14 @@ def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> t
     pool = pool_dataset(dataset)
     path = trunk_path(cache_dir, pool, cfg)
     if not path.is_file():
+        from pseudo_labels.train import save_model
+
         log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
         trunk, meta = _train_vgg16(pool, cfg)
-        buf = io.BytesIO()
-        torch.save({"state_dict": trunk.state_dict(), "meta": meta}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_model(path, trunk, meta)
         log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    trunk = Vgg16Trunk(cfg.width, cfg.bn)
+    trunk = Vgg16Trunk.like(cfg)
     trunk.load_state_dict(blob["state_dict"])
     return trunk, blob["meta"]
 
@@ -162,7 +169,7 @@ def _train_vgg16(pool, cfg: TrunkConfig) -> tuple[Vgg16Trunk, dict]:
     rng = np.random.default_rng(cfg.seed)
     crops, classes = object_crops(pool_arrays(pool, "train"))
     val_crops, val_classes = object_crops(pool_arrays(pool, "val"))
-    trunk = Vgg16Trunk(cfg.width, cfg.bn).to(memory_format=torch.channels_last)
+    trunk = Vgg16Trunk.like(cfg).to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     head = classify_crops(trunk, trunk.out_channels, crops, classes, cfg.epochs, cfg.lr, rng,
                           f"pretraining VGG-16 (width {cfg.width:g}) on pool crops")
@@ -177,7 +184,7 @@ def _user_vgg16(path: Path, cfg: TrunkConfig) -> Vgg16Trunk:
                          f"(vgg16-397923af.pth) as trunk_checkpoint=FILE")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    trunk = Vgg16Trunk(cfg.width, cfg.bn)
+    trunk = Vgg16Trunk.like(cfg)
     try:
         trunk.features.load_state_dict(state)
     except RuntimeError as exc:

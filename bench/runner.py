@@ -92,7 +92,7 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
     old = json.loads(path.read_text())
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
-            and old.get("method_config") == _resolved_config(create_method(req.method, req.config))
+            and old.get("method_config") == requested_config(req)
             and old.get("annotation_fingerprint") == annotations.fingerprint()
             and old.get("dataset_fingerprint") == dataset.fingerprint())
 
@@ -100,8 +100,7 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
 def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     """Keyed by the method's resolved config (defaults included, so a changed default is a new fit)
     and the training masks, so changing either never loads a stale fit."""
-    config = _resolved_config(create_method(req.method, req.config))
-    key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
+    key = json.dumps({"config": requested_config(req), "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method
             / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")
@@ -162,6 +161,11 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=_resolved_config(method), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
                                           "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     )
+
+
+def requested_config(req: RunRequest) -> dict:
+    """The resolved config the request's method will run with (defaults included)."""
+    return _resolved_config(create_method(req.method, req.config))
 
 
 def _resolved_config(method) -> dict:

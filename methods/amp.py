@@ -137,14 +137,13 @@ class Amp:
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
-        from backbones.trunks import TrunkConfig, pretrained_vgg16
+        from backbones.trunks import method_trunk, pretrained_vgg16
         from bench.progress import progress
         from pseudo_labels.nets import as_batch
 
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
-        trunk, _ = pretrained_vgg16(train.dataset, TrunkConfig(width=self.cfg.trunk_width, bn=self.cfg.trunk_bn,
-                                    epochs=self.cfg.trunk_epochs, checkpoint=self.cfg.trunk_checkpoint), train.cache_dir)
+        trunk, _ = pretrained_vgg16(train.dataset, method_trunk(self.cfg), train.cache_dir)
         self.base_classes = tuple(train.base_classes)
         self.net = self._new_net(trunk, len(self.base_classes) + 1)
         self._memo.clear()
@@ -183,14 +182,16 @@ class Amp:
         images = [im for way in episode.support_images for im in way] + list(episode.query_images)
         embs = self._memo.get(ids, images, self._embeddings)
         n_support = episode.way * episode.shot
+        weights = []  # per way: imprinted once, used for every query
+        for way in range(episode.way):
+            support = embs[way * episode.shot : (way + 1) * episode.shot]
+            masks = [torch.from_numpy(_binary(m, way + 1)) for m in episode.support_masks[way]]
+            weights.append(imprinted_weights(list(self.net.weights), support, masks, self.cfg.alpha))
         preds = []
         for q, image in enumerate(episode.query_images):
             fg_masks, probs = [], []
-            for way in range(episode.way):
-                support = embs[way * episode.shot : (way + 1) * episode.shot]
-                masks = [torch.from_numpy(_binary(m, way + 1)) for m in episode.support_masks[way]]
-                weights = imprinted_weights(list(self.net.weights), support, masks, self.cfg.alpha)
-                logits = self.net.scores([e[None] for e in embs[n_support + q]], weights)
+            for way_weights in weights:
+                logits = self.net.scores([e[None] for e in embs[n_support + q]], way_weights)
                 logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0]
                 fg_masks.append(logits.argmax(0) == logits.shape[0] - 1)
                 probs.append(logits.softmax(0)[-1])
@@ -202,10 +203,10 @@ class Amp:
         return {"config": asdict(self.cfg), "base_classes": list(self.base_classes), "net": self.net.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        from backbones.trunks import Vgg16Trunk
+        from backbones.trunks import Vgg16Trunk, method_trunk
 
         self.base_classes = tuple(state["base_classes"])
-        self.net = self._new_net(Vgg16Trunk(self.cfg.trunk_width, self.cfg.trunk_bn), len(self.base_classes) + 1)
+        self.net = self._new_net(Vgg16Trunk.like(method_trunk(self.cfg)), len(self.base_classes) + 1)
         self.net.load_state_dict(state["net"])
         self.net.eval()
         self._memo.clear()

@@ -123,10 +123,6 @@ class Ours:
         self.features = FeatureCache(dataset, model, path, cache_dir)
         self.features.ensure(dataset.ids("train") + dataset.ids("val"))
 
-    def _pixel_features(self, image_id: str, size) -> torch.Tensor:
-        """(C, H, W) at `size`, or (C, h, w) on the feature grid when size is None."""
-        return self.features.features(image_id) if size is None else self.features.pixel_features(image_id, size)
-
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x) if self.enc is not None else x
 
@@ -164,65 +160,53 @@ class Ours:
 
     def _episode_loss(self, episode, q_masks, rng) -> torch.Tensor:
         n = episode.way + 1
-        s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, None)
+        s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, self._feature_rows)
         keep = _sample(rng, len(s_lab), self.cfg.support_pixels)
         protos, present = prototypes(self.enc(s_feat[keep]), s_lab[keep], n)
-        q_feat, q_lab = self._labelled_pixels([[i] for i in episode.query_ids], [[m] for m in q_masks], None)
+        q_feat, q_lab = self._labelled_pixels([[i] for i in episode.query_ids], [[m] for m in q_masks], self._feature_rows)
         keep = _sample(rng, len(q_lab), self.cfg.query_pixels)
         return prototypical_loss(self.enc(q_feat[keep]), q_lab[keep], protos, present, self.cfg.loss)
 
-    def _labelled_pixels(self, ids_per_way, masks_per_way, size) -> tuple[torch.Tensor, torch.Tensor]:
-        """Support (or training-query) pixel features with their episode labels, 255 dropped.
-        size None: the feature grid, labels read at the grid points (nearest)."""
+    def _labelled_pixels(self, ids_per_way, masks_per_way, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support (or training-query) pixel rows with their episode labels, 255 dropped. `rows(id,
+        size)` gives an image's (P, D) rows and the (h, w) grid they lie on; labels are read at the
+        grid points (nearest; the identity when the grid is the mask itself)."""
         feats, labels = [], []
         for ids, masks in zip(ids_per_way, masks_per_way):
             for image_id, mask in zip(ids, masks):
-                f = self._pixel_features(image_id, mask.shape if size == "image" else None)
-                lab = torch.from_numpy(np.ascontiguousarray(mask)).long()
-                if size != "image":
-                    lab = _grid_labels(lab, f.shape[1:])
-                lab = lab.flatten()
+                f, grid = rows(image_id, mask.shape)
+                lab = _grid_labels(torch.from_numpy(np.ascontiguousarray(mask)).long(), grid).flatten()
                 valid = lab != IGNORE
-                feats.append(f.flatten(1).T[valid])
+                feats.append(f[valid])
                 labels.append(lab[valid])
         return torch.cat(feats), torch.cat(labels)
+
+    def _feature_rows(self, image_id: str, size) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Raw backbone features on the feature grid (meta-training: E is still changing)."""
+        f = self.features.features(image_id)
+        return f.flatten(1).T, tuple(f.shape[1:])
+
+    def _test_rows(self, image_id: str, size) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Test-time embeddings: on the feature grid, each image embedded once per fold
+        (`knn_at=feature`), or at every pixel of `size` (`knn_at=image`)."""
+        if self.cfg.knn_at == "image":
+            return self._embed(self.features.pixel_features(image_id, size).flatten(1).T), tuple(size)
+        return self._grid_embedding(image_id), self.features.grid_size(image_id)
 
     # -- inference -----------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, episode) -> list[np.ndarray]:
         n = episode.way + 1
-        if self.cfg.knn_at == "image":
-            s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, "image")
-            s_emb = self._embed(s_feat)
-        else:
-            s_emb, s_lab = self._support_grid(episode)
+        s_emb, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, self._test_rows)
         preds = []
         for image_id, image in zip(episode.query_ids, episode.query_images):
             size = image.shape[:2]
-            if self.cfg.knn_at == "image":
-                q = self._embed(self.features.pixel_features(image_id, size).flatten(1).T)
-            else:
-                q = self._grid_embedding(image_id)
-            votes = knn_votes(q, s_emb, s_lab, n, self.cfg.k, self.cfg.chunk)
-            if self.cfg.knn_at == "image":
-                pred = votes.argmax(1).view(size)
-            else:
-                grid = votes.T.reshape(1, n, *self.features.grid_size(image_id))
-                pred = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)[0].argmax(0)
-            preds.append(pred.numpy().astype(np.uint8))
+            q, grid = self._test_rows(image_id, size)
+            votes = knn_votes(q, s_emb, s_lab, n, self.cfg.k, self.cfg.chunk).T.reshape(1, n, *grid)
+            if grid != tuple(size):
+                votes = F.interpolate(votes, size=size, mode="bilinear", align_corners=False)
+            preds.append(votes[0].argmax(0).numpy().astype(np.uint8))
         return preds
-
-    def _support_grid(self, episode) -> tuple[torch.Tensor, torch.Tensor]:
-        """Support embeddings on the feature grid with their episode labels (255 dropped)."""
-        embs, labels = [], []
-        for ids, masks in zip(episode.support_ids, episode.support_masks):
-            for image_id, mask in zip(ids, masks):
-                emb = self._grid_embedding(image_id)
-                lab = _grid_labels(torch.from_numpy(np.ascontiguousarray(mask)).long(), self.features.grid_size(image_id)).flatten()
-                valid = lab != IGNORE
-                embs.append(emb[valid])
-                labels.append(lab[valid])
-        return torch.cat(embs), torch.cat(labels)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:

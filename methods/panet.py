@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backbones.trunks import FeatureMemo
+from backbones.trunks import FeatureMemo, Vgg16Trunk, method_trunk, pretrained_vgg16
 from bench.settings import settings_from
 from methods.pooling import masked_average
 
@@ -99,14 +99,6 @@ class Panet:
         self._memo = FeatureMemo(self.cfg.feature_cache)
 
     # -- trunk --------------------------------------------------------------------------------
-    def _build_trunk(self, dataset, cache_dir):
-        from backbones.trunks import TrunkConfig, pretrained_vgg16
-
-        tcfg = TrunkConfig(width=self.cfg.trunk_width, bn=self.cfg.trunk_bn, epochs=self.cfg.trunk_epochs,
-                           checkpoint=self.cfg.trunk_checkpoint)
-        trunk, _ = pretrained_vgg16(dataset, tcfg, cache_dir)
-        return trunk
-
     def _features(self, images: list[np.ndarray]) -> torch.Tensor:
         from pseudo_labels.nets import as_batch
 
@@ -116,7 +108,7 @@ class Panet:
     def fit(self, train, config: dict) -> None:
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
-        self.trunk = self._build_trunk(train.dataset, train.cache_dir)
+        self.trunk, _ = pretrained_vgg16(train.dataset, method_trunk(self.cfg), train.cache_dir)
         self._memo.clear()
         opt = torch.optim.SGD(self.trunk.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=5e-4)
         n = self.cfg.iterations
@@ -181,9 +173,7 @@ class Panet:
         return {"config": asdict(self.cfg), "trunk": self.trunk.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        from backbones.trunks import Vgg16Trunk
-
-        self.trunk = Vgg16Trunk(self.cfg.trunk_width, self.cfg.trunk_bn)
+        self.trunk = Vgg16Trunk.like(method_trunk(self.cfg))
         self.trunk.load_state_dict(state["trunk"])
         self.trunk.eval()
         self._memo.clear()
