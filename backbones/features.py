@@ -24,9 +24,13 @@ class FeatureCache:
     set's 2,800 images take 780 MB), so that an evaluation of thousands of episodes reads each
     file once."""
 
-    def __init__(self, dataset, model: torch.nn.Module, backbone_path: Path, cache_dir: Path, in_memory: int = 4096):
-        self.dataset, self.model = dataset, model
-        self.root = Path(cache_dir) / "features" / f"{dataset.name}-{dataset.fingerprint()}-{Path(backbone_path).stem}"
+    def __init__(self, dataset, model: torch.nn.Module, backbone_path: Path, cache_dir: Path, in_memory: int = 4096,
+                 outputs=decoder_features, tag: str = ""):
+        """`outputs(model, batch)` -> (B, C, h, w) features to store (default: the DeepLabV3+
+        decoder's); `tag` names another choice of outputs of the same weights."""
+        self.dataset, self.model, self._outputs = dataset, model, outputs
+        name = f"{dataset.name}-{dataset.fingerprint()}-{Path(backbone_path).stem}{'-' + tag if tag else ''}"
+        self.root = Path(cache_dir) / "features" / name
         self._ram: dict[str, np.ndarray] = {}
         self._in_memory = in_memory
 
@@ -50,7 +54,7 @@ class FeatureCache:
     def compute(self, images: list[np.ndarray]) -> torch.Tensor:
         from pseudo_labels.nets import as_batch
 
-        return decoder_features(self.model, as_batch(images))
+        return self._outputs(self.model, as_batch(images))
 
     def features(self, image_id: str) -> torch.Tensor:
         """(C, h, w) float32 at the decoder's resolution."""

@@ -170,7 +170,8 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
     if not path.is_file():
         log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
             f"{cfg.crop_epochs} epochs on object crops, then {cfg.steps} steps of segmentation at {cfg.train_size}px)")
-        model, meta = train_on_pool(pool, cfg)
+        with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+            model, meta = train_on_pool(pool, cfg)
         buf = io.BytesIO()
         torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
         atomic_write_bytes(path, buf.getvalue())

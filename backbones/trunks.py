@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +77,17 @@ class Vgg16Trunk(nn.Module):
                 self.tap_index.append(len(layers) - 1)
         self.features = nn.Sequential(*layers)
         self.out_channels = cin
+        self._last_relu = max(i for i, m in enumerate(layers) if isinstance(m, nn.ReLU))
 
     @classmethod
     def like(cls, cfg: TrunkConfig) -> "Vgg16Trunk":
         """An untrained trunk of `cfg`'s shape (for loading saved weights)."""
         return cls(cfg.width, cfg.bn)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def forward(self, x: torch.Tensor, final_relu: bool = True) -> torch.Tensor:
+        """conv5_3's output; PANet's encoder stops before its ReLU (final_relu=False), so its
+        features can be negative and cosines with prototypes span [-1, 1]."""
+        return self.features(x) if final_relu else self.features[: self._last_relu](x)
 
     def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -153,7 +157,8 @@ def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> t
         from pseudo_labels.train import save_model
 
         log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
-        trunk, meta = _train_vgg16(pool, cfg)
+        with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+            trunk, meta = _train_vgg16(pool, cfg)
         save_model(path, trunk, meta)
         log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -210,12 +215,94 @@ class FeatureMemo:
         if not ids or len(ids) != len(images):
             return list(compute(images))
         keys = [(i, im.shape) for i, im in zip(ids, images)]
+        return self.by_key(keys, lambda at: compute([images[n] for n in at]))
+
+    def by_key(self, keys: list, compute_at) -> list:
+        """compute_at(positions in `keys`) -> outputs for the keys not yet memoised."""
         where = {k: n for n, k in enumerate(keys)}
         todo = [k for k in where if k not in self._memo]
         if todo:
-            outputs = compute([images[where[k]] for k in todo])
+            outputs = compute_at([where[k] for k in todo])
             for n, k in enumerate(todo):
                 if len(self._memo) >= self.limit:
                     self._memo.pop(next(iter(self._memo)))
                 self._memo[k] = outputs[n]
         return [self._memo[k] for k in keys]
+
+
+# -- ResNet (PFENet) ---------------------------------------------------------------------------
+# PSPNet/PFENet's ResNet: deep 3-conv stem (ResNetV1c), layer3 and layer4 dilated by 2 and 4 (output
+# stride 8). PFENet's own resnet50_v2.pth has a 128-wide stem; mmcv's resnet50_v1c and our pool
+# pretraining (the DeepLabV3+ ResNet) a 64-wide one. The width is read from the file.
+PSPNET_STEM = {"conv1": "stem.0", "bn1": "stem.1", "conv2": "stem.3", "bn2": "stem.4", "conv3": "stem.6", "bn3": "stem.7"}
+RESNET_DEPTHS = {18: "r18-os16", 50: "r50-os8", 101: "r101-os8"}  # depth -> the pool-pretrained DeepLabV3+ arch
+
+
+def resnet_os8(depth: int, stem_channels: int = 64) -> nn.Module:
+    """A frozen-BatchNorm ResNetV1c returning (layer2, layer3, layer4) at output stride 8."""
+    from backbones.mmseg_compat import install
+
+    install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mmcv-lite warns about ops a ResNet never uses
+        from mmseg.models.backbones import ResNetV1c
+
+    net = ResNetV1c(depth=depth, stem_channels=stem_channels, num_stages=4, out_indices=(1, 2, 3),
+                    strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True,
+                    norm_cfg=dict(type="BN", requires_grad=False), norm_eval=True, style="pytorch")
+    net.train(False)  # mmseg's ResNet.train returns None, so no chaining
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def pretrained_resnet(dataset, depth: int, checkpoint: str, backbone: dict, cache_dir: Path, log=print) -> tuple[nn.Module, str]:
+    """PFENet's frozen trunk and a name for its weights: a user's ImageNet ResNet file, or the
+    ResNet of the pool-pretrained DeepLabV3+ that `ours` stands on (`backbone`: BackboneConfig
+    overrides), re-dilated to stride 8."""
+    if depth not in RESNET_DEPTHS:
+        raise BenchError(f"trunk_depth={depth} is not one of {', '.join(map(str, RESNET_DEPTHS))}")
+    if checkpoint:
+        from bench.records import file_sha
+
+        path = Path(checkpoint)
+        net = _user_resnet(path, depth)
+        return net, f"{path.stem}-{file_sha(path)[:12]}"
+    from backbones.pretrain import backbone_config, pretrained_backbone
+
+    model, meta, path = pretrained_backbone(dataset, backbone_config({**backbone, "arch": RESNET_DEPTHS[depth]}), cache_dir, log)
+    net = resnet_os8(depth)
+    net.load_state_dict({k[len("backbone."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.")})
+    return net, path.stem
+
+
+def resnet_state(state: dict) -> dict:
+    """A ResNet state dict in mmseg's ResNetV1c names: 'module.'/'backbone.' prefixes dropped,
+    PSPNet's conv1/bn1..conv3/bn3 stem renamed, the ImageNet classifier dropped."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "backbone."):
+            key = key[len(prefix):] if key.startswith(prefix) else key
+        head, _, rest = key.partition(".")
+        key = f"{PSPNET_STEM[head]}.{rest}" if head in PSPNET_STEM else key
+        if not key.startswith("fc."):
+            out[key] = value
+    return out
+
+
+def _user_resnet(path: Path, depth: int) -> nn.Module:
+    fix = ("pass PFENet's resnet50_v2.pth or mmcv's resnet50_v1c ImageNet weights (deep stem) as trunk_checkpoint=FILE "
+           "with the matching trunk_depth; torchvision's resnet (7x7 stem) is not PFENet's architecture")
+    if not path.is_file():
+        raise BenchError(f"trunk checkpoint {path} not found; fix: {fix}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = resnet_state(blob.get("state_dict", blob))
+    stem = state.get("stem.6.weight")
+    if stem is None:
+        raise BenchError(f"{path} has no deep-stem ResNet weights (no conv3/stem.6); fix: {fix}")
+    net = resnet_os8(depth, stem_channels=int(stem.shape[0]))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BenchError(f"{path} does not fit ResNet-{depth}: {str(exc).strip().splitlines()[-1].strip()}; fix: {fix}") from None
+    return net

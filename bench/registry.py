@@ -14,6 +14,7 @@ METHODS = {
     "ours-noE": "methods.ours:OursNoE",
     "panet": "methods.panet:Panet",
     "amp": "methods.amp:Amp",
+    "pfenet": "methods.pfenet:Pfenet",
 }
 # Registered for the test suite and the harness's own checks; `bench list` marks them.
 TEST_ONLY = {"oracle"}

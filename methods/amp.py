@@ -29,9 +29,17 @@ Adapted:
 - embedded default: trunk width 1/4 with frozen BatchNorm, pretrained on the pool's object crops
   (backbones/trunks.py), fc widths scaled alike (1024, 64), 129x129 images, SGD momentum 0.9,
   weight decay 5e-4, lr 1e-3 for 1,000 steps of 8 images with random flips (set by the
-  time budget: 0.24 s per step on 2 cores, ~4.4 min per fold; not yet tuned for accuracy) (the reference code:
-  Adam-free SGD at fixed lr on 500x500 crops for many epochs). `--set trunk_width=1 fc=4096
-  embed=256 trunk_bn=false trunk_checkpoint=FILE` is the paper's network.
+  time budget: 0.24 s per step on 2 cores, ~4.4 min per fold; not yet tuned for accuracy); the
+  reference trains with RMSprop at a constant 1e-6 for 300k single images at full size, with no
+  augmentation. `--set trunk_width=1 fc=4096 embed=256 trunk_bn=false trunk_checkpoint=FILE` is
+  the paper's network.
+
+Not (yet) reproduced, from the reference code (../shared/BASELINES.md): the cosine layers' scale
+starts at 20 there (10 here); score maps are upsampled nearest there (bilinear here); its 1-shot
+runs add *iterative imprinting* (the query's confident novel pixels re-imprint the weights
+twice); in its training novel-class pixels are ignored (label 250) and images with no base class
+are all ignored, where the harness's `background` presets make novel pixels background for every
+method.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ from torch import nn
 
 from backbones.trunks import FeatureMemo
 from bench.settings import settings_from
+from methods.nway import combine_ways, way_mask
 from methods.pooling import masked_average
 
 IGNORE = 255
@@ -115,14 +124,6 @@ def imprinted_weights(base: list[torch.Tensor], support: list[list[torch.Tensor]
     return out
 
 
-def combine_ways(fg_masks: list[torch.Tensor], probs: list[torch.Tensor]) -> np.ndarray:
-    """N-way decision rule: way j where its pass says foreground; the most probable of several."""
-    fg = torch.stack(fg_masks)  # (N, H, W) bool
-    score = torch.where(fg, torch.stack(probs), torch.full_like(probs[0], -1.0)[None])
-    best = score.argmax(0)
-    return torch.where(fg.any(0), best + 1, 0).numpy().astype(np.uint8)
-
-
 class Amp:
     name = "amp"
 
@@ -185,7 +186,7 @@ class Amp:
         weights = []  # per way: imprinted once, used for every query
         for way in range(episode.way):
             support = embs[way * episode.shot : (way + 1) * episode.shot]
-            masks = [torch.from_numpy(_binary(m, way + 1)) for m in episode.support_masks[way]]
+            masks = [torch.from_numpy(way_mask(m, way + 1)) for m in episode.support_masks[way]]
             weights.append(imprinted_weights(list(self.net.weights), support, masks, self.cfg.alpha))
         preds = []
         for q, image in enumerate(episode.query_images):
@@ -211,9 +212,3 @@ class Amp:
         self.net.eval()
         self._memo.clear()
 
-
-def _binary(mask: np.ndarray, way: int) -> np.ndarray:
-    """Episode labels -> this way's 0/1 mask (255 kept): the other ways' pixels are background."""
-    out = (mask == way).astype(np.uint8)
-    out[mask == IGNORE] = IGNORE
-    return out

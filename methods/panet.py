@@ -2,15 +2,18 @@
 segmentation, prototype alignment regularisation (PAR). N-way natively.
 
 Faithful to the paper and its reference code:
-- encoder: VGG-16 conv1_1..conv5_3, pool4 stride 1, conv5 dilated (output stride 8), trained end
-  to end in the episodes; masked average pooling of the features bilinearly upsampled to the mask
-  size (computed without materialising the upsampled map: methods/pooling.py); one foreground prototype per way (mean over shots), one background prototype (mean over
-  every support image of every way); background = every labelled pixel that is not the way's class;
+- encoder: VGG-16 conv1_1..conv5_3 without conv5_3's ReLU (the reference Encoder ends at the
+  conv, so features and cosines can be negative), pool4 stride 1, conv5 dilated (output stride
+  8), trained end to end in the episodes; masked average pooling of the features bilinearly
+  upsampled to the mask size (computed without materialising the upsampled map:
+  methods/pooling.py); one foreground prototype per way (mean over shots), one background
+  prototype (mean over every support image of every way); background = every pixel of no episode
+  class, void (255) included, as the reference's getMask;
 - distance: cosine similarity x 20, softmax over [background, way 1..N], logits upsampled to the
   image; query loss: cross-entropy with 255 ignored;
 - PAR: prototypes from the query's own prediction (argmax masks, a way predicted nowhere is
-  skipped) segment each support image against its foreground/background mask, weight 1, averaged
-  over ways and shots;
+  skipped) segment each support image against its foreground (1) / background (0) mask, other
+  ways' pixels ignored, weight 1, averaged over ways and shots;
 - SGD, momentum 0.9, weight decay 5e-4, learning rate 1e-3, x0.1 at 1/3 and 2/3 of training
   (the paper: 30k iterations, steps at 10k and 20k); random horizontal flips.
 
@@ -46,6 +49,7 @@ class PanetConfig:
     lr: float = 1e-3
     scaler: float = 20.0  # cosine similarity multiplier
     align_weight: float = 1.0  # PAR; 0 switches it off
+    final_relu: bool = False  # the reference encoder ends before conv5_3's ReLU
     train_way: int = 1
     train_shot: int = 1
     trunk_width: float = 0.25
@@ -62,8 +66,14 @@ def episode_prototypes(support: list[list[torch.Tensor]], masks: list[list[torch
     fg, bg = [], []
     for way, (feats, labels) in enumerate(zip(support, masks), start=1):
         fg.append(torch.stack([masked_average(f, (m == way).float()) for f, m in zip(feats, labels)]).mean(0))
-        bg.extend(masked_average(f, ((m != way) & (m != IGNORE)).float()) for f, m in zip(feats, labels))
+        bg.extend(masked_average(f, background(m).float()) for f, m in zip(feats, labels))
     return torch.stack([torch.stack(bg).mean(0), *fg])
+
+
+def background(labels: torch.Tensor) -> torch.Tensor:
+    """PANet's support background: every pixel of no episode class; like the reference code, the
+    void (255) pixels count as background."""
+    return (labels == 0) | (labels == IGNORE)
 
 
 def cosine_logits(features: torch.Tensor, protos: torch.Tensor, scaler: float) -> torch.Tensor:
@@ -85,7 +95,7 @@ def alignment_loss(q_feats: torch.Tensor, q_logits: torch.Tensor, support: list[
         protos = torch.stack([(q_feats * (pred == c)).sum(dim=(1, 2)) / ((pred == c).sum() + 1e-5) for c in (0, way)])
         for feats, labels in zip(support[way - 1], masks[way - 1]):
             logits = F.interpolate(cosine_logits(feats, protos, scaler)[None], size=labels.shape, mode="bilinear", align_corners=False)
-            target = torch.where(labels == way, 1, torch.where(labels == IGNORE, IGNORE, 0)).long()
+            target = torch.where(labels == way, 1, torch.where(background(labels), 0, IGNORE)).long()
             loss = loss + F.cross_entropy(logits, target[None], ignore_index=IGNORE) / (n_ways * len(support[0]))
     return loss
 
@@ -102,7 +112,7 @@ class Panet:
     def _features(self, images: list[np.ndarray]) -> torch.Tensor:
         from pseudo_labels.nets import as_batch
 
-        return self.trunk(as_batch(images))
+        return self.trunk(as_batch(images), final_relu=self.cfg.final_relu)
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:

@@ -1,12 +1,14 @@
-"""PANet and AMP pieces on hand-computed tensors, and the shared VGG-16 trunk."""
+"""PANet, AMP and PFENet pieces on hand-computed tensors, and the shared trunks."""
 import numpy as np
 import pytest
 import torch
 
 from backbones.trunks import FeatureMemo, TrunkConfig, Vgg16Trunk, _user_vgg16
 from bench.errors import BenchError
-from methods.amp import combine_ways, imprinted_weights
+from methods.amp import imprinted_weights
+from methods.nway import combine_ways
 from methods.panet import cosine_logits, episode_prototypes
+from methods.pfenet import Fem, prior_mask, pyramid_sizes, weighted_gap
 from methods.pooling import masked_average
 
 
@@ -57,6 +59,11 @@ def test_panet_prototypes_and_cosine_on_a_hand_computed_case():
     torch.testing.assert_close(protos, torch.tensor([[0.0, 1.0], [1.0, 0.0]]), atol=1e-4, rtol=0)  # bg, way 1
     logits = cosine_logits(f, protos, 20.0)
     assert logits.shape == (2, 2, 2)
+    # 2-way: way 2's pixel in way 1's support is not background (PANet's getMask); void is
+    two_way = torch.tensor([[1, 2], [255, 0]])
+    f2 = torch.tensor([[[1.0, 5.0], [3.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    protos = episode_prototypes([[f2], [f2]], [[two_way], [two_way]])
+    torch.testing.assert_close(protos[0], torch.tensor([(3.0 + 1.0) / 2, 0.0]), atol=1e-4, rtol=0)  # not 5, with 3
     assert logits[1, 0, 0].item() == pytest.approx(20.0, rel=1e-4) and logits[0, 0, 0].item() == pytest.approx(0.0, abs=1e-4)
 
 
@@ -104,3 +111,112 @@ def test_pulled_back_mask_equals_upsampling_the_features():
     up = torch.nn.functional.interpolate(feats[None], size=mask.shape, mode="bilinear", align_corners=False)[0]
     want = (up * mask).sum(dim=(1, 2)) / (mask.sum() + 1e-5)
     torch.testing.assert_close(masked_average(feats, mask), want, atol=1e-5, rtol=1e-5)
+
+
+def test_pfenet_prior_is_the_min_max_normalised_best_cosine_over_support_foreground():
+    query = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]).view(1, 2, 1, 3)  # pixels (1,0), (0,1), (1,1)
+    support = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)  # pixels (1,0), (0,1)
+    only_first = prior_mask(query, support, torch.tensor([[[[1.0, 0.0]]]]))
+    torch.testing.assert_close(only_first.flatten(), torch.tensor([1.0, 0.0, 2**-0.5]), atol=1e-5, rtol=0)
+    both = prior_mask(query, support, torch.ones(1, 1, 1, 2))
+    torch.testing.assert_close(both.flatten(), torch.tensor([1.0, 1.0, 0.0]), atol=1e-5, rtol=0)
+
+
+def test_pfenet_prototype_and_pyramid_scales():
+    feat = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    mask = torch.tensor([[1.0, 0.0], [1.0, 0.0]]).view(1, 1, 2, 2)
+    torch.testing.assert_close(weighted_gap(feat, mask).flatten(), torch.tensor([4.0 / 2.0005]))
+    assert pyramid_sizes(60) == [60, 30, 15, 8]  # the paper's bins on its 473 px grid
+    assert pyramid_sizes(17) == [17, 8, 4, 2]  # the embedded default's 129 px grid
+    fem = Fem(mid_dim=12, dim=8).eval()
+    main, aux = fem.logits(torch.randn(3, 12, 17, 17), torch.randn(3, 5, 17, 17), [torch.randn(3, 12, 17, 17)],
+                           [torch.randn(3, 5, 17, 17)], [torch.ones(3, 1, 17, 17)])
+    assert main.shape == (3, 2, 17, 17)
+    assert [a.shape[-1] for a in aux] == [17, 8, 4, 2]
+
+
+def test_pfenet_trunk_loads_pspnet_and_refuses_torchvision_resnets(tmp_path):
+    from backbones.trunks import PSPNET_STEM, _user_resnet, resnet_os8
+
+    torch.manual_seed(0)
+    reference = resnet_os8(18, stem_channels=128)  # PFENet's resnet_v2 stem: 64, 64, 128 wide
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    renamed = {v: k for k, v in PSPNET_STEM.items()}
+    state = {}
+    for key, value in reference.state_dict().items():
+        head = ".".join(key.split(".")[:2])
+        state["module." + (key.replace(head, renamed[head], 1) if head in renamed else key)] = value
+    state["module.fc.weight"] = torch.zeros(1000, 512)
+    path = tmp_path / "resnet18_v2.pth"
+    torch.save({"state_dict": state}, path)
+    loaded = _user_resnet(path, 18)
+    x = torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        for a, b in zip(loaded(x), reference(x)):
+            torch.testing.assert_close(a, b)
+    assert [o.shape[-1] for o in loaded(x)] == [5, 5, 5]  # layer2..4 at output stride 8
+
+    torchvision = pytest.importorskip("torchvision")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
+    with pytest.raises(BenchError, match="deep-stem"):
+        _user_resnet(tmp_path / "tv.pth", 18)
+    with pytest.raises(BenchError, match="does not fit ResNet-50"):
+        _user_resnet(path, 50)
+    with pytest.raises(BenchError, match="not found"):
+        _user_resnet(tmp_path / "missing.pth", 18)
+
+
+def test_panet_encoder_ends_before_conv5_3_relu():
+    trunk = Vgg16Trunk(width=0.25, bn=True).eval()
+    x = torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        pre = trunk(x, final_relu=False)
+        torch.testing.assert_close(torch.relu(pre), trunk(x))
+    assert (pre < 0).any()
+
+
+def test_pfenet_fem_learns_to_follow_an_informative_prior():
+    """The FEM, trained as in Pfenet.fit (main + auxiliary losses), learns to segment where the
+    prior says foreground: a check that gradients reach every scale and the classifier."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    fem = Fem(mid_dim=4, dim=8)
+    opt = torch.optim.AdamW(fem.parameters(), lr=1e-2)
+
+    def batch(n):
+        masks = torch.zeros(n, 17, 17, dtype=torch.long)
+        for m in masks:
+            y, x, h, w = torch.randint(0, 9, (4,)).tolist()
+            m[y : y + h + 3, x : x + w + 3] = 1
+        return torch.randn(n, 8, 17, 17), torch.randn(n, 8, 1, 1), masks[:, None].float(), masks
+
+    for _ in range(150):
+        query, proto, prior, y = batch(8)
+        main, aux = fem(query, proto, prior)
+        loss = F.cross_entropy(main, y) + torch.stack([F.cross_entropy(F.interpolate(a, size=(17, 17)), y) for a in aux]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fem.eval()
+    query, proto, prior, y = batch(16)
+    with torch.no_grad():
+        pred = fem(query, proto, prior)[0].argmax(1)
+    iou = ((pred == 1) & (y == 1)).sum() / ((pred == 1) | (y == 1)).sum()
+    assert iou > 0.9, float(iou)
+
+
+def test_pretraining_a_trunk_leaves_the_callers_random_stream_as_loading_it_does(mini, tmp_path):
+    """Same seed, same numbers: a method seeded before it asks for its trunk must draw the same
+    head initialisation whether the trunk was pretrained in this call or read from the cache."""
+    from backbones.trunks import pretrained_vgg16
+
+    cfg = TrunkConfig(epochs=1)
+    torch.manual_seed(0)
+    pretrained_vgg16(mini, cfg, tmp_path, log=lambda *_: None)
+    trained = torch.rand(4)
+    torch.manual_seed(0)
+    pretrained_vgg16(mini, cfg, tmp_path, log=lambda *_: None)
+    assert torch.equal(trained, torch.rand(4))

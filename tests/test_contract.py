@@ -15,6 +15,7 @@ TINY = {
     "ours-noE": {k: v for k, v in OURS_TINY.items() if k != "episodes"},
     "panet": {"iterations": 3, "trunk_epochs": 1},
     "amp": {"steps": 3, "batch": 2, "trunk_epochs": 1},
+    "pfenet": {"steps": 3, "batch": 2, "reduce_dim": 16, "backbone_steps": 3, "backbone_max_images": 12},
 }
 METHOD_NAMES = sorted(set(METHODS) - TEST_ONLY)
 

@@ -1,0 +1,318 @@
+"""PFENet (Tian et al., TPAMI 2020): a frozen ResNet, a training-free prior mask from its
+high-level features, and the Feature Enrichment Module (FEM). 1-way in the paper.
+
+Faithful to the paper and its reference code (dvlab-research/PFENet, model/PFENet.py):
+- trunk: PSPNet's deep-stem ResNet (ResNetV1c), layer3/layer4 dilated by 2/4 (output stride 8),
+  frozen (no gradient, BatchNorm statistics fixed); mid-level features = concat(layer3, layer2),
+  reduced by a 1x1 conv + ReLU + Dropout(0.5) (separate for query and support);
+- support prototype: masked global average pooling of the reduced support features, mask
+  bilinearly resized (align_corners=True); ignore pixels count as background;
+- prior mask: layer4 of the *masked* support layer3 (background kept out of the receptive field),
+  times the mask; per query pixel the maximum cosine similarity over support pixels with
+  layer4 of the query; min-max normalised per image; averaged over shots (as the prototypes);
+- FEM: four scales, adaptive average pooling of the query to each, query + expanded prototype +
+  prior -> 1x1 merge; inter-scale interaction from fine to coarse (each scale after the first
+  takes the previous, finer scale's output resized to it through a 1x1 conv, residual); two 3x3
+  convs (residual); an auxiliary classifier per scale; scales upsampled, concatenated, 1x1 + two
+  3x3 (residual) + classifier;
+- loss: cross-entropy (255 ignored) of the main output + weight 1.0 x mean of the auxiliary
+  losses, all at image size; only the reduction layers and the FEM train; SGD momentum 0.9,
+  weight decay 1e-4, lr 0.025 (the reference code's applied rate: 10 x base_lr 0.0025 on PASCAL),
+  poly schedule (power 0.9) per step; batches of 4 1-way episodes.
+
+Adapted (config values; `--set trunk_depth=50 trunk_checkpoint=resnet50_v2.pth reduce_dim=256`
+is the paper's network on real data):
+- scales: the paper's bins (60, 30, 15, 8) on its 60x60 grid of 473 px crops are kept as
+  fractions of the grid: 17, 8, 4, 2 on the 17x17 grid of a 129 px image;
+- trunk on the embedded default: the ResNet-18 of the pool-pretrained DeepLabV3+ that `ours`
+  stands on (backbones/pretrain.py: pool object crops, then pool segmentation; never a benchmark
+  class), re-dilated to stride 8; the same weights, so `ours` and PFENet start from one trunk.
+  Real data: a user's ImageNet ResNet file (PFENet's resnet50_v2.pth or mmcv's resnet50_v1c; a
+  torchvision ResNet has a 7x7 stem, which is not PFENet's architecture);
+- reduce_dim 64 instead of 256 (the FEM's 3x3 convs are most of the cost on a CPU);
+- 1,000 steps instead of ~300k (200 epochs of 5,953 images / 4), set by the time budget; images
+  at their native 129 px with no augmentation (the reference scales, rotates, blurs, flips and
+  crops to 473): the frozen trunk's outputs are computed once per image and stored
+  (backbones/features.py, shared by every fold and mode), and the support's masked layer4 is
+  memoised per (image, mask);
+- the trunk's BatchNorm uses its stored statistics (the reference's model.train() leaves the
+  frozen trunk's BN in training mode, a quirk we do not copy);
+- N-way: one pass per way (its support against each query), then methods/nway.combine_ways: a
+  pixel takes the way whose pass labels it foreground, the most probable where several do.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backbones.trunks import FeatureMemo
+from bench.errors import BenchError
+from bench.settings import settings_from
+from methods.nway import combine_ways, way_mask
+
+IGNORE = 255
+PAPER_BINS = (60, 30, 15, 8)  # FEM scales on PFENet's 60x60 feature grid
+PAPER_GRID = 60
+
+
+@dataclass(frozen=True)
+class PfenetConfig:
+    steps: int = 1000
+    batch: int = 4  # 1-way episodes per step (the paper: 4)
+    optimizer: str = "sgd"  # sgd (the paper: momentum 0.9, weight decay 1e-4) or adamw
+    lr: float = 0.025  # the reference applies 10 x its PASCAL base_lr 0.0025 to the new layers
+    power: float = 0.9  # poly schedule
+    reduce_dim: int = 64  # the paper: 256
+    aux_weight: float = 1.0
+    train_shot: int = 1
+    trunk_depth: int = 18  # the paper: 50
+    trunk_checkpoint: str = ""  # ImageNet deep-stem ResNet (real data)
+    # the pool pretraining of the embedded trunk (backbones/pretrain.py:BackboneConfig, prefixed)
+    backbone_crop_epochs: int = 2
+    backbone_steps: int = 600
+    backbone_max_images: int = 0
+    seed: int = 0
+    feature_cache: int = 4096  # (support image, mask) pairs whose masked layer4 is kept in RAM
+
+
+def pyramid_sizes(grid: int) -> list[int]:
+    """The paper's FEM bins as fractions of its 60x60 grid, applied to this grid."""
+    return [max(1, int(grid * b / PAPER_GRID)) for b in PAPER_BINS]
+
+
+def weighted_gap(feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 1) masked average of (B, C, h, w) features; mask (B, 1, h, w)."""
+    return (feat * mask).sum(dim=(2, 3), keepdim=True) / (mask.sum(dim=(2, 3), keepdim=True) + 5e-4)
+
+
+def prior_mask(query_high: torch.Tensor, support_high: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w): per query pixel, the largest cosine similarity with a support foreground pixel
+    (support features already masked before layer4; masked again here), min-max normalised."""
+    b, _, h, w = query_high.shape
+    s = (support_high * mask).flatten(2).transpose(1, 2)  # (B, hw_s, C)
+    q = query_high.flatten(2)  # (B, C, hw_q)
+    sim = torch.bmm(s, q) / (torch.bmm(s.norm(dim=2, keepdim=True), q.norm(dim=1, keepdim=True)) + 1e-7)
+    sim = sim.max(dim=1).values
+    lo, hi = sim.min(dim=1, keepdim=True).values, sim.max(dim=1, keepdim=True).values
+    return ((sim - lo) / (hi - lo + 1e-7)).view(b, 1, h, w)
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+def _conv1(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
+
+
+def _conv3x2(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                         nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.ReLU(inplace=True))
+
+
+def _classifier(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                         nn.Dropout2d(0.1), nn.Conv2d(dim, 2, 1))
+
+
+class Fem(nn.Module):
+    """The trainable part of PFENet: feature reduction, FEM, final classifier."""
+
+    def __init__(self, mid_dim: int, dim: int, n_scales: int = len(PAPER_BINS)):
+        super().__init__()
+        self.down_query = nn.Sequential(nn.Conv2d(mid_dim, dim, 1, bias=False), nn.ReLU(inplace=True), nn.Dropout2d(0.5))
+        self.down_supp = nn.Sequential(nn.Conv2d(mid_dim, dim, 1, bias=False), nn.ReLU(inplace=True), nn.Dropout2d(0.5))
+        self.init_merge = nn.ModuleList(_conv1(2 * dim + 1, dim) for _ in range(n_scales))
+        self.alpha_conv = nn.ModuleList(_conv1(2 * dim, dim) for _ in range(n_scales - 1))
+        self.beta_conv = nn.ModuleList(_conv3x2(dim) for _ in range(n_scales))
+        self.inner_cls = nn.ModuleList(_classifier(dim) for _ in range(n_scales))
+        self.res1 = _conv1(n_scales * dim, dim)
+        self.res2 = _conv3x2(dim)
+        self.cls = _classifier(dim)
+
+    def forward(self, query: torch.Tensor, proto: torch.Tensor, prior: torch.Tensor):
+        """Reduced query features (B, dim, h, w), prototype (B, dim, 1, 1), prior (B, 1, h, w) ->
+        (main logits, [auxiliary logits per scale]), (B, 2, ., .)."""
+        h, w = query.shape[-2:]
+        pyramid, aux = [], []
+        for i, size in enumerate(pyramid_sizes(h)):
+            q = F.adaptive_avg_pool2d(query, size)
+            merged = self.init_merge[i](torch.cat([q, proto.expand(-1, -1, size, size), _resize(prior, (size, size))], 1))
+            if i > 0:
+                coarser = _resize(pyramid[i - 1], (size, size))
+                merged = self.alpha_conv[i - 1](torch.cat([merged, coarser], 1)) + merged
+            merged = self.beta_conv[i](merged) + merged
+            aux.append(self.inner_cls[i](merged))
+            pyramid.append(_resize(merged, (h, w)))
+        out = self.res1(torch.cat(pyramid, 1))
+        out = self.res2(out) + out
+        return self.cls(out), aux
+
+    def logits(self, q_mid, q_high, s_mid, s_high, s_mask):
+        """Query (B, C, h, w) features; support lists over shots of (B, ., h, w); masks (B, 1, h, w)."""
+        query = self.down_query(q_mid)
+        protos = [weighted_gap(self.down_supp(m), k) for m, k in zip(s_mid, s_mask)]
+        priors = [prior_mask(q_high, s, k) for s, k in zip(s_high, s_mask)]
+        return self(query, torch.stack(protos).mean(0), torch.stack(priors).mean(0))
+
+
+def trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, C3 + C2 + C4, h, w): concat(layer3, layer2) - PFENet's mid-level features - then layer4,
+    stored together per image."""
+    l2, l3, l4 = trunk(x)
+    return torch.cat([l3, l2, l4], 1)
+
+
+@torch.no_grad()
+def _trunk_widths(trunk: nn.Module) -> list[int]:
+    """Channels of (layer2, layer3, layer4)."""
+    return [int(o.shape[1]) for o in trunk(torch.zeros(1, 3, 33, 33))]
+
+
+def _optimizer(cfg: PfenetConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    raise BenchError(f"pfenet setting optimizer={cfg.optimizer} is not one of sgd, adamw")
+
+
+def _mask_digest(mask: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(mask).tobytes(), digest_size=8).hexdigest()
+
+
+class Pfenet:
+    name = "pfenet"
+
+    def __init__(self, **config):
+        self.cfg = settings_from(PfenetConfig, config, "pfenet")
+        self.trunk: nn.Module | None = None
+        self.fem: Fem | None = None
+        self.features = None
+        self._trunk_name: str | None = None  # the frozen trunk's weights the FEM was trained on
+        self._support_memo = FeatureMemo(self.cfg.feature_cache)  # (id, mask) -> layer4 of the masked support
+
+    # -- frozen trunk ---------------------------------------------------------------------------
+    def attach(self, train) -> None:
+        """Binds the frozen trunk and its per-image output cache (shared by every fold and mode:
+        nothing upstream of the FEM trains); called by `fit`, and by the runner after loading."""
+        from backbones.features import FeatureCache
+        from backbones.trunks import pretrained_resnet
+
+        backbone = {"crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps,
+                    "max_images": self.cfg.backbone_max_images}
+        self.trunk, name = pretrained_resnet(train.dataset, self.cfg.trunk_depth, self.cfg.trunk_checkpoint, backbone, train.cache_dir)
+        if self._trunk_name not in (None, name):
+            raise BenchError(f"this PFENet checkpoint was trained on trunk {self._trunk_name}, not {name}; "
+                             "fix: bench run ... --retrain")
+        self._trunk_name = name
+        self._widths = _trunk_widths(self.trunk)
+        self._support_memo.clear()
+        dataset = train.dataset
+        self.features = FeatureCache(dataset, self.trunk, Path(f"{name}.pt"), train.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
+        self.features.ensure(dataset.ids("train") + dataset.ids("val"), desc="PFENet trunk features")
+
+    def _image_features(self, ids: list, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per image (C3 + C2 + C4, h, w), from the cache (an image without an id: computed)."""
+        if all(i is not None for i in ids):
+            return [self.features.features(i) for i in ids]
+        with torch.no_grad():
+            return list(self.features.compute(images))
+
+    @torch.no_grad()
+    def _support_high(self, keys: list, layer3: list[torch.Tensor], masks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """layer4 of each support's layer3 times its foreground mask, memoised by (id, mask)."""
+        layer4 = getattr(self.trunk, self.trunk.res_layers[-1])
+
+        def compute(at):
+            return list(layer4(torch.stack([layer3[n] * masks[n] for n in at])))
+
+        return self._support_memo.by_key(keys, compute) if keys else compute(range(len(layer3)))
+
+    # -- one batch of (query, support) pairs -----------------------------------------------------
+    def _pair_logits(self, queries, supports):
+        """queries: [(id, image)]; supports: per pair, [(id, image, 0/1/255 mask)] over shots.
+        Returns the FEM outputs for the batch of pairs at feature resolution."""
+        c3, c_mid = self._widths[1], self._widths[0] + self._widths[1]
+        q_feats = torch.stack(self._image_features([i for i, _ in queries], [im for _, im in queries]))
+        flat = [s for shots in supports for s in shots]
+        s_feats = self._image_features([i for i, _, _ in flat], [im for _, im, _ in flat])
+        grid = q_feats.shape[-2:]
+        masks = [_resize(torch.from_numpy((m == 1).astype(np.float32))[None, None], grid)[0] for _, _, m in flat]
+        keys = [(i, _mask_digest(m)) for i, _, m in flat] if all(i is not None for i, _, _ in flat) else []
+        s_high = self._support_high(keys, [f[:c3] for f in s_feats], masks)
+        shot = len(supports[0])
+        per_shot = lambda xs: [torch.stack(xs[s::shot]) for s in range(shot)]  # noqa: E731
+        return self.fem.logits(q_feats[:, :c_mid], q_feats[:, c_mid:], per_shot([f[:c_mid] for f in s_feats]),
+                               per_shot(s_high), per_shot(masks))
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, train, config: dict) -> None:
+        from bench.progress import progress
+
+        torch.manual_seed(self.cfg.seed)
+        rng = np.random.default_rng(self.cfg.seed)
+        self._trunk_name = None
+        self.attach(train)
+        self.fem = Fem(self._widths[0] + self._widths[1], self.cfg.reduce_dim)
+        opt = _optimizer(self.cfg, self.fem.parameters())
+        n = self.cfg.steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
+        self.fem.train()
+        for _ in progress(range(n), desc="training PFENet (FEM on a frozen trunk)"):
+            loss = self._batch_loss(train, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        self.fem.eval()
+        self._support_memo.clear()
+
+    def _batch_loss(self, train, rng) -> torch.Tensor:
+        queries, supports, targets = [], [], []
+        for _ in range(self.cfg.batch):
+            episode, q_masks = train.sample_episode(rng, 1, self.cfg.train_shot)
+            queries.append((episode.query_ids[0], episode.query_images[0]))
+            supports.append(list(zip(episode.support_ids[0], episode.support_images[0], episode.support_masks[0])))
+            targets.append(torch.from_numpy(q_masks[0].astype(np.int64)))
+        y = torch.stack(targets)
+        main, aux = self._pair_logits(queries, supports)
+        loss = F.cross_entropy(_resize(main, y.shape[-2:]), y, ignore_index=IGNORE)
+        aux_loss = torch.stack([F.cross_entropy(_resize(a, y.shape[-2:]), y, ignore_index=IGNORE) for a in aux]).mean()
+        return loss + self.cfg.aux_weight * aux_loss
+
+    # -- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, episode) -> list[np.ndarray]:
+        n_q, n_way = len(episode.query_images), episode.way
+        q_ids = list(episode.query_ids) if len(episode.query_ids) == n_q else [None] * n_q
+        s_ids = episode.support_ids if len(episode.support_ids) == n_way else [[None] * episode.shot] * n_way
+        supports = [[(i, im, way_mask(m, w + 1)) for i, im, m in zip(s_ids[w], episode.support_images[w], episode.support_masks[w])]
+                    for w in range(n_way)]
+        pairs = [(q, w) for q in range(n_q) for w in range(n_way)]
+        main, _ = self._pair_logits([(q_ids[q], episode.query_images[q]) for q, _ in pairs], [supports[w] for _, w in pairs])
+        preds = []
+        for q, image in enumerate(episode.query_images):
+            probs = _resize(main[q * n_way : (q + 1) * n_way], image.shape[:2]).softmax(1)
+            preds.append(combine_ways([p[1] > p[0] for p in probs], [p[1] for p in probs]))
+        return preds
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The FEM and the name of the frozen trunk it was trained on (the trunk itself is
+        re-derived by `attach`, as `ours` does with its backbone)."""
+        return {"config": asdict(self.cfg), "trunk": self._trunk_name, "mid_dim": self._widths[0] + self._widths[1],
+                "fem": self.fem.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._trunk_name = state["trunk"]
+        self.fem = Fem(int(state["mid_dim"]), self.cfg.reduce_dim)
+        self.fem.load_state_dict(state["fem"])
+        self.fem.eval()
+        self._support_memo.clear()
