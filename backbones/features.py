@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from backbones.deeplab import decoder_features
+from bench.locks import one_builder
 from bench.progress import progress
 from bench.records import atomic_write_bytes
 
@@ -39,16 +40,19 @@ class FeatureCache:
 
     def ensure(self, ids, desc: str = "backbone features") -> None:
         """Compute and store the features of every image in `ids` that has none yet."""
-        todo = [i for i in dict.fromkeys(ids) if not self.path(i).is_file()]
-        by_shape: dict[tuple, list[str]] = {}
-        for i in todo:
-            by_shape.setdefault(self.dataset.image(i).shape[:2], []).append(i)
-        batches = [g[k : k + BATCH] for g in by_shape.values() for k in range(0, len(g), BATCH)]
-        for batch in progress(batches, desc=f"{desc} ({len(todo)} images)"):
-            feats = self.compute([self.dataset.image(i) for i in batch])
-            for image_id, f in zip(batch, feats):
-                buf = _npy_bytes(f.numpy().astype(np.float16))
-                atomic_write_bytes(self.path(image_id), buf)
+        if all(self.path(i).is_file() for i in ids):
+            return
+        with one_builder(self.root):  # parallel sweep cells share one store: one process fills it
+            todo = [i for i in dict.fromkeys(ids) if not self.path(i).is_file()]
+            by_shape: dict[tuple, list[str]] = {}
+            for i in todo:
+                by_shape.setdefault(self.dataset.image(i).shape[:2], []).append(i)
+            batches = [g[k : k + BATCH] for g in by_shape.values() for k in range(0, len(g), BATCH)]
+            for batch in progress(batches, desc=f"{desc} ({len(todo)} images)"):
+                feats = self.compute([self.dataset.image(i) for i in batch])
+                for image_id, f in zip(batch, feats):
+                    buf = _npy_bytes(f.numpy().astype(np.float16))
+                    atomic_write_bytes(self.path(image_id), buf)
 
     @torch.no_grad()
     def compute(self, images: list[np.ndarray]) -> torch.Tensor:

@@ -31,6 +31,7 @@ from backbones.deeplab import ARCHS, build_deeplab, logits
 from bench.data.datasets import IGNORE, pool_dataset
 from bench.errors import BenchError
 from bench.progress import progress
+from bench.locks import one_builder
 from bench.records import atomic_write_bytes
 from bench.settings import settings_from
 
@@ -167,17 +168,18 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
         return _user_checkpoint(Path(cfg.checkpoint), cfg)
     pool = pool_dataset(dataset)
     path = weights_path(cache_dir, pool, cfg)
-    if not path.is_file():
-        log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
-            f"{cfg.crop_epochs} epochs on object crops, then {cfg.steps} steps of segmentation at {cfg.train_size}px)")
-        with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
-            model, meta = train_on_pool(pool, cfg)
-        buf = io.BytesIO()
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
-        log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% (250 classes), object-vs-background IoU "
-            f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
+    with one_builder(path):
+        if not path.is_file():
+            log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
+                f"{cfg.crop_epochs} epochs on object crops, then {cfg.steps} steps of segmentation at {cfg.train_size}px)")
+            with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+                model, meta = train_on_pool(pool, cfg)
+            buf = io.BytesIO()
+            torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
+            atomic_write_bytes(path, buf.getvalue())
+            path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
+            log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% (250 classes), object-vs-background IoU "
+                f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = build_deeplab(cfg.arch, len(blob["meta"]["classes"]))
     model.load_state_dict(blob["state_dict"])

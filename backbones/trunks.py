@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.locks import one_builder
 from bench.progress import progress
 
 TRUNK_VERSION = 1  # bump when the recipe changes: cached trunks of an older recipe are not reused
@@ -153,14 +154,15 @@ def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> t
 
     pool = pool_dataset(dataset)
     path = trunk_path(cache_dir, pool, cfg)
-    if not path.is_file():
-        from pseudo_labels.train import save_model
+    with one_builder(path):
+        if not path.is_file():
+            from pseudo_labels.train import save_model
 
-        log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
-        with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
-            trunk, meta = _train_vgg16(pool, cfg)
-        save_model(path, trunk, meta)
-        log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
+            log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
+            with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+                trunk, meta = _train_vgg16(pool, cfg)
+            save_model(path, trunk, meta)
+            log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     trunk = Vgg16Trunk.like(cfg)
     trunk.load_state_dict(blob["state_dict"])

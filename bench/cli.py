@@ -74,6 +74,63 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v1")
     t.add_argument("--way", type=int, default=None)
     t.add_argument("--shot", type=int, default=None)
+    t.add_argument("--layout", choices=("settings", "table2a", "table2b", "table3"), default="settings",
+                   help="settings: one table per dataset/preset/way/shot; table2a/2b/3: the paper's layouts beside its numbers")
+    t.add_argument("--out", type=Path, default=None, help="also write the table to this file (.md, .csv or .tex)")
+
+    sw = sub.add_parser("sweep", help="run a grid of cells (methods x modes x folds x ways x shots), resumable",
+                        description="Cells whose records exist with the same fingerprint are skipped. Grid file "
+                                    "format: see bench/sweep.py. Flags add to / override the grid file's lists.")
+    sw.add_argument("--grid", type=Path, default=None, help="TOML grid file")
+    sw.add_argument("--method", action="append", default=None, help="repeatable; 'all' = every registered method")
+    sw.add_argument("--mode", action="append", choices=("full", "weak"), default=None)
+    sw.add_argument("--fold", type=_folds, default=None)
+    sw.add_argument("--way", type=int, action="append", default=None)
+    sw.add_argument("--shot", type=int, action="append", default=None)
+    sw.add_argument("--seed", type=int, action="append", default=None)
+    sw.add_argument("--dataset", default=None)
+    sw.add_argument("--data-root", type=Path, default=None)
+    sw.add_argument("--preset", default=None)
+    sw.add_argument("--results-dir", type=Path, default=Path("results"))
+    sw.add_argument("--executor", choices=("local", "ray"), default="local")
+    sw.add_argument("--jobs", type=int, default=None, help="local: parallel cells (default: the machine's cores)")
+    sw.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
+    sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
+
+    fg = sub.add_parser("figure", help="PNG figures: episode panels (Fig. 5 style) or the Δ bar chart")
+    fsub = fg.add_subparsers(dest="figure_command", required=True)
+    ep = fsub.add_parser("episodes", help="support with its mask, query GT (green), pseudo (yellow), prediction (red)")
+    ep.add_argument("--method", required=True)
+    ep.add_argument("--mode", choices=("full", "weak"), default="weak")
+    ep.add_argument("--dataset", default="openmoji5i")
+    ep.add_argument("--data-root", type=Path, default=None)
+    ep.add_argument("--preset", default="wacv22")
+    ep.add_argument("--fold", type=int, default=0)
+    ep.add_argument("--way", type=int, default=1)
+    ep.add_argument("--shot", type=int, default=1)
+    ep.add_argument("--seed", type=int, default=None, help="which run's episode file (default: the preset's first)")
+    ep.add_argument("--episode", type=int, action="append", default=None, help="episode index (repeatable)")
+    ep.add_argument("--random", type=int, default=4, help="otherwise this many random episodes")
+    ep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ep.add_argument("--pseudo-set", dest="pseudo", action="append", default=[], metavar="KEY=VALUE")
+    ep.add_argument("--out", type=Path, default=Path("results/figures/episodes.png"))
+    dl = fsub.add_parser("delta", help="full vs weak mean mIoU and Δ per method, error bars over runs")
+    dl.add_argument("--results-dir", type=Path, default=Path("results"))
+    dl.add_argument("--dataset", default=None)
+    dl.add_argument("--preset", default=None)
+    dl.add_argument("--way", type=int, default=None)
+    dl.add_argument("--shot", type=int, default=None)
+    dl.add_argument("--out", type=Path, default=Path("results/figures/delta.png"))
+
+    rp = sub.add_parser("report", help="one Markdown page: every table and figure of a results folder, and the environment")
+    rp.add_argument("--results-dir", type=Path, default=Path("results"))
+    rp.add_argument("--out", type=Path, default=None, help="default: <results-dir>/report.md")
+
+    v = sub.add_parser("verify", help="compare records with expected numbers; exit 1 on a miss")
+    v.add_argument("expected", type=Path, help="CSV or JSON: dataset, preset, method, mode, way, shot, fold, miou[, tolerance]")
+    v.add_argument("--results-dir", type=Path, default=Path("results"))
+    v.add_argument("--tolerance", type=float, default=0.5, help="absolute mIoU points (default 0.5)")
 
     sub.add_parser("list", help="methods, datasets, presets")
 
@@ -160,8 +217,84 @@ def cmd_table(args, cache: Path) -> int:
     from bench.tables import render_tables
 
     filters = {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
-    print(render_tables(args.results_dir, args.format, filters), end="")
+    fmt = args.format
+    if args.out is not None:
+        fmt = {".csv": "csv", ".tex": "latex"}.get(args.out.suffix, args.format)
+    text = render_tables(args.results_dir, fmt, filters, args.layout)
+    print(text, end="")
+    if args.out is not None:
+        from bench.records import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def cmd_sweep(args, cache: Path) -> int:
+    from bench.registry import METHODS, TEST_ONLY
+    from bench.sweep import Paths, grid_cells, load_grid, pending_cells, sweep
+
+    grid = load_grid(args.grid) if args.grid else {}
+    methods = args.method
+    if methods == ["all"]:
+        methods = [m for m in METHODS if m not in TEST_ONLY]
+    for key, value in (("methods", methods), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
+                       ("ways", args.way), ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
+                       ("preset", args.preset)):
+        if value is not None:
+            grid[key] = value
+    cells = grid_cells(grid)
+    paths = Paths(cache, args.results_dir, args.data_root)
+    if args.dry_run:
+        todo = pending_cells(cells, paths)
+        print(f"{len(cells)} cells, {len(cells) - len(todo)} recorded, {len(todo)} to run:")
+        for cell in todo:
+            print(f"  {cell.label()}")
+        return 0
+    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell)
+    failed = sum(1 for o in outcomes if o.error)
+    print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; `bench table --layout table2a` shows them")
+    return 1 if failed else 0
+
+
+def cmd_figure(args, cache: Path) -> int:
+    from bench import figures
+
+    if args.figure_command == "delta":
+        filters = {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
+        for path in figures.delta_chart(args.results_dir, args.out, filters):
+            print(f"wrote {path}")
+        return 0
+    from bench.runner import RunRequest
+
+    req = RunRequest(method=args.method, mode=args.mode, dataset=args.dataset, folds=(args.fold,), way=args.way,
+                     shot=args.shot, preset=args.preset, seeds=(args.seed,) if args.seed is not None else None,
+                     config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
+                     data_root=args.data_root, cache_dir=cache)
+    path, ious = figures.episode_panels(req, args.episode, args.random, 0, args.out)
+    print(f"wrote {path} (foreground IoU of the drawn episodes: {', '.join(f'{v:.0f}' for v in ious)})")
+    return 0
+
+
+def cmd_report(args, cache: Path) -> int:
+    from bench.report import write_report
+
+    path = write_report(args.results_dir, args.out or args.results_dir / "report.md")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_verify(args, cache: Path) -> int:
+    from tabulate import tabulate
+
+    from bench.verify import expected_rows, observed_values, verify_rows
+
+    rows = verify_rows(expected_rows(args.expected), observed_values(args.results_dir), args.tolerance)
+    print(tabulate(rows, ["setting", "fold", "expected", "observed", "|diff|", "tolerance", "status"], tablefmt="github",
+                   disable_numparse=True))
+    misses = sum(1 for r in rows if r[-1] != "ok")
+    print(f"{len(rows) - misses} of {len(rows)} within tolerance" + (f"; {misses} missed" if misses else ""))
+    return 1 if misses else 0
 
 
 def cmd_list(args, cache: Path) -> int:
@@ -240,7 +373,7 @@ def cmd_trunk(args, cache: Path) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "backbone": cmd_backbone, "trunk": cmd_trunk, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "verify": cmd_verify, "figure": cmd_figure, "report": cmd_report, "backbone": cmd_backbone, "trunk": cmd_trunk, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
 
 if __name__ == "__main__":
     sys.exit(main())

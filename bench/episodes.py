@@ -107,6 +107,12 @@ def build_episode_input(spec: EpisodeSpec, dataset, annotations, preset: Preset)
     return EpisodeInput(spec.class_ids, s_imgs, s_masks, q_imgs, spec.support_ids, spec.query_ids)
 
 
+def annotation_labels(image_id: str, class_ids, dataset, annotations, preset: Preset) -> np.ndarray:
+    """An image's mask from `annotations` at evaluation size, as episode labels (for figures)."""
+    _, mask = _resize_pair(dataset.image(image_id), annotations.mask(image_id), preset.eval_size)
+    return episode_labels(mask, class_ids, preset.ignore_255)
+
+
 def query_ground_truth(spec: EpisodeSpec, dataset, preset: Preset) -> list[np.ndarray]:
     """Episode-label GT of each query at evaluation size: the only GT read in weak mode."""
     out = []

@@ -69,10 +69,16 @@ class RunRecord:
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:
-        path = Path(results_dir) / record_relpath(self.dataset, self.preset, self.method, mode_label(self.mode, self.pseudo),
-                                                  self.fold, self.way, self.shot, self.seed)
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, self.config),
+                                                  mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path
+
+
+def variant_label(method: str, config: dict | None = None) -> str:
+    """'ours', or 'ours+k=5' for a run with --set overrides: a variant has its own records (and
+    its own row in tables), so running one never replaces the default's numbers."""
+    return method + "".join(f"+{k}={str(v).replace('/', '_')}" for k, v in sorted((config or {}).items()))
 
 
 def mode_label(mode: str, pseudo: dict | None = None) -> str:

@@ -34,4 +34,9 @@ def method_class(name: str):
 
 def create_method(name: str, config: dict):
     """Instantiate a method with its defaults overridden by `config` (from --set key=value)."""
-    return method_class(name)(**config)
+    cls = method_class(name)
+    try:
+        return cls(**config)
+    except TypeError as exc:  # a method without a config dataclass: unexpected keyword
+        raise BenchError(f"method {name} does not take the setting(s) {', '.join(sorted(config))} ({exc}); "
+                         f"fix: drop the --set values") from None

@@ -19,7 +19,7 @@ from bench.errors import BenchError
 from bench.metrics import IoUAccumulator
 from bench.presets import Preset, get_preset
 from bench.progress import progress
-from bench.records import RunRecord, environment_versions, git_commit, mode_label, record_relpath
+from bench.records import RunRecord, environment_versions, git_commit, mode_label, record_relpath, variant_label
 from bench.registry import create_method
 
 
@@ -59,7 +59,7 @@ def run(req: RunRequest, log=print) -> list[Path]:
     written = []
     redo = req.force or req.retrain or req.save_predictions is not None
     for fold in req.folds:
-        todo = [s for s in seeds if redo or not finished_record(req, preset, dataset, annotations, fold, s)]
+        todo = seeds if redo else pending_seeds(req, preset, dataset, annotations, fold, seeds)
         for seed in sorted(set(seeds) - set(todo)):
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} seed {seed}: "
                 f"record exists for the same episodes and config, kept (--force to re-run)")
@@ -79,8 +79,13 @@ def run(req: RunRequest, log=print) -> list[Path]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), req.method, mode_label(req.mode, req.pseudo),
-                                                  fold, req.way, req.shot, seed)
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(req.method, req.config),
+                                                  mode_label(req.mode, req.pseudo), fold, req.way, req.shot, seed)
+
+
+def pending_seeds(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seeds: list[int]) -> list[int]:
+    """The seeds of this fold without a finished record (`bench sweep` skips a cell when none is left)."""
+    return [s for s in seeds if not finished_record(req, preset, dataset, annotations, fold, s)]
 
 
 def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seed: int) -> bool:

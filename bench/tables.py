@@ -1,11 +1,22 @@
 """`bench table`: split-wise mIoU, mean over folds and Δ = full − weak, read from run records only.
 
-One table per setting (dataset, preset, way, shot). A fold's value is the mean over its runs
-(seeds). Records of the same setting, fold and seed must share the episode file (sha256);
-otherwise the table refuses, naming both files."""
+Layouts:
+- `settings` (default): one table per (dataset, preset, way, shot), every method and variant;
+- `table2a` / `table2b`: the paper's Table 2 layouts, PASCAL-like (pascal5i, openmoji5i) and
+  COCO-like (coco20i, openmoji20i) datasets, 1-way, one block per shot, with the paper's published
+  numbers (bench/data/paper_numbers.json, each with its source) in a second block;
+- `table3`: the ablations (`ours`, `ours-noE`, their variants) × mode × {1,2}-way × {1,5}-shot.
+
+A fold's value is the mean over its runs (seeds) ± their standard deviation; the mean column is
+the mean over folds per seed, then mean ± std over seeds (only when every fold has the same
+seeds); Δ is paired by seed (the same seed evaluates the same episodes in both modes). Records of
+the same setting, fold and seed must share the episode file (sha256), and one layout table takes
+one preset: otherwise the table refuses, naming both files."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +26,12 @@ from bench.errors import BenchError
 from bench.records import RunRecord, load_records
 
 FORMATS = ("markdown", "csv", "latex")
+LAYOUTS = ("settings", "table2a", "table2b", "table3")
+# the published benchmark a dataset stands in for: its paper numbers go beside it
+BENCHMARK_OF = {"pascal5i": "pascal5i", "openmoji5i": "pascal5i", "openmoji5i-mini": "pascal5i",
+                "coco20i": "coco20i", "openmoji20i": "coco20i"}
+LAYOUT_BENCHMARK = {"table2a": "pascal5i", "table2b": "coco20i"}
+ABLATION_METHODS = ("ours", "ours-noE")
 
 
 def check_compatible(records: list[tuple[Path, RunRecord]]) -> None:
@@ -33,43 +50,123 @@ def check_compatible(records: list[tuple[Path, RunRecord]]) -> None:
             seen[key] = (path, r)
 
 
-def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
-    """Header and rows of one setting: method | full f0..f3 mean | weak f0..f3 mean | Δ.
-    Weak runs on non-default pseudo masks get their own row ('ours [saliency=none]'), beside
-    the same method's full numbers."""
-    folds = sorted({r.fold for r in records})
-    by_cell: dict[tuple, list[float]] = defaultdict(list)
+def check_same_settings(records: list[tuple[Path, RunRecord]]) -> None:
+    """One row = one network: refuse records of one row label that ran with different resolved
+    settings (e.g. left over from before a method's default changed)."""
+    first: dict[str, tuple[Path, RunRecord]] = {}
+    for path, r in records:
+        other_path, other = first.setdefault(row_label(r), (path, r))
+        if other.method_config != r.method_config:
+            keys = sorted(k for k in set(other.method_config) | set(r.method_config)
+                          if other.method_config.get(k) != r.method_config.get(k))
+            diff = ", ".join(f"{k}: {other.method_config.get(k)} vs {r.method_config.get(k)}" for k in keys[:4])
+            raise BenchError(
+                f"{other_path} and {path} are both row '{row_label(r)}' but ran with different settings ({diff}); "
+                f"fix: re-run the stale cells (`bench sweep` re-runs them) or move the old records to another folder")
+
+
+def check_one_preset(records: list[tuple[Path, RunRecord]], layout: str) -> None:
+    """A layout's column holds one protocol: refuse two presets for one dataset."""
+    first: dict[str, tuple[Path, RunRecord]] = {}
+    for path, r in records:
+        other = first.setdefault(r.dataset, (path, r))
+        if other[1].preset != r.preset:
+            raise BenchError(
+                f"--layout {layout} would put {r.dataset} records of two presets in one column: {other[0]} "
+                f"({other[1].preset}) and {path} ({r.preset}); fix: pass --preset {other[1].preset} or --preset {r.preset}")
+
+
+def row_label(r: RunRecord) -> str:
+    """'ours', 'ours [k=5]' (a --set variant), 'ours [saliency=none]' (weak on other pseudo masks)."""
+    extra = [f"{k}={v}" for k, v in sorted(r.config.items())] + [f"{k}={v}" for k, v in sorted(r.pseudo.items())]
+    return f"{r.method} [{', '.join(extra)}]" if extra else r.method
+
+
+def _base_label(r: RunRecord) -> str:
+    """The row whose full-mode numbers a weak run on other pseudo masks is compared with."""
+    extra = [f"{k}={v}" for k, v in sorted(r.config.items())]
+    return f"{r.method} [{', '.join(extra)}]" if extra else r.method
+
+
+def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
+    """(row label, mode, fold) -> {seed: mIoU}. A pseudo-mask variant row also gets the full-mode
+    runs of its base row, so its Δ is against the same network trained on GT."""
+    cells: dict[tuple, dict[int, float]] = defaultdict(dict)
+    variants = defaultdict(set)
     for r in records:
-        by_cell[(_row_label(r), r.mode, r.fold)].append(r.miou)
+        if r.pseudo:
+            variants[_base_label(r)].add(row_label(r))
+    for r in records:
+        cells[(row_label(r), r.mode, r.fold)][r.seed] = r.miou
         if r.mode == "full":
-            for variant in {_row_label(o) for o in records if o.method == r.method and o.pseudo}:
-                by_cell[(variant, "full", r.fold)].append(r.miou)
+            for label in variants[row_label(r)]:
+                cells[(label, "full", r.fold)][r.seed] = r.miou
+    return cells
+
+
+def mean_std(values) -> tuple[float, float] | None:
+    values = list(values)
+    return (float(np.mean(values)), float(np.std(values))) if values else None
+
+
+def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> dict[int, float] | None:
+    """{seed: mean over folds} when every fold has runs of the same seeds, else None."""
+    runs = [cells.get((label, mode, f)) for f in folds]
+    if not all(runs):
+        return None
+    seeds = set(runs[0])
+    if any(set(r) != seeds for r in runs):
+        return None
+    return {s: float(np.mean([r[s] for r in runs])) for s in seeds}
+
+
+def fmt(v) -> str:
+    """'20.0', '20.0 ± 0.3' for (mean, std) over more than one run, '' for missing."""
+    if v is None:
+        return ""
+    if isinstance(v, tuple):
+        mean, std, n = v
+        return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+    return "" if isinstance(v, float) and np.isnan(v) else f"{v:.1f}"
+
+
+def _stat(values: dict | None):
+    return (float(np.mean(list(values.values()))), float(np.std(list(values.values()))), len(values)) if values else None
+
+
+def split_header(dataset: str, fold: int) -> str:
+    return f"{'20' if BENCHMARK_OF.get(dataset) == 'coco20i' else '5'}^{fold}"
+
+
+def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
+    """Header and rows of one setting: method | full f0..f3 mean | weak f0..f3 mean | Δ."""
+    folds = sorted({r.fold for r in records})
+    dataset = records[0].dataset
+    cells = runs_by_cell(records)
     modes = [m for m in ("full", "weak") if any(r.mode == m for r in records)]
     header = ["method"]
     for mode in modes:
-        header += [f"{mode} 5^{f}" for f in folds] + [f"{mode} mean"]
+        header += [f"{mode} {split_header(dataset, f)}" for f in folds] + [f"{mode} mean"]
     if len(modes) == 2:
         header.append("Δ (full−weak)")
     rows = []
-    for label in sorted({_row_label(r) for r in records}):
-        row, means = [label], {}
+    for label in sorted({row_label(r) for r in records}):
+        row, per_seed = [label], {}
         for mode in modes:
-            vals = [np.mean(by_cell[(label, mode, f)]) if by_cell.get((label, mode, f)) else None for f in folds]
-            row += [_fmt(v) for v in vals]
-            present = [v for v in vals if v is not None]
-            means[mode] = float(np.mean(present)) if present and len(present) == len(folds) else None
-            row.append(_fmt(means[mode]))
+            row += [fmt(_stat(cells.get((label, mode, f)))) for f in folds]
+            per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
+            row.append(fmt(_stat(per_seed[mode])))
         if len(modes) == 2:
-            both = means["full"] is not None and means["weak"] is not None
-            row.append(_fmt(means["full"] - means["weak"]) if both else "")
+            row.append(fmt(_stat(paired_delta(per_seed["full"], per_seed["weak"]))))
         rows.append(row)
     return header, rows
 
 
-def _row_label(r: RunRecord) -> str:
-    if not r.pseudo:
-        return r.method
-    return f"{r.method} [{', '.join(f'{k}={v}' for k, v in sorted(r.pseudo.items()))}]"
+def paired_delta(full: dict | None, weak: dict | None) -> dict | None:
+    if not full or not weak:
+        return None
+    common = sorted(set(full) & set(weak))
+    return {s: full[s] - weak[s] for s in common} or None
 
 
 def _csv(header, rows) -> str:
@@ -81,45 +178,161 @@ def _csv(header, rows) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def _fmt(v) -> str:
-    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
-
-
-def _titled_table(title: str, header: list[str], rows: list[list], fmt: str) -> str:
-    if fmt == "csv":
+def titled_table(title: str, header: list[str], rows: list[list], fmt_name: str) -> str:
+    if fmt_name == "csv":
         return "# " + title + "\n" + _csv(header, rows)
-    if fmt == "latex":
+    if fmt_name == "latex":
         return f"% {title}\n" + tabulate(rows, header, tablefmt="latex_booktabs", disable_numparse=True)
     return f"### {title}\n\n" + tabulate(rows, header, tablefmt="github", disable_numparse=True)
 
 
-def render_tables(results_dir: Path, fmt: str = "markdown", filters: dict | None = None) -> str:
-    if fmt not in FORMATS:
-        raise BenchError(f"unknown table format '{fmt}'; use one of {', '.join(FORMATS)}")
+def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
     records = load_records(results_dir)
     for key, value in (filters or {}).items():
         if value is not None:
             records = [(p, r) for p, r in records if getattr(r, key) == value]
-    quality = _quality_sections(results_dir, fmt, (filters or {}).get("dataset"))
+    return records
+
+
+def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict | None = None, layout: str = "settings") -> str:
+    if fmt_name not in FORMATS:
+        raise BenchError(f"unknown table format '{fmt_name}'; use one of {', '.join(FORMATS)}")
+    if layout not in LAYOUTS:
+        raise BenchError(f"unknown table layout '{layout}'; use one of {', '.join(LAYOUTS)}")
+    records = selected_records(results_dir, filters)
+    if layout != "settings":
+        return layout_tables(records, layout, fmt_name, results_dir)
+    quality = _quality_sections(results_dir, fmt_name, (filters or {}).get("dataset"))
     if not records and not quality:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench run ...` first")
     check_compatible(records)
+    check_same_settings(records)
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for _, r in records:
         groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
     out = []
     for (dataset, preset, way, shot), recs in sorted(groups.items()):
         header, rows = setting_rows(recs)
-        runs = sorted({r.seed for r in recs})
-        title = f"{dataset} · {preset} · {way}-way {shot}-shot · mIoU (%) · runs: seeds {', '.join(map(str, runs))}"
-        out.append(_titled_table(title, header, rows, fmt))
+        title = f"{dataset} · {preset} · {way}-way {shot}-shot · mIoU (%) · {_runs_note(recs)}"
+        out.append(titled_table(title, header, rows, fmt_name))
     return "\n\n".join(out + quality) + "\n"
 
 
-def _quality_sections(results_dir: Path, fmt: str, dataset: str | None) -> list[str]:
-    """Pseudo-mask quality records (`bench pseudo report`): fold-wise mIoU of the masks vs GT."""
-    import json
+def _runs_note(recs: list[RunRecord]) -> str:
+    seeds = sorted({r.seed for r in recs})
+    note = f"runs: seeds {', '.join(map(str, seeds))}"
+    return note + " (± std over runs)" if len(seeds) > 1 else note
 
+
+def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: str, results_dir: Path) -> str:
+    if layout == "table3":
+        records = [(p, r) for p, r in records if r.method in ABLATION_METHODS]
+    else:
+        records = [(p, r) for p, r in records if r.way == 1 and BENCHMARK_OF.get(r.dataset) == LAYOUT_BENCHMARK[layout]]
+    if not records:
+        wanted = "ours/ours-noE records" if layout == "table3" else f"1-way records of a {LAYOUT_BENCHMARK[layout]}-like dataset"
+        raise BenchError(f"--layout {layout} needs {wanted} under {results_dir}; fix: run `bench sweep` or `bench run` for them")
+    check_compatible(records)
+    check_same_settings(records)
+    check_one_preset(records, layout)
+    paper = paper_numbers()
+    out = []
+    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
+    for _, r in records:
+        by_dataset[r.dataset].append(r)
+    for dataset, recs in sorted(by_dataset.items()):
+        benchmark = BENCHMARK_OF.get(dataset, dataset)
+        if layout == "table3":
+            header, rows = ablation_rows(recs)
+            out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
+                                    f"{_runs_note(recs)}", header, rows, fmt_name))
+            out.append(_paper_block(paper, "table3", benchmark, None, header, fmt_name))
+            continue
+        for shot in sorted({r.shot for r in recs}):
+            shot_recs = [r for r in recs if r.shot == shot]
+            header, rows = setting_rows(shot_recs)
+            out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {recs[0].preset} · 1-way {shot}-shot · "
+                                    f"mIoU (%) · {_runs_note(shot_recs)}", header, rows, fmt_name))
+            out.append(_paper_block(paper, layout, benchmark, shot, header, fmt_name))
+    return "\n\n".join(b for b in out if b) + "\n"
+
+
+def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
+    """label | mode | one column per (way, shot): mean over folds ± std over runs."""
+    settings = sorted({(r.way, r.shot) for r in records})
+    header = ["method", "mode"] + [f"{w}-way {s}-shot" for w, s in settings]
+    pseudo_variants = {row_label(r) for r in records if r.pseudo}
+    rows = []
+    for label in sorted({row_label(r) for r in records}):
+        for mode in ("weak",) if label in pseudo_variants else ("full", "weak"):  # its full row is its base's
+            row = [label, mode]
+            for way, shot in settings:
+                sub = [r for r in records if (r.way, r.shot) == (way, shot)]
+                cells = runs_by_cell(sub)
+                folds = sorted({r.fold for r in sub})
+                row.append(fmt(_stat(fold_mean_per_seed(cells, label, mode, folds))))
+            if any(row[2:]):
+                rows.append(row)
+    return header, rows
+
+
+def paper_numbers() -> dict:
+    """The committed published numbers: {"sources": {...}, "numbers": [...]}."""
+    text = resources.files("bench.data").joinpath("paper_numbers.json").read_text()
+    return json.loads(text)
+
+
+def paper_rows(paper: dict, table: str, benchmark: str, shot: int | None, header: list[str]) -> list[list]:
+    """The paper's numbers in the same columns as ours ('–' where the source gives none)."""
+    rows = []
+    for entry in paper["numbers"]:
+        if entry["table"] != table or entry["benchmark"] != benchmark or (shot is not None and entry.get("shot") != shot):
+            continue
+        rows.append(entry)
+    if table == "table3":
+        out = []
+        for e in rows:
+            row = [e["method"], e["mode"]]
+            for col in header[2:]:
+                way, shot_ = int(col.split("-way")[0]), int(col.split(" ")[1].split("-")[0])
+                row.append(_num(e["values"].get(f"{way}w{shot_}s")))
+            out.append(row + [e["source"]])
+        return out
+    by_method: dict[str, dict] = defaultdict(dict)
+    for e in rows:
+        by_method[e["method"]][e["mode"]] = e
+    out = []
+    for method, modes in sorted(by_method.items()):
+        row = [method]
+        for col in header[1:]:
+            if col.startswith("Δ"):
+                full, weak = (modes.get(m, {}).get("mean") for m in ("full", "weak"))
+                row.append(_num(full - weak) if full is not None and weak is not None else "–")
+                continue
+            mode, _, which = col.partition(" ")
+            e = modes.get(mode, {})
+            value = e.get("mean") if which == "mean" else (e.get("folds") or {}).get(which.split("^")[-1])
+            row.append(_num(value))
+        out.append(row + ["; ".join(sorted({e["source"] for e in modes.values()}))])
+    return out
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _paper_block(paper: dict, table: str, benchmark: str, shot: int | None, header: list[str], fmt_name: str) -> str:
+    rows = paper_rows(paper, table, benchmark, shot, header)
+    shot_text = f" · 1-way {shot}-shot" if shot is not None else ""
+    title = (f"published ({benchmark}{shot_text}; sources in bench/data/paper_numbers.json, '–' = not available"
+             f" from the cited source)")
+    if not rows:
+        return titled_table(title, ["note"], [[f"no published numbers recorded for {table} {benchmark}{shot_text}"]], fmt_name)
+    return titled_table(title, header + ["source"], rows, fmt_name)
+
+
+def _quality_sections(results_dir: Path, fmt_name: str, dataset: str | None) -> list[str]:
+    """Pseudo-mask quality records (`bench pseudo report`): fold-wise mIoU of the masks vs GT."""
     from pseudo_labels.report import QUALITY_RECORD, fold_summary_rows
 
     by_dataset: dict[str, list[dict]] = defaultdict(list)
@@ -131,5 +344,5 @@ def _quality_sections(results_dir: Path, fmt: str, dataset: str | None) -> list[
     for name, recs in sorted(by_dataset.items()):
         header, rows = fold_summary_rows(recs)
         title = f"{name} · pseudo-mask quality · mIoU (%) against GT, train + test images"
-        out.append(_titled_table(title, header, rows, fmt))
+        out.append(titled_table(title, header, rows, fmt_name))
     return out

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from bench.data.datasets import image_labels
 from bench.data.palette import save_palette_png
 from bench.errors import BenchError
+from bench.locks import one_builder
 from bench.progress import progress
 from bench.records import atomic_write_text
 from pseudo_labels.backends import cam_backend, saliency_backend
@@ -139,26 +140,29 @@ def generate_pseudo_masks(dataset, cfg: PseudoConfig, cache_dir: Path, log=print
     root = pseudo_root(cache_dir, dataset, fp)
     if (root / "COMPLETE").is_file():
         return root
-    tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "SegmentationClass").mkdir(parents=True)
-    t0 = time.perf_counter()
-    n = 0
-    for m in all_image_maps(pipe, dataset, SPLITS, cache_dir, "pseudo masks"):
-        mask = pseudo_mask(gated(m.tbar, m.saliency, cfg), m.class_ids, cfg.threshold)
-        save_palette_png(mask, tmp / "SegmentationClass" / f"{m.image_id}.png")
-        n += 1
-    rate = n / max(time.perf_counter() - t0, 1e-9)
-    manifest = {"fingerprint": fp, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-                "config": asdict(cfg), "cam": pipe.cam.fingerprint(), "saliency": pipe.saliency.fingerprint(),
-                "words": pipe.words_fingerprint, "n_images": n, "images_per_s": round(rate, 1)}
-    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-    (tmp / "COMPLETE").write_text("")
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.rename(root)
-    log(f"wrote {n} pseudo masks ({rate:.0f} images/s) to {root}")
-    return root
+    with one_builder(root):  # parallel sweep cells: one process builds, the others wait and reuse
+        if (root / "COMPLETE").is_file():
+            return root
+        tmp = root.with_name(root.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "SegmentationClass").mkdir(parents=True)
+        t0 = time.perf_counter()
+        n = 0
+        for m in all_image_maps(pipe, dataset, SPLITS, cache_dir, "pseudo masks"):
+            mask = pseudo_mask(gated(m.tbar, m.saliency, cfg), m.class_ids, cfg.threshold)
+            save_palette_png(mask, tmp / "SegmentationClass" / f"{m.image_id}.png")
+            n += 1
+        rate = n / max(time.perf_counter() - t0, 1e-9)
+        manifest = {"fingerprint": fp, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
+                    "config": asdict(cfg), "cam": pipe.cam.fingerprint(), "saliency": pipe.saliency.fingerprint(),
+                    "words": pipe.words_fingerprint, "n_images": n, "images_per_s": round(rate, 1)}
+        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+        (tmp / "COMPLETE").write_text("")
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
+        log(f"wrote {n} pseudo masks ({rate:.0f} images/s) to {root}")
+        return root
 
 
 def check_complete(root: Path) -> Path:

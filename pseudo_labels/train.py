@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from bench.data.datasets import IGNORE, pool_dataset
 from bench.progress import progress
+from bench.locks import one_builder
 from bench.records import atomic_write_bytes
 from pseudo_labels.config import CAM_FIELDS, SALIENCY_FIELDS, PseudoConfig
 from pseudo_labels.nets import ARCH_VERSION, CamNet, SaliencyNet, as_batch
@@ -189,12 +190,13 @@ def pool_cam(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[Ca
     """The pool CAM classifier for this dataset: loaded from the cache, trained on first use."""
     pool = pool_dataset(dataset)
     path = model_path(cache_dir, "cam", pool, cfg)
-    if not path.is_file():
-        log(f"training the CAM classifier on {pool.name} ({len(pool.class_names)} classes, "
-            f"{cfg.cam_crop_epochs} epochs on object crops + {cfg.cam_epochs} on whole images)")
-        net, meta = train_cam(pool, cfg)
-        save_model(path, net, meta)
-        log(f"CAM classifier: held-out top-1 {meta['val_top1']:.1f}%, label recall {meta['val_label_recall']:.1f}% -> {path}")
+    with one_builder(path):
+        if not path.is_file():
+            log(f"training the CAM classifier on {pool.name} ({len(pool.class_names)} classes, "
+                f"{cfg.cam_crop_epochs} epochs on object crops + {cfg.cam_epochs} on whole images)")
+            net, meta = train_cam(pool, cfg)
+            save_model(path, net, meta)
+            log(f"CAM classifier: held-out top-1 {meta['val_top1']:.1f}%, label recall {meta['val_label_recall']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     net = CamNet(len(blob["meta"]["classes"]), cfg.cam_width)
     net.load_state_dict(blob["state_dict"])
@@ -204,11 +206,12 @@ def pool_cam(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[Ca
 def pool_saliency(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[SaliencyNet, dict, Path]:
     pool = pool_dataset(dataset)
     path = model_path(cache_dir, "saliency", pool, cfg)
-    if not path.is_file():
-        log(f"training the saliency net on {pool.name} masks, classes merged ({cfg.saliency_epochs} epochs)")
-        net, meta = train_saliency(pool, cfg)
-        save_model(path, net, meta)
-        log(f"saliency net: held-out foreground IoU {meta['val_fg_iou']:.1f}% -> {path}")
+    with one_builder(path):
+        if not path.is_file():
+            log(f"training the saliency net on {pool.name} masks, classes merged ({cfg.saliency_epochs} epochs)")
+            net, meta = train_saliency(pool, cfg)
+            save_model(path, net, meta)
+            log(f"saliency net: held-out foreground IoU {meta['val_fg_iou']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     net = SaliencyNet(cfg.saliency_width)
     net.load_state_dict(blob["state_dict"])

@@ -32,6 +32,7 @@ from bench.data.embedded.sprites import (
     render_sprite,
 )
 from bench.data.palette import save_palette_png
+from bench.locks import one_builder
 from bench.progress import progress
 
 GENERATOR_VERSION = 1
@@ -280,22 +281,25 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
     final = Path(cache_dir) / spec.folder_name()
     if (final / "COMPLETE").exists():
         return final
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    workers = workers or min(os.cpu_count() or 1, 8)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name()}-", dir=cache_dir))
-    try:
-        _write_split_tree(tmp, spec, ("train", "val"), list(VOC_CLASSES), workers, "openmoji5i")
-        pool_names = _class_table(spec, True)[0]
-        _write_split_tree(tmp / "pool", spec, ("pool_train", "pool_val"), pool_names, workers, "disjoint pool")
-        _write_docs(tmp, spec)
-        (tmp / "COMPLETE").write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return final
+    with one_builder(final):  # parallel sweep cells: one process builds, the others wait and reuse
+        if (final / "COMPLETE").exists():
+            return final
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        workers = workers or min(os.cpu_count() or 1, 8)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name()}-", dir=cache_dir))
+        try:
+            _write_split_tree(tmp, spec, ("train", "val"), list(VOC_CLASSES), workers, "openmoji5i")
+            pool_names = _class_table(spec, True)[0]
+            _write_split_tree(tmp / "pool", spec, ("pool_train", "pool_val"), pool_names, workers, "disjoint pool")
+            _write_docs(tmp, spec)
+            (tmp / "COMPLETE").write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return final
 
 
 def _write_docs(root: Path, spec: EmbeddedSpec):

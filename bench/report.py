@@ -1,0 +1,60 @@
+"""`bench report`: one Markdown page with every table of a results folder (settings, the paper
+layouts that have records, pseudo-mask quality), the Δ charts, any PNG already in the folder's
+figures/, and the environment the records were produced on (versions, CPU, commits)."""
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.records import atomic_write_text, environment_versions, git_commit, load_records
+from bench.tables import LAYOUTS, render_tables
+
+
+def environment_lines(records) -> list[str]:
+    commits = Counter(r.git_commit or "unknown" for _, r in records)
+    produced = Counter(f"{r.versions.get('torch', '?')} / python {r.versions.get('python', '?')}" for _, r in records)
+    lines = [f"- report written on: {platform.node() or 'unknown host'}, {_cpu_name()}, {os.cpu_count()} cores, "
+             f"commit {git_commit() or 'unknown'}",
+             "- this machine: " + ", ".join(f"{k} {v}" for k, v in environment_versions().items())]
+    lines += [f"- records made at commit {c}: {n}" for c, n in commits.most_common()]
+    lines += [f"- records made with torch {v}: {n}" for v, n in produced.most_common()]
+    return lines
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def write_report(results_dir: Path, out: Path) -> Path:
+    from bench.figures import delta_chart
+
+    records = load_records(results_dir)
+    if not records:
+        raise BenchError(f"no run records under {results_dir}; fix: run `bench sweep` or `bench run` first")
+    figures = Path(out).parent / "figures"
+    sections = ["# wsfss-bench report", f"Results folder: `{results_dir}` · {len(records)} run records.", "## Environment",
+                *environment_lines(records), "## Tables (all settings)", render_tables(results_dir)]
+    for layout in LAYOUTS[1:]:
+        try:
+            sections += [f"## {layout}", render_tables(results_dir, layout=layout)]
+        except BenchError as exc:  # a layout with no records of its kind: say so, do not fail the report
+            sections += [f"## {layout}", f"_not shown: {exc}_"]
+    try:
+        charts = delta_chart(results_dir, figures / "delta.png")
+        sections += ["## Δ = full − weak"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in charts]
+    except BenchError as exc:
+        sections += ["## Δ = full − weak", f"_not shown: {exc}_"]
+    others = sorted(p for p in figures.glob("*.png") if not p.name.startswith("delta"))
+    if others:
+        sections += ["## Figures"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in others]
+    atomic_write_text(Path(out), "\n\n".join(sections) + "\n")
+    return Path(out)

@@ -1,0 +1,247 @@
+"""`bench sweep`: a grid of cells (method × mode × fold × way × shot, plus --set/--pseudo-set
+variants), each cell = one fold's fit and its runs (seeds), run on a local process pool or as Ray
+tasks. A cell whose every seed already has a record with the same fingerprint (episodes, data,
+annotations, config: runner.finished_record) is skipped, so an interrupted sweep resumes where it
+stopped and nothing is computed twice. One cell's failure is reported at the end and does not
+stop the others.
+
+Grid file (TOML), every key optional except methods:
+
+    dataset = "openmoji5i"
+    preset = "wacv22"
+    methods = ["ours", "panet"]
+    modes = ["full", "weak"]
+    folds = [0, 1, 2, 3]
+    ways = [1]
+    shots = [1, 5]
+    seeds = [1234]              # default: every run of the preset
+    [[variants]]                # extra rows: a method with --set / --pseudo-set values
+    method = "ours"
+    modes = ["weak"]
+    pseudo = { saliency = "none" }
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    mode: str
+    fold: int
+    way: int
+    shot: int
+    dataset: str = "openmoji5i"
+    preset: str = "wacv22"
+    config: tuple = ()  # sorted (key, value) pairs: hashable, so a cell can key a dict
+    pseudo: tuple = ()
+    seeds: tuple | None = None
+
+    def label(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in self.config + self.pseudo)
+        return f"{self.method}{extra} {self.mode} fold {self.fold} {self.way}w{self.shot}s"
+
+
+@dataclass(frozen=True)
+class Paths:
+    cache_dir: Path
+    results_dir: Path
+    data_root: Path | None = None
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    seconds: float = 0.0
+    miou: list = field(default_factory=list)  # per seed, in record order
+    error: str = ""
+
+
+def grid_cells(grid: dict) -> list[Cell]:
+    """Every cell of a grid dict (a parsed grid file, or the flags), in a stable order."""
+    if not grid.get("methods") and not grid.get("variants"):
+        raise BenchError("the sweep grid names no method; fix: pass --method NAME or `methods = [...]` in the grid file")
+    base = {k: grid[k] for k in ("dataset", "preset") if k in grid}
+    seeds = tuple(grid["seeds"]) if grid.get("seeds") else None
+    rows = [{"method": m} for m in grid.get("methods", [])] + list(grid.get("variants", []))
+    cells = []
+    for row in rows:
+        unknown = set(row) - {"method", "modes", "folds", "ways", "shots", "set", "pseudo"}
+        if unknown:
+            raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use method, modes, folds, ways, shots, set, pseudo")
+        for mode in row.get("modes", grid.get("modes", ["full", "weak"])):
+            if mode not in ("full", "weak"):
+                raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
+            for way in row.get("ways", grid.get("ways", [1])):
+                for shot in row.get("shots", grid.get("shots", [1])):
+                    for fold in row.get("folds", grid.get("folds", [0, 1, 2, 3])):
+                        cells.append(Cell(row["method"], mode, int(fold), int(way), int(shot), **base,
+                                          config=tuple(sorted(row.get("set", {}).items())),
+                                          pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
+                                          seeds=seeds))
+    return list(dict.fromkeys(cells))
+
+
+def load_grid(path: Path) -> dict:
+    import tomllib
+
+    if not Path(path).is_file():
+        raise BenchError(f"sweep grid file {path} not found; fix: pass an existing TOML file (see `bench sweep --help`)")
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"sweep grid file {path} is not valid TOML ({exc}); fix the file") from None
+
+
+def cell_request(cell: Cell, paths: Paths):
+    from bench.runner import RunRequest
+
+    return RunRequest(method=cell.method, mode=cell.mode, dataset=cell.dataset, folds=(cell.fold,), way=cell.way,
+                      shot=cell.shot, preset=cell.preset, seeds=cell.seeds, config=dict(cell.config),
+                      pseudo=dict(cell.pseudo), data_root=paths.data_root, cache_dir=paths.cache_dir,
+                      results_dir=paths.results_dir)
+
+
+def pending_cells(cells: list[Cell], paths: Paths, log=print) -> list[Cell]:
+    """The cells with at least one seed lacking a finished record. Builds what the check needs
+    (dataset, episode files, pseudo masks) once, here, before any worker starts."""
+    from dataclasses import replace
+
+    from bench.annotations import annotation_source
+    from bench.data.datasets import get_dataset
+    from bench.presets import get_preset
+    from bench.registry import create_method
+    from bench.runner import pending_seeds
+
+    sources: dict[tuple, object] = {}
+    todo = []
+    for cell in cells:
+        create_method(cell.method, dict(cell.config))  # unknown method or setting: fail before anything runs
+        req = cell_request(cell, paths)
+        if req.pseudo:
+            from pseudo_labels.config import changed_settings
+
+            req = replace(req, pseudo=changed_settings(req.pseudo))
+        preset = get_preset(cell.preset)
+        dataset = get_dataset(cell.dataset, paths.cache_dir, paths.data_root)
+        key = (cell.dataset, cell.mode, cell.pseudo)
+        if key not in sources:
+            sources[key] = annotation_source(cell.mode, dataset, paths.cache_dir, req.pseudo)
+        seeds = list(cell.seeds) if cell.seeds is not None else preset.seeds()
+        if pending_seeds(req, preset, dataset, sources[key], cell.fold, seeds):
+            todo.append(cell)
+    return todo
+
+
+def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
+    """One cell in this process; never raises (the error text is the outcome)."""
+    import json
+
+    import torch
+
+    from bench.records import RunRecord
+    from bench.runner import run
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        written = run(cell_request(cell, paths), log=lambda *_: None)
+        mious = [RunRecord(**json.loads(Path(p).read_text())).miou for p in written]
+        return Outcome(cell, time.perf_counter() - start, mious)
+    except BenchError as exc:
+        return Outcome(cell, time.perf_counter() - start, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a cell's crash is reported, the sweep goes on
+        last = traceback.format_exception(exc)[-3:]
+        return Outcome(cell, time.perf_counter() - start, error="".join(last).strip())
+
+
+class Eta:
+    """Remaining time from the mean duration of finished cells and the parallelism."""
+
+    def __init__(self, total: int, workers: int):
+        self.total, self.workers, self.done, self.seconds = total, workers, 0, 0.0
+        self.start = time.perf_counter()
+
+    def add(self, outcome: Outcome) -> str:
+        self.done += 1
+        self.seconds += outcome.seconds
+        left = (self.total - self.done) * self.seconds / self.done / max(1, min(self.workers, self.total - self.done or 1))
+        return f"[{self.done}/{self.total}] elapsed {_minutes(time.perf_counter() - self.start)}, ETA {_minutes(left)}"
+
+
+def _minutes(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def local_outcomes(cells: list[Cell], paths: Paths, jobs: int):
+    """Yields each cell's Outcome as it finishes, `jobs` processes at a time, each with an equal
+    share of the cores for torch (2 cores, 2 jobs: one thread each, no oversubscription)."""
+    if jobs <= 1:
+        for cell in cells:
+            yield run_cell(cell, paths)
+        return
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn: a fresh interpreter per worker (torch and fork do not mix well)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_cell, c, paths, threads) for c in cells}
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+
+
+def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_cell: float):
+    """Each cell as a Ray task on an existing cluster (`address`; None starts a local one). The
+    cache and results folders must be one shared filesystem path on every node."""
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("--executor ray needs Ray; fix: pip install 'wsfss-bench[ray]' (or pip install ray)") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    try:
+        task = ray.remote(num_cpus=cpus_per_cell)(run_cell)
+        threads = max(1, int(cpus_per_cell))
+        pending = [task.remote(c, paths, threads) for c in cells]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | None = None, address: str | None = None,
+          cpus_per_cell: float = 1.0, log=print) -> list[Outcome]:
+    todo = pending_cells(cells, paths, log)
+    log(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already recorded (skipped), {len(todo)} to run"
+        + (f" on {executor}" if todo else ""))
+    if not todo:
+        return []
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    outcomes_iter = (ray_outcomes(todo, paths, address, cpus_per_cell) if executor == "ray"
+                     else local_outcomes(todo, paths, jobs))
+    eta = Eta(len(todo), jobs)
+    outcomes = []
+    for outcome in outcomes_iter:
+        outcomes.append(outcome)
+        status = "FAILED" if outcome.error else "mIoU " + ", ".join(f"{m:.1f}" for m in outcome.miou)
+        log(f"{eta.add(outcome)}  {outcome.cell.label()}: {status} ({_minutes(outcome.seconds)})")
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        log(f"\n{len(failed)} of {len(todo)} cells failed (the others' records are written):")
+        for o in failed:
+            log(f"- {o.cell.label()}: {o.error}")
+    return outcomes

@@ -1,0 +1,225 @@
+"""bench sweep (grid, resume, failures, Ray), table layouts with ± std and paper numbers, bench verify."""
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.records import load_records
+from bench.sweep import Cell, Paths, grid_cells, sweep
+
+MINI = {"dataset": "openmoji5i-mini", "preset": "quick"}
+
+
+def bench(cache_dir, *args):
+    return main(["--cache-dir", str(cache_dir), *args])
+
+
+def record_times(results):
+    return {p: p.stat().st_mtime_ns for p, _ in load_records(results)}
+
+
+def test_grid_expands_methods_variants_and_rejects_bad_keys():
+    cells = grid_cells({**MINI, "methods": ["oracle"], "modes": ["full", "weak"], "folds": [0, 1], "shots": [1, 5],
+                        "variants": [{"method": "ours", "modes": ["weak"], "folds": [0], "pseudo": {"saliency": "none"}}]})
+    assert len(cells) == 2 * 2 * 2 + 2  # the variant takes the grid's shots
+    assert cells[-2:] == [Cell("ours", "weak", 0, 1, shot, **MINI, pseudo=(("saliency", "none"),)) for shot in (1, 5)]
+    with pytest.raises(Exception, match="unknown key"):
+        grid_cells({"variants": [{"method": "ours", "sets": {}}]})
+    with pytest.raises(Exception, match="names no method"):
+        grid_cells({"modes": ["full"]})
+
+
+def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir, tmp_path):
+    results = tmp_path / "results"
+    paths = Paths(cache_dir, results)
+    grid = {**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1, 2]}
+    first = grid_cells({**grid, "folds": [0]})
+    done = sweep(first, paths, jobs=1, log=lambda *_: None)  # the "killed" sweep: finished fold 0 only
+    assert [o.cell for o in done] == first and not any(o.error for o in done)
+    before = record_times(results)
+    assert len(before) == 2
+
+    log = []
+    again = sweep(grid_cells(grid) + [Cell("oracle", "full", 9, 1, 1, **MINI)], paths, jobs=1, log=log.append)
+    ran = {o.cell for o in again}
+    assert ran == set(grid_cells(grid)) - set(first) | {Cell("oracle", "full", 9, 1, 1, **MINI)}
+    assert {p: t for p, t in record_times(results).items() if p in before} == before  # finished cells untouched
+    assert "2 already recorded (skipped)" in log[0]
+    [failed] = [o for o in again if o.error]
+    assert failed.cell.fold == 9 and "fold" in failed.error
+    assert any("1 of 5 cells failed" in line for line in log)
+    oracle = [r.miou for _, r in load_records(results) if r.method == "oracle"]
+    assert oracle == [100.0] * 3
+
+    assert sweep(grid_cells(grid), paths, jobs=1, log=lambda *_: None) == []  # nothing left: nothing recomputed
+    assert bench(cache_dir, "sweep", "--method", "oracle", "--mode", "full", "--fold", "0,1,2", "--dataset",
+                 "openmoji5i-mini", "--preset", "quick", "--results-dir", str(results), "--dry-run") == 0
+
+
+def test_sweep_process_pool_matches_serial(mini, cache_dir, tmp_path):
+    cells = grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1]})
+    serial, pooled = tmp_path / "serial", tmp_path / "pooled"
+    sweep(cells, Paths(cache_dir, serial), jobs=1, log=lambda *_: None)
+    outcomes = sweep(cells, Paths(cache_dir, pooled), jobs=2, log=lambda *_: None)
+    assert len(outcomes) == 4 and not any(o.error for o in outcomes)
+    assert _numbers(serial) == _numbers(pooled)
+
+
+def _numbers(results):
+    return sorted((r.method, r.fold, r.seed, r.episode_sha256, json.dumps(r.inter, sort_keys=True),
+                   json.dumps(r.union, sort_keys=True), r.fb_inter, r.fb_union) for _, r in load_records(results))
+
+
+@pytest.mark.slow
+def test_ray_executor_on_a_local_two_node_cluster_gives_the_local_records(mini, cache_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cells = grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1]})
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    sweep(cells, Paths(cache_dir, local), jobs=1, log=lambda *_: None)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        outcomes = sweep(cells, Paths(cache_dir, remote), executor="ray", log=lambda *_: None)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(outcomes) == 4 and not any(o.error for o in outcomes)
+    assert _numbers(local) == _numbers(remote)
+
+
+def _set_miou(results, method, mode, fold, seed, value):
+    [path] = [p for p, r in load_records(results) if (r.method, r.mode, r.fold, r.seed) == (method, mode, fold, seed)]
+    raw = json.loads(path.read_text())
+    raw["miou"] = value
+    path.write_text(json.dumps(raw))
+
+
+@pytest.fixture
+def two_seed_results(mini, cache_dir, tmp_path):
+    """oracle full, folds 0-1, seeds 0-1, each record copied as a weak one (tables read records
+    only), mIoUs then set by hand: full f0 10/20, f1 30/50; weak f0 5/10, f1 20/30."""
+    from dataclasses import replace
+
+    results = tmp_path / "results"
+    assert bench(cache_dir, "run", "--method", "oracle", "--mode", "full", "--dataset", "openmoji5i-mini", "--preset",
+                 "quick", "--fold", "0,1", "--seed", "0", "--seed", "1", "--results-dir", str(results)) == 0
+    for _, r in load_records(results):
+        replace(r, mode="weak", annotation_fingerprint="pseudo-for-the-test").write(results)
+    values = {"full": {(0, 0): 10, (0, 1): 20, (1, 0): 30, (1, 1): 50},
+              "weak": {(0, 0): 5, (0, 1): 10, (1, 0): 20, (1, 1): 30}}
+    for mode, cells in values.items():
+        for (fold, seed), v in cells.items():
+            _set_miou(results, "oracle", mode, fold, seed, v)
+    return results
+
+
+def test_table_mean_std_and_paired_delta_hand_case(two_seed_results, cache_dir, capsys):
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--format", "csv") == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("oracle,"))
+    # folds: mean ± std over seeds; mean: per seed over folds (full 20, 35; weak 12.5, 20);
+    # Δ per seed: 7.5, 15 -> 11.25 ± 3.75
+    assert row.split(",")[1:] == ["15.0 ± 5.0", "40.0 ± 10.0", "27.5 ± 7.5", "7.5 ± 2.5", "25.0 ± 5.0",
+                                  "16.2 ± 3.8", "11.2 ± 3.8"]
+
+
+def test_table2a_layout_beside_paper_numbers_and_file_outputs(two_seed_results, cache_dir, tmp_path, capsys):
+    out = tmp_path / "t2a.tex"
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table2a", "--out", str(out)) == 0
+    text = out.read_text()
+    assert "\\toprule" in text and "Table 2a layout" in text and "27.5 ± 7.5" in text
+    assert "published (pascal5i" in text and "42.4" in text and "lee2022-listing" in text
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table3") == 2
+    assert "needs ours/ours-noE records" in capsys.readouterr().err
+
+
+def test_layout_refuses_two_presets_in_one_column(two_seed_results, cache_dir, capsys):
+    [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("weak", 1, 1)]
+    raw = json.loads(path.read_text())
+    raw["preset"] = "wacv22@v1"
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table2a") == 2
+    err = capsys.readouterr().err
+    assert "two presets in one column" in err and "quick@v1" in err and "wacv22@v1" in err and err.count("\n") == 1
+
+
+def test_verify_passes_within_tolerance_and_fails_on_a_miss(two_seed_results, cache_dir, tmp_path, capsys):
+    good = tmp_path / "expected.csv"
+    good.write_text("dataset,preset,method,mode,way,shot,fold,miou,tolerance\n"
+                    "openmoji5i-mini,quick@v1,oracle,full,1,1,0,15.0,\n"
+                    "openmoji5i-mini,quick@v1,oracle,weak,1,1,mean,16.0,0.5\n")
+    assert bench(cache_dir, "verify", str(good), "--results-dir", str(two_seed_results)) == 0
+    assert "2 of 2 within tolerance" in capsys.readouterr().out
+    bad = tmp_path / "expected.json"
+    bad.write_text(json.dumps([{"dataset": "openmoji5i-mini", "preset": "quick@v1", "method": "oracle", "mode": "full",
+                                "way": 1, "shot": 1, "fold": "mean", "miou": 30.0},
+                               {"dataset": "openmoji5i-mini", "preset": "quick@v1", "method": "panet", "mode": "full",
+                                "way": 1, "shot": 1, "fold": 0, "miou": 30.0}]))
+    assert bench(cache_dir, "verify", str(bad), "--results-dir", str(two_seed_results), "--tolerance", "1") == 1
+    out = capsys.readouterr().out
+    assert "27.50" in out and "absent" in out and "2 missed" in out
+
+
+def test_set_variant_is_its_own_record_and_row(mini, cache_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    common = ["run", "--mode", "full", "--dataset", "openmoji5i-mini", "--preset", "quick", "--fold", "0",
+              "--results-dir", str(results)]
+    tiny = ["steps=3", "batch=2", "reduce_dim=16", "backbone_steps=3", "backbone_max_images=12"]  # the contract suite's
+    assert bench(cache_dir, *common, "--method", "pfenet", *[a for kv in tiny for a in ("--set", kv)]) == 0
+    assert bench(cache_dir, *common, "--method", "oracle") == 0
+    assert bench(cache_dir, *common, "--method", "oracle", "--set", "bogus=1") == 2
+    assert "does not take the setting(s) bogus" in capsys.readouterr().err
+    paths = sorted(str(p.relative_to(results)) for p, _ in load_records(results))
+    assert any("pfenet+backbone_max_images=12+backbone_steps=3+batch=2+reduce_dim=16+steps=3/full" in p for p in paths)
+    assert bench(cache_dir, "table", "--results-dir", str(results)) == 0
+    assert "| pfenet [backbone_max_images=12, backbone_steps=3, batch=2, reduce_dim=16, steps=3]" in capsys.readouterr().out
+
+
+def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, capsys):
+    [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("full", 1, 0)]
+    raw = json.loads(path.read_text())
+    raw["method_config"] = {"steps": 1000}
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 2
+    err = capsys.readouterr().err
+    assert "both row 'oracle' but ran with different settings (steps: None vs 1000)" in err and err.count("\n") == 1
+
+
+def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
+    from PIL import Image
+
+    from bench.figures import delta_chart
+    from bench.report import write_report
+
+    [png] = delta_chart(two_seed_results, tmp_path / "delta.png")
+    assert Image.open(png).size[0] > 400
+    report = write_report(two_seed_results, tmp_path / "report.md")
+    text = report.read_text()
+    assert "## Environment" in text and "27.5 ± 7.5" in text and "![delta](figures/delta.png)" in text
+    assert "## table3" in text and "_not shown: --layout table3 needs" in text
+    assert (tmp_path / "figures" / "delta.png").is_file()
+
+
+def test_episode_figure_of_the_oracle(mini, cache_dir, tmp_path):
+    """Oracle predictions equal the query GT: every drawn episode's IoU is 100."""
+    from PIL import Image
+    from test_pseudo import TINY as PSEUDO_TINY
+
+    from bench.figures import episode_panels
+    from bench.runner import RunRequest
+
+    req = RunRequest(method="oracle", mode="full", dataset="openmoji5i-mini", folds=(1,), preset="quick",
+                     pseudo=PSEUDO_TINY, cache_dir=cache_dir)  # pseudo: the yellow query panel's masks
+    out, ious = episode_panels(req, [0, 3], 0, 0, tmp_path / "ep.png", log=lambda *_: None)
+    assert Image.open(out).size[1] > 400 and ious == [100.0, 100.0]
+    with pytest.raises(Exception, match="episode 99 is not in fold 1's 40 episodes"):
+        episode_panels(req, [99], 0, 0, tmp_path / "bad.png", log=lambda *_: None)
+    assert not (tmp_path / "bad.png").exists()
