@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="embedded dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)
     prep = dsub.add_parser("prepare", help="generate the embedded dataset (done on first use otherwise)")
-    prep.add_argument("--dataset", default="openmoji5i", choices=("openmoji5i", "openmoji5i-mini"))
+    prep.add_argument("--dataset", default="openmoji5i", choices=("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini"))
     show = dsub.add_parser("show", help="PNG contact sheet of images with mask overlays")
     show.add_argument("--dataset", default="openmoji5i")
     show.add_argument("--data-root", type=Path, default=None)
@@ -313,6 +313,8 @@ def cmd_list(args, cache: Path) -> int:
 
 
 _DATASET_NOTES = {"openmoji5i": "  (embedded default)", "openmoji5i-mini": "  (embedded, tiny: smoke runs and tests)",
+                  "openmoji20i": "  (embedded COCO-like: 65 of the 80 COCO classes, COCO-20i folds)",
+                  "openmoji20i-mini": "  (embedded COCO-like, tiny: tests)",
                   "pascal5i": "  (needs --data-root)", "coco20i": "  (needs --data-root)"}
 
 

@@ -40,6 +40,8 @@ PRESETS = {
     for p in (
         Preset("wacv22", 1, "val", "train", 5, 1000, 1234, 0, "background", True, 129, "contiguous", "random",
                "seed paper: 129x129, 5 runs x 1000 episodes (PANet-style seeds 1234+r), test on val"),
+        Preset("wacv22-interleaved", 1, "val", "train", 5, 1000, 1234, 0, "background", True, 129, "interleaved", "random",
+               "wacv22 with COCO-20i's interleaved folds (PFENet/HSNet: class i+1, i+5, ..., i+77 in fold i)"),
         Preset("panet2019", 1, "train", "train", 5, 1000, 1234, 0, "background", True, 417, "contiguous", "random",
                "PANet: test episodes drawn from the training image pool (trainaug), 417x417"),
         Preset("pfenet2020", 1, "val", "train", 1, 5000, 321, 2048, "background", True, None, "interleaved", "cycle",

@@ -110,7 +110,7 @@ def cell_request(cell: Cell, paths: Paths):
                       results_dir=paths.results_dir)
 
 
-def pending_cells(cells: list[Cell], paths: Paths, log=print) -> list[Cell]:
+def pending_cells(cells: list[Cell], paths: Paths) -> list[Cell]:
     """The cells with at least one seed lacking a finished record. Builds what the check needs
     (dataset, episode files, pseudo masks) once, here, before any worker starts."""
     from dataclasses import replace
@@ -225,7 +225,7 @@ def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_
 
 def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | None = None, address: str | None = None,
           cpus_per_cell: float = 1.0, log=print) -> list[Outcome]:
-    todo = pending_cells(cells, paths, log)
+    todo = pending_cells(cells, paths)
     log(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already recorded (skipped), {len(todo)} to run"
         + (f" on {executor}" if todo else ""))
     if not todo:

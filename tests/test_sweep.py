@@ -223,3 +223,31 @@ def test_episode_figure_of_the_oracle(mini, cache_dir, tmp_path):
     with pytest.raises(Exception, match="episode 99 is not in fold 1's 40 episodes"):
         episode_panels(req, [99], 0, 0, tmp_path / "bad.png", log=lambda *_: None)
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path):
+    """SIGKILL a `bench sweep` process once its first record exists, then sweep again: only the
+    cells without a record run, the killed run's records are untouched, no temp file is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "results"
+    args = ["--method", "oracle", "--method", "background", "--mode", "full", "--fold", "all", "--dataset",
+            "openmoji5i-mini", "--preset", "quick", "--results-dir", str(results), "--jobs", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "--cache-dir", str(cache_dir), "sweep", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(results.rglob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = record_times(results)
+    assert 1 <= len(before) <= 8
+    again = sweep(grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"]}), Paths(cache_dir, results),
+                  jobs=1, log=lambda *_: None)
+    assert len(again) == 8 - len(before) and not any(o.error for o in again)
+    after = record_times(results)
+    assert len(after) == 8 and {p: after[p] for p in before} == before
+    assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]

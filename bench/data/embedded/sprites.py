@@ -43,11 +43,33 @@ def class_sources() -> dict[str, list[SpriteSource]]:
     }
 
 
-def pool_classes() -> list[tuple[str, str]]:
-    """(codepoint, name) of the disjoint pool, in file order."""
+# COCO names of the VOC classes: the COCO-like set reuses their reviewed sources
+VOC_TO_COCO = {"aeroplane": "airplane", "motorbike": "motorcycle", "diningtable": "dining table",
+               "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+
+
+def coco_class_sources() -> dict[str, list[SpriteSource]]:
+    """Sources of the COCO classes that have a glyph (65 of 80): the VOC classes' entries under
+    their COCO names plus coco_class_sources.json. A COCO class absent here has no images."""
+    raw = json.loads((HERE / "coco_class_sources.json").read_text())
+    out = {VOC_TO_COCO.get(name, name): sources for name, sources in class_sources().items()}
+    out.update({name: [SpriteSource(e[0], e[1], tuple(e[2]) if len(e) > 2 else None) for e in entries]
+                for name, entries in raw.items() if not name.startswith("_")})
+    return out
+
+
+def coco_pool_exclusions() -> set[str]:
+    lines = (HERE / "coco_pool_exclusions.txt").read_text().splitlines()
+    return {l.strip() for l in lines if l.strip() and not l.startswith("#")}
+
+
+def pool_classes(benchmark: str = "voc") -> list[tuple[str, str]]:
+    """(codepoint, name) of the disjoint pool, in file order; for the COCO-like set without the
+    classes of coco_pool_exclusions.txt (the pool is disjoint from all 80 COCO classes)."""
     lines = [l for l in (HERE / "pool_classes.tsv").read_text().splitlines() if not l.startswith("#")]
     rows = list(csv.DictReader(lines, delimiter="\t"))
-    return [(r["codepoint"], r["name"]) for r in rows]
+    dropped = coco_pool_exclusions() if benchmark == "coco" else set()
+    return [(r["codepoint"], r["name"]) for r in rows if r["name"] not in dropped]
 
 
 def _openmoji_font_path() -> Path:
