@@ -42,7 +42,7 @@ def write_report(results_dir: Path, out: Path) -> Path:
         raise BenchError(f"no run records under {results_dir}; fix: run `bench sweep` or `bench run` first")
     figures = Path(out).parent / "figures"
     sections = ["# wsfss-bench report", f"Results folder: `{results_dir}` · {len(records)} run records.", "## Environment",
-                *environment_lines(records), "## Tables (all settings)", render_tables(results_dir)]
+                "\n".join(environment_lines(records)), "## Tables (all settings)", render_tables(results_dir)]
     for layout in LAYOUTS[1:]:
         try:
             sections += [f"## {layout}", render_tables(results_dir, layout=layout)]
