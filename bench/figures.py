@@ -52,7 +52,7 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
     from bench.episodes import (TrainSource, annotation_labels, build_episode_input, load_or_sample_episodes,
                                 query_ground_truth)
     from bench.presets import get_preset
-    from bench.runner import fitted_method
+    from bench.runner import fitted_method, request_seeds
 
     preset = get_preset(req.preset)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
@@ -60,7 +60,7 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
     # full mode: --pseudo-set picks the pseudo masks of the yellow query panel only
     pseudo = annotation_source("weak", dataset, req.cache_dir, req.pseudo)
     annotations = pseudo if req.mode == "weak" else annotation_source("full", dataset, req.cache_dir)
-    run_seed = preset.seeds()[0] if req.seeds is None else req.seeds[0]
+    run_seed = request_seeds(req, preset)[0]
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, run_seed)
     if episode_indices:
         bad = [i for i in episode_indices if not 0 <= i < len(episodes)]
@@ -106,14 +106,12 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.tables import (check_compatible, check_same_settings, fold_mean_per_seed, paired_delta, row_label,
-                              runs_by_cell, selected_records)
+    from bench.tables import check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell, selected_records, stat
 
     records = selected_records(results_dir, filters)
     if not records:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep` or `bench run` first")
-    check_compatible(records)
-    check_same_settings(records)
+    check_tableable(records)
     groups = defaultdict(list)
     for _, r in records:
         groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
@@ -131,13 +129,14 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
         fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 1.3 * len(rows), 3.8))
         x = np.arange(len(rows))
         for offset, k, name, colour in ((-0.2, 1, "full", "#4c72b0"), (0.2, 2, "weak", "#dd8452")):
-            means = [np.mean(list(r[k].values())) for r in rows]
-            left.bar(x + offset, means, 0.4, yerr=[np.std(list(r[k].values())) for r in rows], label=name, color=colour, capsize=3)
+            stats = [stat(r[k]) for r in rows]
+            left.bar(x + offset, [s[0] for s in stats], 0.4, yerr=[s[1] for s in stats], label=name, color=colour, capsize=3)
         left.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
         left.set_ylabel("mean mIoU over folds (%)")
         left.legend(fontsize=8)
-        deltas = [np.mean(list(r[3].values())) for r in rows]
-        right.bar(x, deltas, 0.6, yerr=[np.std(list(r[3].values())) for r in rows], color="#55a868", capsize=3)
+        delta_stats = [stat(r[3]) for r in rows]
+        deltas = [s[0] for s in delta_stats]
+        right.bar(x, deltas, 0.6, yerr=[s[1] for s in delta_stats], color="#55a868", capsize=3)
         for xi, d in zip(x, deltas):
             right.text(xi, d, f"{d:.1f}", ha="center", va="bottom", fontsize=8)
         right.axhline(0, color="black", lw=0.8)

@@ -47,15 +47,10 @@ def run(req: RunRequest, log=print) -> list[Path]:
     if req.mode not in ("full", "weak"):
         raise BenchError(f"unknown mode '{req.mode}'; use full or weak")
     preset = get_preset(req.preset)
-    if req.pseudo:
-        from dataclasses import replace
-
-        from pseudo_labels.config import changed_settings
-
-        req = replace(req, pseudo=changed_settings(req.pseudo))
+    req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
     annotations = annotation_source(req.mode, dataset, req.cache_dir, req.pseudo)
-    seeds = list(req.seeds) if req.seeds is not None else preset.seeds()
+    seeds = request_seeds(req, preset)
     written = []
     redo = req.force or req.retrain or req.save_predictions is not None
     for fold in req.folds:
@@ -76,6 +71,23 @@ def run(req: RunRequest, log=print) -> list[Path]:
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
     return written
+
+
+def resolved_request(req: RunRequest) -> RunRequest:
+    """`req` with its pseudo-label overrides reduced to those that differ from the defaults (so
+    `saliency=gate`, the default, names the same records as no override)."""
+    if not req.pseudo:
+        return req
+    from dataclasses import replace
+
+    from pseudo_labels.config import changed_settings
+
+    return replace(req, pseudo=changed_settings(req.pseudo))
+
+
+def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
+    """The runs a request evaluates: its --seed values, else every run of the preset."""
+    return list(req.seeds) if req.seeds is not None else preset.seeds()
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:

@@ -113,30 +113,23 @@ def cell_request(cell: Cell, paths: Paths):
 def pending_cells(cells: list[Cell], paths: Paths) -> list[Cell]:
     """The cells with at least one seed lacking a finished record. Builds what the check needs
     (dataset, episode files, pseudo masks) once, here, before any worker starts."""
-    from dataclasses import replace
-
     from bench.annotations import annotation_source
     from bench.data.datasets import get_dataset
     from bench.presets import get_preset
     from bench.registry import create_method
-    from bench.runner import pending_seeds
+    from bench.runner import pending_seeds, request_seeds, resolved_request
 
     sources: dict[tuple, object] = {}
     todo = []
     for cell in cells:
         create_method(cell.method, dict(cell.config))  # unknown method or setting: fail before anything runs
-        req = cell_request(cell, paths)
-        if req.pseudo:
-            from pseudo_labels.config import changed_settings
-
-            req = replace(req, pseudo=changed_settings(req.pseudo))
+        req = resolved_request(cell_request(cell, paths))
         preset = get_preset(cell.preset)
         dataset = get_dataset(cell.dataset, paths.cache_dir, paths.data_root)
         key = (cell.dataset, cell.mode, cell.pseudo)
         if key not in sources:
             sources[key] = annotation_source(cell.mode, dataset, paths.cache_dir, req.pseudo)
-        seeds = list(cell.seeds) if cell.seeds is not None else preset.seeds()
-        if pending_seeds(req, preset, dataset, sources[key], cell.fold, seeds):
+        if pending_seeds(req, preset, dataset, sources[key], cell.fold, request_seeds(req, preset)):
             todo.append(cell)
     return todo
 

@@ -50,6 +50,12 @@ def check_compatible(records: list[tuple[Path, RunRecord]]) -> None:
             seen[key] = (path, r)
 
 
+def check_tableable(records: list[tuple[Path, RunRecord]]) -> None:
+    """The checks every consumer of a set of records runs (tables, figures, verify)."""
+    check_compatible(records)
+    check_same_settings(records)
+
+
 def check_same_settings(records: list[tuple[Path, RunRecord]]) -> None:
     """One row = one network: refuse records of one row label that ran with different resolved
     settings (e.g. left over from before a method's default changed)."""
@@ -76,16 +82,11 @@ def check_one_preset(records: list[tuple[Path, RunRecord]], layout: str) -> None
                 f"({other[1].preset}) and {path} ({r.preset}); fix: pass --preset {other[1].preset} or --preset {r.preset}")
 
 
-def row_label(r: RunRecord) -> str:
-    """'ours', 'ours [k=5]' (a --set variant), 'ours [saliency=none]' (weak on other pseudo masks)."""
-    extra = [f"{k}={v}" for k, v in sorted(r.config.items())] + [f"{k}={v}" for k, v in sorted(r.pseudo.items())]
-    return f"{r.method} [{', '.join(extra)}]" if extra else r.method
-
-
-def _base_label(r: RunRecord) -> str:
-    """The row whose full-mode numbers a weak run on other pseudo masks is compared with."""
-    extra = [f"{k}={v}" for k, v in sorted(r.config.items())]
-    return f"{r.method} [{', '.join(extra)}]" if extra else r.method
+def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
+    """'ours', 'ours [k=5]' (a --set variant), 'ours [saliency=none]' (weak on other pseudo masks);
+    with_pseudo=False: the row whose full-mode numbers such a weak run is compared with."""
+    settings = sorted(r.config.items()) + (sorted(r.pseudo.items()) if with_pseudo else [])
+    return f"{r.method} [{', '.join(f'{k}={v}' for k, v in settings)}]" if settings else r.method
 
 
 def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
@@ -95,18 +96,13 @@ def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
     variants = defaultdict(set)
     for r in records:
         if r.pseudo:
-            variants[_base_label(r)].add(row_label(r))
+            variants[row_label(r, with_pseudo=False)].add(row_label(r))
     for r in records:
         cells[(row_label(r), r.mode, r.fold)][r.seed] = r.miou
         if r.mode == "full":
             for label in variants[row_label(r)]:
                 cells[(label, "full", r.fold)][r.seed] = r.miou
     return cells
-
-
-def mean_std(values) -> tuple[float, float] | None:
-    values = list(values)
-    return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
 def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> dict[int, float] | None:
@@ -120,18 +116,20 @@ def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> 
     return {s: float(np.mean([r[s] for r in runs])) for s in seeds}
 
 
-def fmt(v) -> str:
-    """'20.0', '20.0 ± 0.3' for (mean, std) over more than one run, '' for missing."""
+def fmt(v: tuple | None) -> str:
+    """A `stat`: '20.0', '20.0 ± 0.3' over more than one run, '' for missing."""
     if v is None:
         return ""
-    if isinstance(v, tuple):
-        mean, std, n = v
-        return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
-    return "" if isinstance(v, float) and np.isnan(v) else f"{v:.1f}"
+    mean, std, n = v
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
 
 
-def _stat(values: dict | None):
-    return (float(np.mean(list(values.values()))), float(np.std(list(values.values()))), len(values)) if values else None
+def stat(values: dict | None) -> tuple[float, float, int] | None:
+    """(mean, std, n) of {seed: value}; None when there is none."""
+    if not values:
+        return None
+    v = list(values.values())
+    return float(np.mean(v)), float(np.std(v)), len(v)
 
 
 def split_header(dataset: str, fold: int) -> str:
@@ -153,11 +151,11 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     for label in sorted({row_label(r) for r in records}):
         row, per_seed = [label], {}
         for mode in modes:
-            row += [fmt(_stat(cells.get((label, mode, f)))) for f in folds]
+            row += [fmt(stat(cells.get((label, mode, f)))) for f in folds]
             per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
-            row.append(fmt(_stat(per_seed[mode])))
+            row.append(fmt(stat(per_seed[mode])))
         if len(modes) == 2:
-            row.append(fmt(_stat(paired_delta(per_seed["full"], per_seed["weak"]))))
+            row.append(fmt(stat(paired_delta(per_seed["full"], per_seed["weak"]))))
         rows.append(row)
     return header, rows
 
@@ -205,8 +203,7 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
     quality = _quality_sections(results_dir, fmt_name, (filters or {}).get("dataset"))
     if not records and not quality:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench run ...` first")
-    check_compatible(records)
-    check_same_settings(records)
+    check_tableable(records)
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for _, r in records:
         groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
@@ -232,8 +229,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
     if not records:
         wanted = "ours/ours-noE records" if layout == "table3" else f"1-way records of a {LAYOUT_BENCHMARK[layout]}-like dataset"
         raise BenchError(f"--layout {layout} needs {wanted} under {results_dir}; fix: run `bench sweep` or `bench run` for them")
-    check_compatible(records)
-    check_same_settings(records)
+    check_tableable(records)
     check_one_preset(records, layout)
     paper = paper_numbers()
     out = []
@@ -262,15 +258,14 @@ def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     settings = sorted({(r.way, r.shot) for r in records})
     header = ["method", "mode"] + [f"{w}-way {s}-shot" for w, s in settings]
     pseudo_variants = {row_label(r) for r in records if r.pseudo}
+    per_setting = []  # (runs by cell, folds) of each (way, shot) column
+    for way, shot in settings:
+        sub = [r for r in records if (r.way, r.shot) == (way, shot)]
+        per_setting.append((runs_by_cell(sub), sorted({r.fold for r in sub})))
     rows = []
     for label in sorted({row_label(r) for r in records}):
         for mode in ("weak",) if label in pseudo_variants else ("full", "weak"):  # its full row is its base's
-            row = [label, mode]
-            for way, shot in settings:
-                sub = [r for r in records if (r.way, r.shot) == (way, shot)]
-                cells = runs_by_cell(sub)
-                folds = sorted({r.fold for r in sub})
-                row.append(fmt(_stat(fold_mean_per_seed(cells, label, mode, folds))))
+            row = [label, mode] + [fmt(stat(fold_mean_per_seed(cells, label, mode, folds))) for cells, folds in per_setting]
             if any(row[2:]):
                 rows.append(row)
     return header, rows

@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.records import load_records
-from bench.tables import check_compatible, check_same_settings, row_label
+from bench.tables import check_tableable, row_label
 
 REQUIRED = ("dataset", "preset", "method", "mode", "way", "shot", "fold", "miou")
 
@@ -39,8 +39,7 @@ def expected_rows(path: Path) -> list[dict]:
 def observed_values(results_dir: Path) -> dict[tuple, dict[int, float]]:
     """(dataset, preset, row label, mode, way, shot) -> {fold: mean mIoU over its runs}."""
     records = load_records(results_dir)
-    check_compatible(records)
-    check_same_settings(records)
+    check_tableable(records)
     runs: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for _, r in records:
         runs[(r.dataset, r.preset, row_label(r), r.mode, r.way, r.shot)][r.fold].append(r.miou)
