@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--executor", choices=("local", "ray"), default="local")
     sw.add_argument("--jobs", type=int, default=None, help="local: parallel cells (default: the machine's cores)")
     sw.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
+    sw.add_argument("--threads", type=int, default=None,
+                    help="local: torch threads per cell (default: cores / jobs); lower it to share the machine")
     sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
 
@@ -122,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--way", type=int, default=None)
     dl.add_argument("--shot", type=int, default=None)
     dl.add_argument("--out", type=Path, default=Path("results/figures/delta.png"))
+
+    cl = fsub.add_parser("classes", help="per class: each method's Δ against the class's pseudo-mask IoU, with a CSV")
+    cl.add_argument("--results-dir", type=Path, default=Path("results"))
+    cl.add_argument("--dataset", default=None)
+    cl.add_argument("--data-root", type=Path, default=None)
+    cl.add_argument("--preset", default=None)
+    cl.add_argument("--way", type=int, default=None)
+    cl.add_argument("--shot", type=int, default=None)
+    cl.add_argument("--out", type=Path, default=Path("results/figures/classes.png"))
 
     rp = sub.add_parser("report", help="one Markdown page: every table and figure of a results folder, and the environment")
     rp.add_argument("--results-dir", type=Path, default=Path("results"))
@@ -196,6 +207,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished records are kept, re-run to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: the reader left, which is not our error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_run(args, cache: Path) -> int:
@@ -231,14 +246,10 @@ def cmd_table(args, cache: Path) -> int:
 
 
 def cmd_sweep(args, cache: Path) -> int:
-    from bench.registry import METHODS, TEST_ONLY
     from bench.sweep import Paths, grid_cells, load_grid, pending_cells, sweep
 
     grid = load_grid(args.grid) if args.grid else {}
-    methods = args.method
-    if methods == ["all"]:
-        methods = [m for m in METHODS if m not in TEST_ONLY]
-    for key, value in (("methods", methods), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
+    for key, value in (("methods", args.method), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
                        ("ways", args.way), ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
                        ("preset", args.preset)):
         if value is not None:
@@ -251,7 +262,7 @@ def cmd_sweep(args, cache: Path) -> int:
         for cell in todo:
             print(f"  {cell.label()}")
         return 0
-    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell)
+    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads)
     failed = sum(1 for o in outcomes if o.error)
     print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; `bench table --layout table2a` shows them")
     return 1 if failed else 0
@@ -264,6 +275,11 @@ def cmd_figure(args, cache: Path) -> int:
         filters = {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
         for path in figures.delta_chart(args.results_dir, args.out, filters):
             print(f"wrote {path}")
+        return 0
+    if args.figure_command == "classes":
+        filters = {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
+        png, table = figures.class_delta_chart(args.results_dir, cache, args.out, filters, args.data_root)
+        print(f"wrote {png} and {table}")
         return 0
     from bench.runner import RunRequest
 

@@ -1,4 +1,5 @@
-"""`bench figure`: episode panels like the paper's Fig. 5 and a bar chart of Δ = full − weak.
+"""`bench figure`: episode panels like the paper's Fig. 5, a bar chart of Δ = full − weak, and a
+per-class scatter of Δ against pseudo-mask quality.
 
 Episode panels, one row per episode (way 1 shown): the support with its mask as the method saw
 it (pseudo in weak mode, GT in full mode) in yellow; the query with its GT in green; the query's
@@ -6,6 +7,8 @@ pseudo mask in yellow (what weak supervision would have said about the query); t
 prediction in red, titled with the episode's foreground IoU."""
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -152,10 +155,131 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
     return written
 
 
-def _save(fig, out: Path) -> Path:
+def class_deltas(recs: list) -> dict[str, dict[int, tuple[float, float]]]:
+    """row label -> class id -> (full, weak) class IoU, each the mean over the runs (seeds) both
+    modes have for the class's fold. Rows lacking either mode are left out."""
+    from bench.tables import row_label
+
+    ious: dict = defaultdict(dict)  # (label, mode, class) -> {seed: IoU}
+    for r in recs:
+        for c, v in r.class_iou.items():
+            ious[(row_label(r), r.mode, int(c))][r.seed] = v
+    out: dict = defaultdict(dict)
+    for (label, mode, c), full in ious.items():
+        weak = ious.get((label, "weak", c), {})
+        seeds = sorted(set(full) & set(weak)) if mode == "full" else []
+        if seeds:
+            out[label][c] = (float(np.mean([full[s] for s in seeds])), float(np.mean([weak[s] for s in seeds])))
+    return dict(out)
+
+
+def weak_source_of(recs: list, dataset, cache_dir: Path):
+    """The pseudo masks the weak records were evaluated with (refuses when they differ, or when
+    today's default pseudo settings give other masks than the records used)."""
+    from pseudo_labels.source import pseudo_masks_for
+
+    prints = sorted({r.annotation_fingerprint for r in recs if r.mode == "weak"})
+    if len(prints) != 1:
+        raise BenchError(f"the weak records ran on {len(prints)} different pseudo-mask sets ({', '.join(prints)}); "
+                         f"fix: pass --results-dir with one set, or re-run the stale weak cells (`bench sweep`)")
+    source = pseudo_masks_for(dataset, cache_dir)
+    if source.fingerprint() != prints[0]:
+        raise BenchError(f"the weak records ran on pseudo masks {prints[0]}, the default settings now give "
+                         f"{source.fingerprint()}; fix: re-run the weak cells (`bench sweep` re-runs them)")
+    return source
+
+
+def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: dict | None = None,
+                      data_root: Path | None = None, source=None) -> tuple[Path, Path]:
+    """Per class: each method's Δ (full − weak class IoU) against how good the class's pseudo masks
+    are on the test images (IoU vs GT), one panel per method with Pearson's r; and a CSV beside the
+    PNG with every number (class, fold, pseudo-mask IoU, share of images with an empty mask, each
+    method's full / weak / Δ). Tests whether a method's loss under weak supervision follows
+    pseudo-mask quality. `source`: the weak masks (default: the ones the weak records used)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import io
+    from bench.data.datasets import get_dataset, image_labels
+    from bench.tables import check_tableable, selected_records
+    from pseudo_labels.report import class_mask_quality
+
+    records = selected_records(results_dir, filters)
+    check_tableable(records)
+    recs = [r for _, r in records if not r.pseudo]  # pseudo-setting variants ran on other masks
+    settings = sorted({(r.dataset, r.preset, r.way, r.shot) for r in recs})
+    if len(settings) != 1:
+        raise BenchError(f"`bench figure classes` draws one setting; the records under {results_dir} hold "
+                         f"{len(settings)}; fix: pass --dataset, --preset, --way and --shot (e.g. --way 1 --shot 1)")
+    deltas = class_deltas(recs)
+    if not deltas:
+        raise BenchError(f"no method under {results_dir} has full and weak records of the same runs; fix: run both modes")
+    dataset_name, preset_name, way, shot = settings[0]
+    dataset = get_dataset(dataset_name, cache_dir, data_root)
+    source = source or weak_source_of(recs, dataset, cache_dir)
+    split = recs[0].preset_config["test_split"]
+    quality = class_mask_quality(dataset, source, image_labels(dataset, split, cache_dir))
+    fold_of = {int(c): r.fold for r in recs for c in r.class_iou}
+    classes = sorted(c for c in fold_of if c in quality)
+    labels = sorted(deltas)
+
+    quality_keys = ("iou", "precision", "recall", "empty_share")
+    rows = [[dataset.class_names[c - 1], fold_of[c]] + [f"{quality[c][k]:.1f}" for k in quality_keys]
+            + [f"{v:.1f}" for lab in labels for v in (*deltas[lab].get(c, (np.nan, np.nan)),
+                                                       np.subtract(*deltas[lab].get(c, (np.nan, np.nan))))]
+            for c in classes]
+    header = (["class", "fold"] + [f"pseudo_{k}" for k in quality_keys]
+              + [f"{lab} {k}" for lab in labels for k in ("full", "weak", "delta")])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header] + rows)
+
+    silent = [lab for lab in labels if not any(full for full, _ in deltas[lab].values())]  # never predicts foreground
+    labels = [lab for lab in labels if lab not in silent]
+    if not labels:
+        raise BenchError(f"every method under {results_dir} scores IoU 0 on every class; nothing to draw")
+    cols = min(3, len(labels))
+    n_rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False)
+    x_all = np.array([quality[c]["iou"] for c in classes])
+    for ax, lab in zip(axes.flat, labels):
+        pts = [(quality[c]["iou"], np.subtract(*deltas[lab][c]), dataset.class_names[c - 1]) for c in classes if c in deltas[lab]]
+        x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        ax.scatter(x, y, s=18, color="#4c72b0")
+        for xi, yi, name in pts:
+            ax.annotate(name, (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        r = pearson(x, y)
+        if not np.isnan(r):
+            slope, icept = np.polyfit(x, y, 1)
+            xs = np.array([x.min(), x.max()])
+            ax.plot(xs, slope * xs + icept, "--", color="#c44e52", lw=1)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(f"{lab}: r = {'–' if np.isnan(r) else f'{r:.2f}'}", fontsize=9)
+        ax.set_xlabel(f"pseudo-mask IoU on {split} images (%)", fontsize=8)
+        ax.set_ylabel("Δ class IoU (full − weak)", fontsize=8)
+        ax.set_xlim(x_all.min() - 3, x_all.max() + 3)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    skipped = f" · not drawn (IoU 0 in full mode): {', '.join(silent)}" if silent else ""
+    fig.suptitle(f"{dataset_name} · {preset_name} · {way}-way {shot}-shot · one point per class, Δ averaged over runs"
+                 f"{skipped}", fontsize=10)
+    fig.tight_layout()
+    from bench.records import atomic_write_text
+
+    png = _save(fig, out)
+    atomic_write_text(out.with_suffix(".csv"), buf.getvalue())
+    return png, out.with_suffix(".csv")
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r; nan with fewer than 3 points or a constant variable."""
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _save(fig, out: Path) -> Path:
+    import matplotlib.pyplot as plt
 
     from bench.records import atomic_write_bytes
 

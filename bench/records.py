@@ -75,15 +75,20 @@ class RunRecord:
         return path
 
 
+def _override_suffix(overrides: dict | None) -> str:
+    # '/' would open a sub-folder (a path-valued override)
+    return "".join(f"+{k}={str(v).replace('/', '_')}" for k, v in sorted((overrides or {}).items()))
+
+
 def variant_label(method: str, config: dict | None = None) -> str:
     """'ours', or 'ours+k=5' for a run with --set overrides: a variant has its own records (and
     its own row in tables), so running one never replaces the default's numbers."""
-    return method + "".join(f"+{k}={str(v).replace('/', '_')}" for k, v in sorted((config or {}).items()))
+    return method + _override_suffix(config)
 
 
 def mode_label(mode: str, pseudo: dict | None = None) -> str:
     """'weak', or 'weak+saliency=none' for weak runs on non-default pseudo masks (an ablation)."""
-    return mode + "".join(f"+{k}={v}" for k, v in sorted((pseudo or {}).items()))
+    return mode + _override_suffix(pseudo)
 
 
 def record_relpath(dataset: str, preset: str, method: str, mode: str, fold: int, way: int, shot: int, seed: int) -> Path:

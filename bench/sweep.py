@@ -19,6 +19,12 @@ Grid file (TOML), every key optional except methods:
     method = "ours"
     modes = ["weak"]
     pseudo = { saliency = "none" }
+    [[variants]]                # or other lists: every key above but dataset/preset
+    methods = ["all"]           # 'all' = every registered method
+    shots = [5]
+    seeds = [1234]
+
+A variant's own keys replace the grid's for its cells. Ready-made grids: grids/*.toml.
 """
 from __future__ import annotations
 
@@ -70,24 +76,40 @@ def grid_cells(grid: dict) -> list[Cell]:
     if not grid.get("methods") and not grid.get("variants"):
         raise BenchError("the sweep grid names no method; fix: pass --method NAME or `methods = [...]` in the grid file")
     base = {k: grid[k] for k in ("dataset", "preset") if k in grid}
-    seeds = tuple(grid["seeds"]) if grid.get("seeds") else None
-    rows = [{"method": m} for m in grid.get("methods", [])] + list(grid.get("variants", []))
+    rows = ([{"methods": grid["methods"]}] if grid.get("methods") else []) + list(grid.get("variants", []))
     cells = []
     for row in rows:
-        unknown = set(row) - {"method", "modes", "folds", "ways", "shots", "set", "pseudo"}
+        unknown = set(row) - ROW_KEYS
         if unknown:
-            raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use method, modes, folds, ways, shots, set, pseudo")
-        for mode in row.get("modes", grid.get("modes", ["full", "weak"])):
-            if mode not in ("full", "weak"):
-                raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
-            for way in row.get("ways", grid.get("ways", [1])):
-                for shot in row.get("shots", grid.get("shots", [1])):
-                    for fold in row.get("folds", grid.get("folds", [0, 1, 2, 3])):
-                        cells.append(Cell(row["method"], mode, int(fold), int(way), int(shot), **base,
-                                          config=tuple(sorted(row.get("set", {}).items())),
-                                          pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
-                                          seeds=seeds))
+            raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use {', '.join(sorted(ROW_KEYS))}")
+        seeds = row.get("seeds", grid.get("seeds"))
+        for method in _row_methods(row):
+            for mode in row.get("modes", grid.get("modes", ["full", "weak"])):
+                if mode not in ("full", "weak"):
+                    raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
+                for way in row.get("ways", grid.get("ways", [1])):
+                    for shot in row.get("shots", grid.get("shots", [1])):
+                        for fold in row.get("folds", grid.get("folds", [0, 1, 2, 3])):
+                            cells.append(Cell(method, mode, int(fold), int(way), int(shot), **base,
+                                              config=tuple(sorted(row.get("set", {}).items())),
+                                              pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
+                                              seeds=tuple(seeds) if seeds else None))
     return list(dict.fromkeys(cells))
+
+
+ROW_KEYS = {"method", "methods", "modes", "folds", "ways", "shots", "seeds", "set", "pseudo"}
+
+
+def _row_methods(row: dict) -> list[str]:
+    """A row's method names; 'all' = every registered method except the test-only ones."""
+    from bench.registry import METHODS, TEST_ONLY
+
+    names = row.get("methods") or ([row["method"]] if "method" in row else [])
+    if not names:
+        raise BenchError("a sweep variant names no method; fix: add method = \"NAME\" (or methods = [...]) to it")
+    if "all" in names:
+        names = [m for m in METHODS if m not in TEST_ONLY]
+    return list(names)
 
 
 def load_grid(path: Path) -> dict:
@@ -175,16 +197,17 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
 
 
-def local_outcomes(cells: list[Cell], paths: Paths, jobs: int):
-    """Yields each cell's Outcome as it finishes, `jobs` processes at a time, each with an equal
-    share of the cores for torch (2 cores, 2 jobs: one thread each, no oversubscription)."""
+def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | None = None):
+    """Yields each cell's Outcome as it finishes, `jobs` processes at a time, each with `threads`
+    torch threads; by default an equal share of the cores (2 cores, 2 jobs: one thread each, no
+    oversubscription). Fewer threads leave cores to another sweep sharing the machine."""
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     if jobs <= 1:
         for cell in cells:
-            yield run_cell(cell, paths)
+            yield run_cell(cell, paths, threads)
         return
     import multiprocessing
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a fresh interpreter per worker (torch and fork do not mix well)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_cell, c, paths, threads) for c in cells}
@@ -217,7 +240,7 @@ def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_
 
 
 def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | None = None, address: str | None = None,
-          cpus_per_cell: float = 1.0, log=print) -> list[Outcome]:
+          cpus_per_cell: float = 1.0, threads: int | None = None, log=print) -> list[Outcome]:
     todo = pending_cells(cells, paths)
     log(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already recorded (skipped), {len(todo)} to run"
         + (f" on {executor}" if todo else ""))
@@ -225,7 +248,7 @@ def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | 
         return []
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     outcomes_iter = (ray_outcomes(todo, paths, address, cpus_per_cell) if executor == "ray"
-                     else local_outcomes(todo, paths, jobs))
+                     else local_outcomes(todo, paths, jobs, threads))
     eta = Eta(len(todo), jobs)
     outcomes = []
     for outcome in outcomes_iter:

@@ -15,6 +15,7 @@ one preset: otherwise the table refuses, naming both files."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
@@ -34,20 +35,27 @@ LAYOUT_BENCHMARK = {"table2a": "pascal5i", "table2b": "coco20i"}
 ABLATION_METHODS = ("ours", "ours-noE")
 
 
-def check_compatible(records: list[tuple[Path, RunRecord]]) -> None:
-    seen: dict[tuple, tuple[Path, RunRecord]] = {}
+def first_conflict(records: list[tuple[Path, RunRecord]], key, agree) -> tuple | None:
+    """The first (path, record, other_path, other) where two records of one key(r) do not
+    agree(a, b); None when all agree. The shape every refusal below shares."""
+    first: dict = {}
     for path, r in records:
-        key = (r.dataset, r.preset, r.fold, r.way, r.shot, r.seed)
-        if key in seen:
-            other_path, other = seen[key]
-            if other.episode_sha256 != r.episode_sha256 or other.dataset_fingerprint != r.dataset_fingerprint:
-                raise BenchError(
-                    f"incompatible records in one table: {other_path} and {path} evaluate {r.dataset} {r.preset} "
-                    f"fold {r.fold} seed {r.seed} on different episodes or data; fix: re-run one of them or "
-                    f"table them from separate --results-dir folders"
-                )
-        else:
-            seen[key] = (path, r)
+        other_path, other = first.setdefault(key(r), (path, r))
+        if not agree(other, r):
+            return path, r, other_path, other
+    return None
+
+
+def check_compatible(records: list[tuple[Path, RunRecord]]) -> None:
+    hit = first_conflict(records, lambda r: (r.dataset, r.preset, r.fold, r.way, r.shot, r.seed),
+                         lambda a, b: (a.episode_sha256, a.dataset_fingerprint) == (b.episode_sha256, b.dataset_fingerprint))
+    if hit:
+        path, r, other_path, _ = hit
+        raise BenchError(
+            f"incompatible records in one table: {other_path} and {path} evaluate {r.dataset} {r.preset} "
+            f"fold {r.fold} seed {r.seed} on different episodes or data; fix: re-run one of them or "
+            f"table them from separate --results-dir folders"
+        )
 
 
 def check_tableable(records: list[tuple[Path, RunRecord]]) -> None:
@@ -59,27 +67,25 @@ def check_tableable(records: list[tuple[Path, RunRecord]]) -> None:
 def check_same_settings(records: list[tuple[Path, RunRecord]]) -> None:
     """One row = one network: refuse records of one row label that ran with different resolved
     settings (e.g. left over from before a method's default changed)."""
-    first: dict[str, tuple[Path, RunRecord]] = {}
-    for path, r in records:
-        other_path, other = first.setdefault(row_label(r), (path, r))
-        if other.method_config != r.method_config:
-            keys = sorted(k for k in set(other.method_config) | set(r.method_config)
-                          if other.method_config.get(k) != r.method_config.get(k))
-            diff = ", ".join(f"{k}: {other.method_config.get(k)} vs {r.method_config.get(k)}" for k in keys[:4])
-            raise BenchError(
-                f"{other_path} and {path} are both row '{row_label(r)}' but ran with different settings ({diff}); "
-                f"fix: re-run the stale cells (`bench sweep` re-runs them) or move the old records to another folder")
+    hit = first_conflict(records, row_label, lambda a, b: a.method_config == b.method_config)
+    if hit:
+        path, r, other_path, other = hit
+        keys = sorted(k for k in set(other.method_config) | set(r.method_config)
+                      if other.method_config.get(k) != r.method_config.get(k))
+        diff = ", ".join(f"{k}: {other.method_config.get(k)} vs {r.method_config.get(k)}" for k in keys[:4])
+        raise BenchError(
+            f"{other_path} and {path} are both row '{row_label(r)}' but ran with different settings ({diff}); "
+            f"fix: re-run the stale cells (`bench sweep` re-runs them) or move the old records to another folder")
 
 
 def check_one_preset(records: list[tuple[Path, RunRecord]], layout: str) -> None:
     """A layout's column holds one protocol: refuse two presets for one dataset."""
-    first: dict[str, tuple[Path, RunRecord]] = {}
-    for path, r in records:
-        other = first.setdefault(r.dataset, (path, r))
-        if other[1].preset != r.preset:
-            raise BenchError(
-                f"--layout {layout} would put {r.dataset} records of two presets in one column: {other[0]} "
-                f"({other[1].preset}) and {path} ({r.preset}); fix: pass --preset {other[1].preset} or --preset {r.preset}")
+    hit = first_conflict(records, lambda r: r.dataset, lambda a, b: a.preset == b.preset)
+    if hit:
+        path, r, other_path, other = hit
+        raise BenchError(
+            f"--layout {layout} would put {r.dataset} records of two presets in one column: {other_path} "
+            f"({other.preset}) and {path} ({r.preset}); fix: pass --preset {other.preset} or --preset {r.preset}")
 
 
 def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
@@ -217,8 +223,17 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
 
 def _runs_note(recs: list[RunRecord]) -> str:
     seeds = sorted({r.seed for r in recs})
-    note = f"runs: seeds {', '.join(map(str, seeds))}"
+    note = f"runs: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
     return note + " (± std over runs)" if len(seeds) > 1 else note
+
+
+def _runs_note_by_setting(recs: list[RunRecord]) -> str:
+    """One runs note, or one per (way, shot) column when the columns ran different seeds."""
+    settings = sorted({(r.way, r.shot) for r in recs})
+    notes = {ws: _runs_note([r for r in recs if (r.way, r.shot) == ws]) for ws in settings}
+    if len(set(notes.values())) == 1:
+        return next(iter(notes.values()))
+    return "; ".join(f"{setting_header(w, s)} {note}" for (w, s), note in notes.items())
 
 
 def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: str, results_dir: Path) -> str:
@@ -241,7 +256,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         if layout == "table3":
             header, rows = ablation_rows(recs)
             out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
-                                    f"{_runs_note(recs)}", header, rows, fmt_name))
+                                    f"{_runs_note_by_setting(recs)}", header, rows, fmt_name))
             out.append(_paper_block(paper, "table3", benchmark, None, header, fmt_name))
             continue
         for shot in sorted({r.shot for r in recs}):
@@ -253,10 +268,20 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
     return "\n\n".join(b for b in out if b) + "\n"
 
 
+def setting_header(way: int, shot: int) -> str:
+    return f"{way}-way {shot}-shot"
+
+
+def setting_of(header: str) -> tuple[int, int]:
+    """The (way, shot) of a `setting_header` column."""
+    way, shot = re.fullmatch(r"(\d+)-way (\d+)-shot", header).groups()
+    return int(way), int(shot)
+
+
 def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     """label | mode | one column per (way, shot): mean over folds ± std over runs."""
     settings = sorted({(r.way, r.shot) for r in records})
-    header = ["method", "mode"] + [f"{w}-way {s}-shot" for w, s in settings]
+    header = ["method", "mode"] + [setting_header(w, s) for w, s in settings]
     pseudo_variants = {row_label(r) for r in records if r.pseudo}
     per_setting = []  # (runs by cell, folds) of each (way, shot) column
     for way, shot in settings:
@@ -289,7 +314,7 @@ def paper_rows(paper: dict, table: str, benchmark: str, shot: int | None, header
         for e in rows:
             row = [e["method"], e["mode"]]
             for col in header[2:]:
-                way, shot_ = int(col.split("-way")[0]), int(col.split(" ")[1].split("-")[0])
+                way, shot_ = setting_of(col)
                 row.append(_num(e["values"].get(f"{way}w{shot_}s")))
             out.append(row + [e["source"]])
         return out

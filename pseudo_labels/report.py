@@ -154,3 +154,26 @@ def example_figure(dataset, cfg: PseudoConfig, cache_dir: Path, out: Path, n: in
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def class_mask_quality(dataset, source, labels: dict[str, frozenset[int]]) -> dict[int, dict]:
+    """Per class, over the images labelled with it (`labels`: image id -> classes): IoU, precision
+    and recall of the source's masks against GT (pixels summed over images, 255 left out), and the
+    share of those images whose mask has no pixel of the class: a support like that gives a method
+    no foreground at all."""
+    n = len(dataset.class_names) + 1
+    inter, pred, true, images, empty = (np.zeros(n, np.int64) for _ in range(5))
+    for image_id, classes in labels.items():
+        mask, gt = source.mask(image_id), dataset.mask(image_id)
+        valid = gt != IGNORE
+        for c in classes:
+            p, g = (mask == c) & valid, gt == c
+            inter[c] += int((p & g).sum())
+            pred[c] += int(p.sum())
+            true[c] += int(g.sum())
+            images[c] += 1
+            empty[c] += not (mask == c).any()
+    pct = lambda a, b: 100.0 * a / b if b else 0.0  # noqa: E731
+    return {c: {"iou": pct(inter[c], pred[c] + true[c] - inter[c]), "precision": pct(inter[c], pred[c]),
+                "recall": pct(inter[c], true[c]), "empty_share": pct(empty[c], images[c]), "images": int(images[c])}
+            for c in range(1, n) if images[c]}

@@ -27,6 +27,33 @@ def test_grid_expands_methods_variants_and_rejects_bad_keys():
         grid_cells({"variants": [{"method": "ours", "sets": {}}]})
     with pytest.raises(Exception, match="names no method"):
         grid_cells({"modes": ["full"]})
+    with pytest.raises(Exception, match="variant names no method"):
+        grid_cells({"variants": [{"shots": [5]}]})
+
+
+def test_variant_lists_replace_the_grids_and_all_means_every_real_method():
+    from bench.registry import METHODS, TEST_ONLY
+
+    cells = grid_cells({**MINI, "methods": ["oracle"], "modes": ["full"], "folds": [0], "seeds": [1, 2],
+                        "variants": [{"methods": ["all"], "shots": [5], "seeds": [7]}]})
+    real = [m for m in METHODS if m not in TEST_ONLY]
+    assert cells[0] == Cell("oracle", "full", 0, 1, 1, **MINI, seeds=(1, 2))
+    assert cells[1:] == [Cell(m, "full", 0, 1, 5, **MINI, seeds=(7,)) for m in real]
+    assert "oracle" not in real and {"ours", "panet", "amp", "pfenet"} <= set(real)
+
+
+@pytest.mark.parametrize("name", ["table2a", "table2b", "table3"])
+def test_committed_grid_files_expand(name):
+    from pathlib import Path
+
+    from bench.sweep import load_grid
+
+    cells = grid_cells(load_grid(Path(__file__).parents[1] / "grids" / f"{name}.toml"))
+    shots = {c.shot for c in cells}
+    assert shots == {1, 5} and {c.mode for c in cells} == {"full", "weak"}
+    assert {c.way for c in cells} == ({1, 2} if name == "table3" else {1})
+    assert {c.dataset for c in cells} == {"openmoji20i" if name == "table2b" else "openmoji5i"}
+    assert all(c.seeds == (1234,) for c in cells if c.shot == 5)
 
 
 def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir, tmp_path):
@@ -139,6 +166,22 @@ def test_table2a_layout_beside_paper_numbers_and_file_outputs(two_seed_results, 
     assert "needs ours/ours-noE records" in capsys.readouterr().err
 
 
+def test_table3_columns_by_way_and_shot_with_their_own_runs(two_seed_results, cache_dir, capsys):
+    from dataclasses import replace
+
+    for _, r in load_records(two_seed_results):  # tables read records only: relabel the oracle's
+        replace(r, method="ours").write(two_seed_results)
+        if r.seed == 0:  # one run in the 2-way 5-shot column, mIoU + 1
+            replace(r, method="ours", way=2, shot=5, miou=r.miou + 1).write(two_seed_results)
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table3", "--format", "csv") == 0
+    text = capsys.readouterr().out
+    assert "1-way 1-shot runs: seeds 0, 1 (± std over runs); 2-way 5-shot runs: seed 0" in text
+    rows = [l.split(",") for l in text.splitlines() if l.startswith("ours,")]
+    # 1w1s: per-seed fold means full 20, 35; weak 12.5, 20. 2w5s (seed 0): full (11 + 31) / 2, weak (6 + 21) / 2
+    assert rows == [["ours", "full", "27.5 ± 7.5", "21.0"], ["ours", "weak", "16.2 ± 3.8", "13.5"]]
+
+
 def test_layout_refuses_two_presets_in_one_column(two_seed_results, cache_dir, capsys):
     [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("weak", 1, 1)]
     raw = json.loads(path.read_text())
@@ -206,6 +249,59 @@ def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
     assert "## Environment" in text and "27.5 ± 7.5" in text and "![delta](figures/delta.png)" in text
     assert "## table3" in text and "_not shown: --layout table3 needs" in text
     assert (tmp_path / "figures" / "delta.png").is_file()
+
+
+def test_class_mask_quality_hand_case():
+    import numpy as np
+
+    from pseudo_labels.report import class_mask_quality
+
+    class Data:
+        class_names = ["a", "b"]
+
+        def mask(self, image_id):
+            return np.array([[1, 1, 0, 255]], np.uint8)
+
+    class Pseudo:
+        def mask(self, image_id):
+            return np.array([[1, 0, 1, 1]], np.uint8)
+
+    q = class_mask_quality(Data(), Pseudo(), {"x": frozenset({1, 2}), "y": frozenset()})
+    # class 1: the 255 pixel is left out: 1 pixel in both, 2 predicted, 2 true
+    assert q[1] == pytest.approx({"iou": 100 / 3, "precision": 50.0, "recall": 50.0, "empty_share": 0.0, "images": 1})
+    assert q[2] == {"iou": 0.0, "precision": 0.0, "recall": 0.0, "empty_share": 100.0, "images": 1}
+
+
+def test_class_delta_chart_numbers_and_refusals(two_seed_results, mini, cache_dir, tmp_path):
+    """Weak class IoUs set to 100 − 10·fold − 5·seed (full: the oracle's 100): each class's Δ is the
+    mean over seeds 0 and 1, 10·fold + 2.5; GT as the 'pseudo' masks gives quality 100."""
+    import csv
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from bench.figures import class_delta_chart
+    from bench.types import GroundTruthMasks
+
+    for _, r in load_records(two_seed_results):
+        if r.mode == "weak":
+            replace(r, class_iou={c: 100.0 - 10 * r.fold - 5 * r.seed for c in r.class_iou}).write(two_seed_results)
+    png, table = class_delta_chart(two_seed_results, cache_dir, tmp_path / "classes.png", source=GroundTruthMasks(mini))
+    assert Image.open(png).size[0] > 300
+    rows = list(csv.DictReader(table.open()))
+    folds = {r.fold: r.class_ids for _, r in load_records(two_seed_results)}
+    assert len(rows) == sum(len(ids) for ids in folds.values())
+    for row in rows:
+        assert float(row["oracle delta"]) == 10 * int(row["fold"]) + 2.5 and float(row["oracle full"]) == 100
+        assert (row["pseudo_iou"], row["pseudo_precision"], row["pseudo_empty_share"]) == ("100.0", "100.0", "0.0")
+
+    [(path, weak)] = [(p, r) for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("weak", 1, 1)]
+    replace(weak, shot=5).write(two_seed_results)
+    with pytest.raises(Exception, match="draws one setting; the records .* hold 2; fix: pass --dataset"):
+        class_delta_chart(two_seed_results, cache_dir, tmp_path / "c2.png", source=GroundTruthMasks(mini))
+    replace(weak, annotation_fingerprint="pseudo:other").write(two_seed_results)
+    with pytest.raises(Exception, match="2 different pseudo-mask sets"):
+        class_delta_chart(two_seed_results, cache_dir, tmp_path / "c3.png", {"shot": 1})
 
 
 def test_episode_figure_of_the_oracle(mini, cache_dir, tmp_path):
