@@ -1,7 +1,7 @@
 """Pretraining DeepLabV3+ for semantic segmentation on the disjoint pool (never the benchmark's
 classes), cached by fingerprint; or loading a user's checkpoint for real data.
 
-The pool has 250 classes + background. Recipe (embedded preset, measured on 2 cores):
+The pool has 250 classes + background (the COCO-like set's: 201). Recipe (embedded preset, 2 cores):
 1. the ResNet classifies the pool's single-object crops (2 epochs, ~190 s; held-out nearest-class-
    mean accuracy of its pooled features 82 % over 250 classes);
 2. DeepLabV3+ segmentation of whole pool images at 97x97 (random scale crops of the 129x129
@@ -11,7 +11,8 @@ The pool has 250 classes + background. Recipe (embedded preset, measured on 2 co
    object-vs-background IoU of 52.7 % (printed beside it). The class-wise number is
    low because 250 classes x 20 images is little data for pixel-level classification; the
    decoder features are what the few-shot methods use.
-The held-out mIoU on the pool's val images is printed and stored.
+The held-out mIoU on the pool's val images is printed and stored. The COCO-like pool (201 classes,
+4,020 images): 4.4 % mIoU, object-vs-background IoU 59.0 %, 1,827 s on one thread shared with other jobs.
 """
 from __future__ import annotations
 
@@ -178,7 +179,7 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
             torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
             atomic_write_bytes(path, buf.getvalue())
             path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
-            log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% (250 classes), object-vs-background IoU "
+            log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% ({len(pool.class_names)} classes), object-vs-background IoU "
                 f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = build_deeplab(cfg.arch, len(blob["meta"]["classes"]))

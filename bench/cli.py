@@ -264,7 +264,11 @@ def cmd_sweep(args, cache: Path) -> int:
         return 0
     outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads)
     failed = sum(1 for o in outcomes if o.error)
-    print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; `bench table --layout table2a` shows them")
+    from bench.tables import BENCHMARK_OF, LAYOUT_BENCHMARK
+
+    layouts = sorted({lay for lay, bench in LAYOUT_BENCHMARK.items() for c in cells if BENCHMARK_OF.get(c.dataset) == bench})
+    shown = " and ".join(f"`bench table --layout {lay}`" for lay in layouts) or "`bench table`"
+    print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; {shown} shows them")
     return 1 if failed else 0
 
 

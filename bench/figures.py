@@ -240,7 +240,7 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
         raise BenchError(f"every method under {results_dir} scores IoU 0 on every class; nothing to draw")
     cols = min(3, len(labels))
     n_rows = -(-len(labels) // cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(max(6.0, 4.2 * cols), 0.5 + 3.6 * n_rows), squeeze=False)
     x_all = np.array([quality[c]["iou"] for c in classes])
     for ax, lab in zip(axes.flat, labels):
         pts = [(quality[c]["iou"], np.subtract(*deltas[lab][c]), dataset.class_names[c - 1]) for c in classes if c in deltas[lab]]
@@ -261,8 +261,8 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
     for ax in list(axes.flat)[len(labels):]:
         ax.axis("off")
     skipped = f" · not drawn (IoU 0 in full mode): {', '.join(silent)}" if silent else ""
-    fig.suptitle(f"{dataset_name} · {preset_name} · {way}-way {shot}-shot · one point per class, Δ averaged over runs"
-                 f"{skipped}", fontsize=10)
+    fig.suptitle(f"{dataset_name} · {preset_name} · {way}-way {shot}-shot\none point per class, Δ averaged over runs"
+                 f"{skipped}", fontsize=9)
     fig.tight_layout()
     from bench.records import atomic_write_text
 
