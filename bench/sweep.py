@@ -33,6 +33,7 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -83,17 +84,17 @@ def grid_cells(grid: dict) -> list[Cell]:
         if unknown:
             raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use {', '.join(sorted(ROW_KEYS))}")
         seeds = row.get("seeds", grid.get("seeds"))
-        for method in _row_methods(row):
-            for mode in row.get("modes", grid.get("modes", ["full", "weak"])):
-                if mode not in ("full", "weak"):
-                    raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
-                for way in row.get("ways", grid.get("ways", [1])):
-                    for shot in row.get("shots", grid.get("shots", [1])):
-                        for fold in row.get("folds", grid.get("folds", [0, 1, 2, 3])):
-                            cells.append(Cell(method, mode, int(fold), int(way), int(shot), **base,
-                                              config=tuple(sorted(row.get("set", {}).items())),
-                                              pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
-                                              seeds=tuple(seeds) if seeds else None))
+        methods, modes = _row_methods(row), row.get("modes", grid.get("modes", ["full", "weak"]))
+        for mode in modes:
+            if mode not in ("full", "weak"):
+                raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
+        for method, mode, way, shot, fold in product(methods, modes, row.get("ways", grid.get("ways", [1])),
+                                                     row.get("shots", grid.get("shots", [1])),
+                                                     row.get("folds", grid.get("folds", [0, 1, 2, 3]))):
+            cells.append(Cell(method, mode, int(fold), int(way), int(shot), **base,
+                              config=tuple(sorted(row.get("set", {}).items())),
+                              pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
+                              seeds=tuple(seeds) if seeds else None))
     return list(dict.fromkeys(cells))
 
 

@@ -25,11 +25,10 @@ QUALITY_RECORD = "pseudo_quality"
 
 
 class BinaryIoU:
-    """Per class: intersection and union of predicted vs GT pixels, summed over images."""
+    """Per class: intersection, union, predicted and GT pixel counts, summed over images."""
 
     def __init__(self, n_classes: int):
-        self.inter = np.zeros(n_classes + 1, np.int64)
-        self.union = np.zeros(n_classes + 1, np.int64)
+        self.inter, self.union, self.pred, self.true = (np.zeros(n_classes + 1, np.int64) for _ in range(4))
 
     def update(self, pred_classes: dict[int, np.ndarray], gt: np.ndarray, class_ids) -> None:
         valid = gt != IGNORE
@@ -37,6 +36,8 @@ class BinaryIoU:
             p, g = pred_classes[c] & valid, (gt == c)
             self.inter[c] += int((p & g).sum())
             self.union[c] += int((p | g).sum())
+            self.pred[c] += int(p.sum())
+            self.true[c] += int(g.sum())
 
     def class_iou(self) -> dict[int, float]:
         return {c: 100.0 * self.inter[c] / self.union[c] for c in range(1, len(self.union)) if self.union[c] > 0}
@@ -161,19 +162,15 @@ def class_mask_quality(dataset, source, labels: dict[str, frozenset[int]]) -> di
     and recall of the source's masks against GT (pixels summed over images, 255 left out), and the
     share of those images whose mask has no pixel of the class: a support like that gives a method
     no foreground at all."""
-    n = len(dataset.class_names) + 1
-    inter, pred, true, images, empty = (np.zeros(n, np.int64) for _ in range(5))
+    acc = BinaryIoU(len(dataset.class_names))
+    images, empty = np.zeros_like(acc.inter), np.zeros_like(acc.inter)
     for image_id, classes in labels.items():
-        mask, gt = source.mask(image_id), dataset.mask(image_id)
-        valid = gt != IGNORE
+        mask = source.mask(image_id)
+        acc.update({c: mask == c for c in classes}, dataset.mask(image_id), classes)
         for c in classes:
-            p, g = (mask == c) & valid, gt == c
-            inter[c] += int((p & g).sum())
-            pred[c] += int(p.sum())
-            true[c] += int(g.sum())
             images[c] += 1
             empty[c] += not (mask == c).any()
     pct = lambda a, b: 100.0 * a / b if b else 0.0  # noqa: E731
-    return {c: {"iou": pct(inter[c], pred[c] + true[c] - inter[c]), "precision": pct(inter[c], pred[c]),
-                "recall": pct(inter[c], true[c]), "empty_share": pct(empty[c], images[c]), "images": int(images[c])}
-            for c in range(1, n) if images[c]}
+    return {c: {"iou": pct(acc.inter[c], acc.union[c]), "precision": pct(acc.inter[c], acc.pred[c]),
+                "recall": pct(acc.inter[c], acc.true[c]), "empty_share": pct(empty[c], images[c]), "images": int(images[c])}
+            for c in range(1, len(images)) if images[c]}
