@@ -44,6 +44,14 @@ def _folds(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"folds are 'all' or comma-separated numbers, got '{value}'") from None
 
 
+class _ExtendFolds(argparse.Action):
+    """`--fold 0 --fold 2` means folds 0 and 2, like `--fold 0,2`; a plain `store` kept only the last."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        folds = getattr(namespace, self.dest) or ()
+        setattr(namespace, self.dest, tuple(dict.fromkeys((*folds, *values))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="Weakly supervised few-shot segmentation benchmark")
     p.add_argument("--cache-dir", type=Path, default=None, help="datasets, episodes, checkpoints (default ./cache or $WSFSS_CACHE)")
@@ -54,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("full", "weak"), default="weak")
     r.add_argument("--dataset", default="openmoji5i")
     r.add_argument("--data-root", type=Path, default=None, help="folder of a real dataset (pascal5i, coco20i)")
-    r.add_argument("--fold", type=_folds, default=(0, 1, 2, 3), help="'all' (default) or e.g. 0 or 0,2")
+    r.add_argument("--fold", type=_folds, action=_ExtendFolds, default=None,
+                   help="'all' (default) or e.g. 0 or 0,2 (repeatable)")
     r.add_argument("--way", type=int, default=1)
     r.add_argument("--shot", type=int, default=1)
     r.add_argument("--preset", default="wacv22")
@@ -84,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--grid", type=Path, default=None, help="TOML grid file")
     sw.add_argument("--method", action="append", default=None, help="repeatable; 'all' = every registered method")
     sw.add_argument("--mode", action="append", choices=("full", "weak"), default=None)
-    sw.add_argument("--fold", type=_folds, default=None)
+    sw.add_argument("--fold", type=_folds, action=_ExtendFolds, default=None, help="'all' or e.g. 0 or 0,2 (repeatable)")
     sw.add_argument("--way", type=int, action="append", default=None)
     sw.add_argument("--shot", type=int, action="append", default=None)
     sw.add_argument("--seed", type=int, action="append", default=None)
@@ -217,9 +226,9 @@ def cmd_run(args, cache: Path) -> int:
     from bench.runner import RunRequest, run
 
     req = RunRequest(
-        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold, way=args.way, shot=args.shot,
-        preset=args.preset, seeds=tuple(args.seed) if args.seed else None, config=parse_overrides(args.overrides),
-        pseudo=parse_overrides(args.pseudo),
+        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold or (0, 1, 2, 3),
+        way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
+        config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
         data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
         save_predictions=args.save_predictions, retrain=args.retrain, force=args.force,
     )

@@ -109,7 +109,8 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.tables import check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell, selected_records, stat
+    from bench.tables import (check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell,
+                              selected_records, setting_header, stat)
 
     records = selected_records(results_dir, filters)
     if not records:
@@ -146,7 +147,7 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
         right.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
         right.set_ylabel("Δ = full − weak (mIoU points)")
         n_runs = len({r.seed for r in recs})
-        fig.suptitle(f"{dataset} · {preset} · {way}-way {shot}-shot · error bars: std over {n_runs} run(s)", fontsize=10)
+        fig.suptitle(f"{dataset} · {preset} · {setting_header(way, shot)} · error bars: std over {n_runs} run(s)", fontsize=10)
         fig.tight_layout()
         target = out if len(groups) == 1 else out.with_name(f"{out.stem}_{dataset}_{preset}_{way}w{shot}s{out.suffix}")
         written.append(_save(fig, target))
@@ -196,13 +197,9 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
     PNG with every number (class, fold, pseudo-mask IoU, share of images with an empty mask, each
     method's full / weak / Δ). Tests whether a method's loss under weak supervision follows
     pseudo-mask quality. `source`: the weak masks (default: the ones the weak records used)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from bench.data.datasets import get_dataset, image_labels
-    from bench.tables import check_tableable, selected_records
+    from bench.records import atomic_write_text
+    from bench.tables import check_tableable, selected_records, setting_header
     from pseudo_labels.report import class_mask_quality
 
     records = selected_records(results_dir, filters)
@@ -221,29 +218,54 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
     split = recs[0].preset_config["test_split"]
     quality = class_mask_quality(dataset, source, image_labels(dataset, split, cache_dir))
     fold_of = {int(c): r.fold for r in recs for c in r.class_iou}
-    classes = sorted(c for c in fold_of if c in quality)
-    labels = sorted(deltas)
+    classes = [c for c in sorted(fold_of) if c in quality]
+    names = {c: dataset.class_names[c - 1] for c in classes}
 
-    quality_keys = ("iou", "precision", "recall", "empty_share")
-    rows = [[dataset.class_names[c - 1], fold_of[c]] + [f"{quality[c][k]:.1f}" for k in quality_keys]
-            + [f"{v:.1f}" for lab in labels for v in (*deltas[lab].get(c, (np.nan, np.nan)),
-                                                       np.subtract(*deltas[lab].get(c, (np.nan, np.nan))))]
-            for c in classes]
-    header = (["class", "fold"] + [f"pseudo_{k}" for k in quality_keys]
+    table = class_delta_csv(classes, names, fold_of, quality, deltas)
+    fig = class_delta_panels(classes, names, quality, deltas, f"pseudo-mask IoU on {split} images (%)",
+                             f"{dataset_name} · {preset_name} · {setting_header(way, shot)}")
+    png = _save(fig, out)
+    atomic_write_text(out.with_suffix(".csv"), table)
+    return png, out.with_suffix(".csv")
+
+
+QUALITY_KEYS = ("iou", "precision", "recall", "empty_share")
+
+
+def class_delta_csv(classes: list[int], names: dict, fold_of: dict, quality: dict, deltas: dict) -> str:
+    """One row per class: fold, pseudo-mask quality, then each method's full / weak / Δ."""
+    labels = sorted(deltas)
+    missing = (np.nan, np.nan)
+    header = (["class", "fold"] + [f"pseudo_{k}" for k in QUALITY_KEYS]
               + [f"{lab} {k}" for lab in labels for k in ("full", "weak", "delta")])
+    rows = [[names[c], fold_of[c]] + [f"{quality[c][k]:.1f}" for k in QUALITY_KEYS]
+            + [f"{v:.1f}" for lab in labels
+               for v in (*deltas[lab].get(c, missing), np.subtract(*deltas[lab].get(c, missing)))]
+            for c in classes]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header] + rows)
+    return buf.getvalue()
 
-    silent = [lab for lab in labels if not any(full for full, _ in deltas[lab].values())]  # never predicts foreground
-    labels = [lab for lab in labels if lab not in silent]
+
+def class_delta_panels(classes: list[int], names: dict, quality: dict, deltas: dict, xlabel: str, title: str):
+    """One scatter per method (Δ against pseudo-mask IoU, fitted line, Pearson's r); methods that
+    never predict foreground in full mode are named in the title instead of drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    silent = [lab for lab in sorted(deltas) if not any(full for full, _ in deltas[lab].values())]
+    labels = [lab for lab in sorted(deltas) if lab not in silent]
     if not labels:
-        raise BenchError(f"every method under {results_dir} scores IoU 0 on every class; nothing to draw")
+        raise BenchError("every method scores IoU 0 on every class in full mode; nothing to draw; "
+                         "fix: pass --results-dir with records of a method that predicts foreground")
     cols = min(3, len(labels))
     n_rows = -(-len(labels) // cols)
     fig, axes = plt.subplots(n_rows, cols, figsize=(max(6.0, 4.2 * cols), 0.5 + 3.6 * n_rows), squeeze=False)
     x_all = np.array([quality[c]["iou"] for c in classes])
     for ax, lab in zip(axes.flat, labels):
-        pts = [(quality[c]["iou"], np.subtract(*deltas[lab][c]), dataset.class_names[c - 1]) for c in classes if c in deltas[lab]]
+        pts = [(quality[c]["iou"], np.subtract(*deltas[lab][c]), names[c]) for c in classes if c in deltas[lab]]
         x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
         ax.scatter(x, y, s=18, color="#4c72b0")
         for xi, yi, name in pts:
@@ -255,20 +277,15 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
             ax.plot(xs, slope * xs + icept, "--", color="#c44e52", lw=1)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(f"{lab}: r = {'–' if np.isnan(r) else f'{r:.2f}'}", fontsize=9)
-        ax.set_xlabel(f"pseudo-mask IoU on {split} images (%)", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("Δ class IoU (full − weak)", fontsize=8)
         ax.set_xlim(x_all.min() - 3, x_all.max() + 3)
     for ax in list(axes.flat)[len(labels):]:
         ax.axis("off")
     skipped = f" · not drawn (IoU 0 in full mode): {', '.join(silent)}" if silent else ""
-    fig.suptitle(f"{dataset_name} · {preset_name} · {way}-way {shot}-shot\none point per class, Δ averaged over runs"
-                 f"{skipped}", fontsize=9)
+    fig.suptitle(f"{title}\none point per class, Δ averaged over runs{skipped}", fontsize=9)
     fig.tight_layout()
-    from bench.records import atomic_write_text
-
-    png = _save(fig, out)
-    atomic_write_text(out.with_suffix(".csv"), buf.getvalue())
-    return png, out.with_suffix(".csv")
+    return fig
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -216,7 +216,7 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
     out = []
     for (dataset, preset, way, shot), recs in sorted(groups.items()):
         header, rows = setting_rows(recs)
-        title = f"{dataset} · {preset} · {way}-way {shot}-shot · mIoU (%) · {_runs_note(recs)}"
+        title = f"{dataset} · {preset} · {setting_header(way, shot)} · mIoU (%) · {_runs_note(recs)}"
         out.append(titled_table(title, header, rows, fmt_name))
     return "\n\n".join(out + quality) + "\n"
 
@@ -262,7 +262,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         for shot in sorted({r.shot for r in recs}):
             shot_recs = [r for r in recs if r.shot == shot]
             header, rows = setting_rows(shot_recs)
-            out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {recs[0].preset} · 1-way {shot}-shot · "
+            out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {recs[0].preset} · {setting_header(1, shot)} · "
                                     f"mIoU (%) · {_runs_note(shot_recs)}", header, rows, fmt_name))
             out.append(_paper_block(paper, layout, benchmark, shot, header, fmt_name))
     return "\n\n".join(b for b in out if b) + "\n"
@@ -343,7 +343,7 @@ def _num(v) -> str:
 
 def _paper_block(paper: dict, table: str, benchmark: str, shot: int | None, header: list[str], fmt_name: str) -> str:
     rows = paper_rows(paper, table, benchmark, shot, header)
-    shot_text = f" · 1-way {shot}-shot" if shot is not None else ""
+    shot_text = f" · {setting_header(1, shot)}" if shot is not None else ""
     title = (f"published ({benchmark}{shot_text}; sources in bench/data/paper_numbers.json, '–' = not available"
              f" from the cited source)")
     if not rows:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.cli import build_parser, main
 from bench.episodes import load_or_sample_episodes, query_ground_truth
 from bench.presets import PRESETS
 from bench.records import atomic_write_text, load_records
@@ -19,6 +19,16 @@ def bench(cache_dir, *args):
 def run_args(results, method, *extra):
     return ["run", "--method", method, "--mode", "full", "--dataset", "openmoji5i-mini", "--preset", "quick",
             "--results-dir", str(results), *extra]
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_repeated_fold_flags_add_up(command):
+    def parse(*flags):
+        return build_parser().parse_args([command, "--method", "oracle", *flags])
+
+    assert parse("--fold", "2", "--fold", "0,3", "--fold", "2").fold == (2, 0, 3)
+    assert parse("--fold", "all").fold == (0, 1, 2, 3)
+    assert parse().fold is None  # run reads None as every fold, sweep as "the grid's folds"
 
 
 def test_oracle_scores_100_and_table_shows_it(mini, cache_dir, tmp_path, capsys):
