@@ -28,7 +28,9 @@ A variant's own keys replace the grid's for its cells. Ready-made grids: grids/*
 """
 from __future__ import annotations
 
+import collections
 import os
+import statistics
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -181,17 +183,28 @@ def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
 
 
 class Eta:
-    """Remaining time from the mean duration of finished cells and the parallelism."""
+    """Remaining time: each pending cell is expected to take its method's mean so far (methods differ
+    by 10x in cost; one global mean after a cheap first cell promised minutes for an hour's work),
+    or the mean of all finished cells for a method not seen yet; divided by the parallelism."""
 
-    def __init__(self, total: int, workers: int):
-        self.total, self.workers, self.done, self.seconds = total, workers, 0, 0.0
+    def __init__(self, cells: list[Cell], workers: int):
+        self.pending = collections.Counter(c.method for c in cells)
+        self.total, self.workers, self.done = len(cells), workers, 0
+        self.seconds: dict[str, list[float]] = collections.defaultdict(list)
         self.start = time.perf_counter()
 
     def add(self, outcome: Outcome) -> str:
         self.done += 1
-        self.seconds += outcome.seconds
-        left = (self.total - self.done) * self.seconds / self.done / max(1, min(self.workers, self.total - self.done or 1))
-        return f"[{self.done}/{self.total}] elapsed {_minutes(time.perf_counter() - self.start)}, ETA {_minutes(left)}"
+        self.pending[outcome.cell.method] -= 1
+        self.seconds[outcome.cell.method].append(outcome.seconds)
+        return (f"[{self.done}/{self.total}] elapsed {_minutes(time.perf_counter() - self.start)}, "
+                f"ETA {_minutes(self.left())}")
+
+    def left(self) -> float:
+        every = [s for times in self.seconds.values() for s in times]
+        mean = statistics.fmean(every) if every else 0.0
+        work = sum(n * statistics.fmean(self.seconds.get(m) or [mean]) for m, n in self.pending.items())
+        return work / max(1, min(self.workers, self.total - self.done))
 
 
 def _minutes(s: float) -> str:
@@ -250,7 +263,7 @@ def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     outcomes_iter = (ray_outcomes(todo, paths, address, cpus_per_cell) if executor == "ray"
                      else local_outcomes(todo, paths, jobs, threads))
-    eta = Eta(len(todo), jobs)
+    eta = Eta(todo, jobs)
     outcomes = []
     for outcome in outcomes_iter:
         outcomes.append(outcome)

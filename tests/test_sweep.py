@@ -5,7 +5,7 @@ import pytest
 
 from bench.cli import main
 from bench.records import load_records
-from bench.sweep import Cell, Paths, grid_cells, sweep
+from bench.sweep import Cell, Eta, Outcome, Paths, grid_cells, sweep
 
 MINI = {"dataset": "openmoji5i-mini", "preset": "quick"}
 
@@ -81,6 +81,19 @@ def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir,
     assert sweep(grid_cells(grid), paths, jobs=1, log=lambda *_: None) == []  # nothing left: nothing recomputed
     assert bench(cache_dir, "sweep", "--method", "oracle", "--mode", "full", "--fold", "0,1,2", "--dataset",
                  "openmoji5i-mini", "--preset", "quick", "--results-dir", str(results), "--dry-run") == 0
+
+
+def test_eta_expects_each_method_to_cost_its_own_mean():
+    cells = [Cell(m, "full", f, 1, 1, **MINI) for m in ("cheap", "dear") for f in range(4)]
+    eta = Eta(cells, workers=2)
+    eta.add(Outcome(cells[0], seconds=10.0))
+    assert eta.left() == (3 * 10 + 4 * 10) / 2  # "dear" not seen yet: the mean of all finished cells
+    eta.add(Outcome(cells[4], seconds=100.0))
+    assert eta.left() == (3 * 10 + 3 * 100) / 2
+    for cell in cells[1:4] + cells[5:7]:
+        eta.add(Outcome(cell, seconds=100.0 if cell.method == "dear" else 10.0))
+    assert eta.left() == 100.0  # one cell left: one worker busy, not two
+    assert eta.add(Outcome(cells[7], seconds=100.0)).startswith("[8/8]") and eta.left() == 0.0
 
 
 def test_sweep_process_pool_matches_serial(mini, cache_dir, tmp_path):
