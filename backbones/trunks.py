@@ -220,16 +220,18 @@ class FeatureMemo:
         return self.by_key(keys, lambda at: compute([images[n] for n in at]))
 
     def by_key(self, keys: list, compute_at) -> list:
-        """compute_at(positions in `keys`) -> outputs for the keys not yet memoised."""
+        """compute_at(positions in `keys`) -> outputs for the keys not yet memoised. Least recently
+        used out first; the batch's own outputs are taken before anything is evicted (evicting a
+        hit of this very batch once failed PFENet's training on openmoji20i with a KeyError)."""
         where = {k: n for n, k in enumerate(keys)}
-        todo = [k for k in where if k not in self._memo]
+        found = {k: self._memo.pop(k) for k in where if k in self._memo}
+        todo = [k for k in where if k not in found]
         if todo:
-            outputs = compute_at([where[k] for k in todo])
-            for n, k in enumerate(todo):
-                if len(self._memo) >= self.limit:
-                    self._memo.pop(next(iter(self._memo)))
-                self._memo[k] = outputs[n]
-        return [self._memo[k] for k in keys]
+            found.update(zip(todo, compute_at([where[k] for k in todo])))
+        self._memo.update((k, found[k]) for k in where)  # re-inserted: now the most recently used
+        while len(self._memo) > self.limit:
+            self._memo.pop(next(iter(self._memo)))
+        return [found[k] for k in keys]
 
 
 # -- ResNet (PFENet) ---------------------------------------------------------------------------

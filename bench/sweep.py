@@ -267,7 +267,9 @@ def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | 
     outcomes = []
     for outcome in outcomes_iter:
         outcomes.append(outcome)
-        status = "FAILED" if outcome.error else "mIoU " + ", ".join(f"{m:.1f}" for m in outcome.miou)
+        # the error's last line now, so a long sweep that fails early can be stopped; the full text comes at the end
+        status = (f"FAILED: {outcome.error.splitlines()[-1][:160]}" if outcome.error
+                  else "mIoU " + ", ".join(f"{m:.1f}" for m in outcome.miou))
         log(f"{eta.add(outcome)}  {outcome.cell.label()}: {status} ({_minutes(outcome.seconds)})")
     failed = [o for o in outcomes if o.error]
     if failed:

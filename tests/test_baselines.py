@@ -50,6 +50,24 @@ def test_feature_memo_computes_each_image_once():
     assert memo.get([], [a], compute) == [12.0] and calls == [2, 1]  # no ids: nothing memoised
 
 
+def test_feature_memo_keeps_a_full_batch_and_evicts_the_least_recently_used():
+    memo, computed = FeatureMemo(limit=2), []
+
+    def at_keys(keys):
+        def compute_at(positions):
+            computed.extend(keys[n] for n in positions)
+            return [keys[n].upper() for n in positions]
+        return lambda: memo.by_key(keys, compute_at)
+
+    assert at_keys(["a"])() == ["A"] and at_keys(["b"])() == ["B"]
+    assert at_keys(["a", "c"])() == ["A", "C"]  # full memo: adding c must not drop this batch's hit a
+    assert computed == ["a", "b", "c"]
+    assert at_keys(["a"])() == ["A"] and computed == ["a", "b", "c"]  # a stayed: b was least recently used
+    assert at_keys(["b", "b"])() == ["B", "B"] and computed == ["a", "b", "c", "b"]
+    assert len(memo._memo) == 2
+    assert at_keys(["x", "y", "z"])() == ["X", "Y", "Z"] and len(memo._memo) == 2  # a batch over the limit
+
+
 def test_panet_prototypes_and_cosine_on_a_hand_computed_case():
     # 2 channels, 2x2 features; mask at the same size so no interpolation blur
     f = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])

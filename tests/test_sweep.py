@@ -75,6 +75,7 @@ def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir,
     [failed] = [o for o in again if o.error]
     assert failed.cell.fold == 9 and "fold" in failed.error
     assert any("1 of 5 cells failed" in line for line in log)
+    assert any("oracle full fold 9 1w1s: FAILED: " in line and "fold" in line.split("FAILED")[1] for line in log)
     oracle = [r.miou for _, r in load_records(results) if r.method == "oracle"]
     assert oracle == [100.0] * 3
 
