@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.data.classes import N_FOLDS
 from bench.errors import BenchError
 
 
@@ -37,7 +38,7 @@ def _parse_value(value: str):
 
 def _folds(value: str) -> tuple[int, ...]:
     if value == "all":
-        return (0, 1, 2, 3)
+        return tuple(range(N_FOLDS))
     try:
         return tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -226,7 +227,7 @@ def cmd_run(args, cache: Path) -> int:
     from bench.runner import RunRequest, run
 
     req = RunRequest(
-        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold or (0, 1, 2, 3),
+        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold or _folds("all"),
         way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
         config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
         data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,

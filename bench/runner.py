@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.annotations import annotation_source
+from bench.data.classes import N_FOLDS
 from bench.data.datasets import get_dataset
 from bench.data.palette import save_palette_png
 from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
@@ -28,7 +29,7 @@ class RunRequest:
     method: str
     mode: str = "weak"
     dataset: str = "openmoji5i"
-    folds: tuple[int, ...] = (0, 1, 2, 3)
+    folds: tuple[int, ...] = tuple(range(N_FOLDS))
     way: int = 1
     shot: int = 1
     preset: str = "wacv22"

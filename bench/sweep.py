@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
+from bench.data.classes import N_FOLDS
 from bench.errors import BenchError
 
 
@@ -92,7 +93,7 @@ def grid_cells(grid: dict) -> list[Cell]:
                 raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
         for method, mode, way, shot, fold in product(methods, modes, row.get("ways", grid.get("ways", [1])),
                                                      row.get("shots", grid.get("shots", [1])),
-                                                     row.get("folds", grid.get("folds", [0, 1, 2, 3]))):
+                                                     row.get("folds", grid.get("folds", list(range(N_FOLDS))))):
             cells.append(Cell(method, mode, int(fold), int(way), int(shot), **base,
                               config=tuple(sorted(row.get("set", {}).items())),
                               pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
