@@ -1,8 +1,11 @@
-"""Per-image decoder features of the frozen backbone, computed once and stored as float16.
+"""Per-image outputs of a frozen network (the DeepLabV3+ decoder for `ours`, the ResNet trunk for
+PFENet), computed once and stored as float16.
 
-Stored at the decoder's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image, 279 kB);
-methods upsample to the image size when they need pixel features, which is cheaper than
-storing 16x more data. One .npy file per image so that images of any size share one cache.
+Keyed by (weights, image, size): the same image is a different entry at 129x129 (`wacv22`) and at
+its own 500x375 (`pfenet2020`), because a method must see the features of the image it was given.
+Sizes come from the preset (bench/data/sizes.py): training images at `train_size`, test images at
+`eval_size`. Stored at the network's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image,
+279 kB); methods upsample when they need pixel features. One .npy file per (image, size).
 """
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from backbones.deeplab import decoder_features
+from bench.data.sizes import resized_image, target_shape
+from bench.device import device, to_numpy
 from bench.locks import one_builder
+from bench.memo import BytesLRU
 from bench.progress import progress
 from bench.records import atomic_write_bytes
 
@@ -21,68 +27,82 @@ BATCH = 32
 
 
 class FeatureCache:
-    """Files on disk, plus the float16 arrays of up to `in_memory` images kept in RAM (the default
-    set's 2,800 images take 780 MB), so that an evaluation of thousands of episodes reads each
-    file once."""
+    """Files on disk, plus a RAM memo of the float16 arrays bounded in bytes (bench/memo.py:
+    $WSFSS_RAM_MB, default 2 GB; the embedded set's 2,800 images take 780 MB), so that an
+    evaluation of thousands of episodes reads each file once."""
 
-    def __init__(self, dataset, model: torch.nn.Module, backbone_path: Path, cache_dir: Path, in_memory: int = 4096,
-                 outputs=decoder_features, tag: str = ""):
-        """`outputs(model, batch)` -> (B, C, h, w) features to store (default: the DeepLabV3+
-        decoder's); `tag` names another choice of outputs of the same weights."""
+    def __init__(self, dataset, model: torch.nn.Module, weights_id: str, cache_dir: Path, outputs=decoder_features,
+                 tag: str = "", ram_bytes: int | None = None):
+        """`weights_id` names the network's weights by content (a pool-pretrained file's stem, or a
+        user file's stem + sha); `outputs(model, batch)` -> (B, C, h, w) features to store
+        (default: the DeepLabV3+ decoder's); `tag` names another choice of outputs."""
         self.dataset, self.model, self._outputs = dataset, model, outputs
-        name = f"{dataset.name}-{dataset.fingerprint()}-{Path(backbone_path).stem}{'-' + tag if tag else ''}"
+        name = f"{dataset.name}-{dataset.fingerprint()}-{weights_id}{'-' + tag if tag else ''}"
         self.root = Path(cache_dir) / "features" / name
-        self._ram: dict[str, np.ndarray] = {}
-        self._in_memory = in_memory
+        self._ram = BytesLRU(ram_bytes)
 
-    def path(self, image_id: str) -> Path:
-        return self.root / f"{image_id}.npy"
+    def path(self, image_id: str, shape: tuple[int, int]) -> Path:
+        return self.root / f"{shape[0]}x{shape[1]}" / f"{image_id}.npy"
 
-    def ensure(self, ids, desc: str = "backbone features") -> None:
-        """Compute and store the features of every image in `ids` that has none yet."""
-        if all(self.path(i).is_file() for i in ids):
+    def image_at(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+        return resized_image(self.dataset.image(image_id), tuple(shape))
+
+    def shape_of(self, image_id: str, size) -> tuple[int, int]:
+        """(H, W) of an image under a preset size (square side or None = its own size)."""
+        if size is None:
+            return tuple(self.dataset.image(image_id).shape[:2])
+        return target_shape((0, 0), size)
+
+    def ensure(self, ids, size=None, desc: str = "backbone features") -> None:
+        """Compute and store the features of every image in `ids` at `size` (a preset's square
+        side, or None for each image's own size) that has none yet; batches group equal sizes."""
+        wanted = {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
+        if all(self.path(i, s).is_file() for i, s in wanted.items()):
             return
         with one_builder(self.root):  # parallel sweep cells share one store: one process fills it
-            todo = [i for i in dict.fromkeys(ids) if not self.path(i).is_file()]
             by_shape: dict[tuple, list[str]] = {}
-            for i in todo:
-                by_shape.setdefault(self.dataset.image(i).shape[:2], []).append(i)
-            batches = [g[k : k + BATCH] for g in by_shape.values() for k in range(0, len(g), BATCH)]
-            for batch in progress(batches, desc=f"{desc} ({len(todo)} images)"):
-                feats = self.compute([self.dataset.image(i) for i in batch])
-                for image_id, f in zip(batch, feats):
-                    buf = _npy_bytes(f.numpy().astype(np.float16))
-                    atomic_write_bytes(self.path(image_id), buf)
+            for i, s in wanted.items():
+                if not self.path(i, s).is_file():
+                    by_shape.setdefault(s, []).append(i)
+            batches = [(s, g[k : k + BATCH]) for s, g in by_shape.items() for k in range(0, len(g), BATCH)]
+            n = sum(len(g) for g in by_shape.values())
+            for shape, batch in progress(batches, desc=f"{desc} ({n} images)"):
+                self._store(batch, shape, self.compute([self.image_at(i, shape) for i in batch]))
+
+    def _store(self, ids: list[str], shape, feats: torch.Tensor) -> None:
+        for image_id, f in zip(ids, feats):
+            atomic_write_bytes(self.path(image_id, shape), _npy_bytes(to_numpy(f).astype(np.float16)))
 
     @torch.no_grad()
     def compute(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Outputs for a batch of same-size images (on the device)."""
         from pseudo_labels.nets import as_batch
 
         return self._outputs(self.model, as_batch(images))
 
-    def features(self, image_id: str) -> torch.Tensor:
-        """(C, h, w) float32 at the decoder's resolution."""
-        arr = self._ram.get(image_id)
+    def _array(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+        key = (image_id, tuple(shape))
+        arr = self._ram.get(key)
         if arr is None:
-            if not self.path(image_id).is_file():
-                self.ensure([image_id])
-            arr = np.load(self.path(image_id))
-            if len(self._ram) < self._in_memory:
-                self._ram[image_id] = arr
-        return torch.from_numpy(arr.astype(np.float32))
+            path = self.path(image_id, shape)
+            if not path.is_file():
+                self._store([image_id], shape, self.compute([self.image_at(image_id, shape)]))
+            arr = np.load(path)
+            self._ram.put(key, arr)
+        return arr
 
-    @property
-    def in_memory(self) -> int:
-        return self._in_memory
+    def features(self, image_id: str, shape: tuple[int, int]) -> torch.Tensor:
+        """(C, h, w) float32 on the device, of the image resized to `shape` (H, W): the size the
+        method was given the image at."""
+        return torch.from_numpy(self._array(image_id, shape).astype(np.float32)).to(device())
 
-    def grid_size(self, image_id: str) -> tuple[int, int]:
-        arr = self._ram.get(image_id)
-        return tuple(arr.shape[1:]) if arr is not None else tuple(self.features(image_id).shape[1:])
+    def grid_size(self, image_id: str, shape: tuple[int, int]) -> tuple[int, int]:
+        return tuple(self._array(image_id, shape).shape[1:])
 
-    def pixel_features(self, image_id: str, size: tuple[int, int]) -> torch.Tensor:
-        """(C, H, W) bilinearly upsampled to `size` (the image or the evaluation size)."""
-        f = self.features(image_id)[None]
-        return F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
+    def pixel_features(self, image_id: str, shape: tuple[int, int]) -> torch.Tensor:
+        """(C, H, W) bilinearly upsampled to `shape`."""
+        f = self.features(image_id, shape)[None]
+        return F.interpolate(f, size=tuple(shape), mode="bilinear", align_corners=False)[0]
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

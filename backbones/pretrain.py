@@ -33,7 +33,9 @@ from bench.data.datasets import IGNORE, pool_dataset
 from bench.errors import BenchError
 from bench.progress import progress
 from bench.locks import one_builder
+from bench.device import device, forked_rng, tensor, to_numpy
 from bench.records import atomic_write_bytes
+from bench.weights import load_weights
 from bench.settings import settings_from
 
 BACKBONE_VERSION = 3  # bump when the recipe changes: cached weights of an older recipe are then not reused
@@ -89,7 +91,7 @@ def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
     train, val = pool_arrays(pool, "train"), pool_arrays(pool, "val")
     n = len(train.images) if not cfg.max_images else min(cfg.max_images, len(train.images))
     n_classes = len(pool.class_names) + 1
-    model = build_deeplab(cfg.arch, n_classes).to(memory_format=torch.channels_last)
+    model = build_deeplab(cfg.arch, n_classes).to(device(), memory_format=torch.channels_last)
     t0 = time.perf_counter()
     if cfg.crop_epochs:
         _classify_crops(model, train, cfg, rng)
@@ -102,7 +104,7 @@ def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
     for idx in progress(batches, desc=f"pretraining DeepLabV3+ {cfg.arch} on {pool.name}"):
         pairs = [_random_crop(rng, train.images[i], train.masks[i], cfg.train_size) for i in idx]
         x = as_batch(np.stack([p[0] for p in pairs])).contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        y = tensor(np.stack([p[1] for p in pairs]).astype(np.int64))
         out = F.interpolate(logits(model, x), size=y.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(out, y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
@@ -130,7 +132,7 @@ def _classify_crops(model, train, cfg: BackboneConfig, rng) -> None:
     from pseudo_labels.train import object_crops
 
     crops, classes = object_crops(train)
-    width = model.backbone(torch.zeros(1, 3, 64, 64))[-1].shape[1]
+    width = model.backbone(torch.zeros(1, 3, 64, 64, device=device()))[-1].shape[1]
     classify_crops(_LastStage(model.backbone), width, crops, classes, cfg.crop_epochs, 3e-3, rng,
                    "pretraining the ResNet on pool object crops")
 
@@ -144,7 +146,7 @@ def pool_miou(model, val) -> dict:
     conf = np.zeros((n_classes, n_classes), np.int64)
     for i in range(0, len(val.images), 32):
         x = as_batch(val.images[i : i + 32])
-        pred = F.interpolate(logits(model, x), size=x.shape[-2:], mode="bilinear", align_corners=False).argmax(1).numpy()
+        pred = to_numpy(F.interpolate(logits(model, x), size=x.shape[-2:], mode="bilinear", align_corners=False).argmax(1))
         gt = val.masks[i : i + 32]
         keep = gt != IGNORE
         conf += np.bincount(gt[keep].astype(np.int64) * n_classes + pred[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
@@ -173,7 +175,7 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
         if not path.is_file():
             log(f"pretraining DeepLabV3+ {cfg.arch} on {pool.name} ({len(pool.class_names)} classes + background, "
                 f"{cfg.crop_epochs} epochs on object crops, then {cfg.steps} steps of segmentation at {cfg.train_size}px)")
-            with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+            with forked_rng():  # a method seeded before calling us draws the same numbers, trained here or cached
                 model, meta = train_on_pool(pool, cfg)
             buf = io.BytesIO()
             torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
@@ -181,19 +183,19 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
             path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
             log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% ({len(pool.class_names)} classes), object-vs-background IoU "
                 f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_weights(path, "pool-pretrained DeepLabV3+", "delete it; the next run pretrains it again")
     model = build_deeplab(cfg.arch, len(blob["meta"]["classes"]))
     model.load_state_dict(blob["state_dict"])
-    return _frozen(model), blob["meta"], path
+    return _frozen(model), {**blob["meta"], "weights_id": path.stem}, path
 
 
 def _user_checkpoint(path: Path, cfg: BackboneConfig):
-    if not path.is_file():
-        raise BenchError(f"backbone checkpoint {path} not found; fix: pass an mmsegmentation DeepLabV3+ "
-                         f"{cfg.arch} checkpoint as the backbone setting checkpoint=FILE")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    state = blob.get("state_dict", blob)
-    head = state.get("decode_head.conv_seg.weight")
+    from bench.records import file_sha
+
+    fix = f"pass an mmsegmentation DeepLabV3+ {cfg.arch} checkpoint as the backbone setting checkpoint=FILE"
+    blob = load_weights(path, "backbone checkpoint", fix, weights_only=False)
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    head = state.get("decode_head.conv_seg.weight") if isinstance(state, dict) else None
     if head is None:
         raise BenchError(f"{path} has no decode_head.conv_seg.weight; fix: pass a DeepLabV3+ checkpoint from mmsegmentation")
     model = build_deeplab(cfg.arch, head.shape[0])
@@ -204,11 +206,12 @@ def _user_checkpoint(path: Path, cfg: BackboneConfig):
     if missing:
         raise BenchError(f"{path} does not fit DeepLabV3+ {cfg.arch} ({missing[0]}); fix: choose the matching arch, "
                          f"one of {', '.join(ARCHS)}")
-    return _frozen(model), {"arch": cfg.arch, "checkpoint": str(path)}, path
+    return _frozen(model), {"arch": cfg.arch, "checkpoint": str(path), "weights_id": f"{path.stem}-{file_sha(path)[:12]}"}, path
 
 
 def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
+    """On the device, in eval mode, without gradients."""
+    model.to(device()).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.device import device, forked_rng, tensor, to_numpy
 from bench.errors import BenchError
 from bench.locks import one_builder
 from bench.progress import progress
+from bench.weights import load_weights
 
 TRUNK_VERSION = 1  # bump when the recipe changes: cached trunks of an older recipe are not reused
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -112,7 +114,7 @@ def classify_crops(trunk: nn.Module, width: int, crops: np.ndarray, classes: np.
     the pool's object crops: the pool plays ImageNet's role, object-centric."""
     from pseudo_labels.nets import as_batch
 
-    head = nn.Linear(width, int(classes.max()) + 1)
+    head = nn.Linear(width, int(classes.max()) + 1).to(device())
     opt = torch.optim.AdamW(list(trunk.parameters()) + list(head.parameters()), lr=lr, weight_decay=1e-4)
     batches = [rng.permutation(len(crops))[i : i + 64] for _ in range(epochs) for i in range(0, len(crops), 64)]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 1), pct_start=0.15)
@@ -122,7 +124,7 @@ def classify_crops(trunk: nn.Module, width: int, crops: np.ndarray, classes: np.
         if rng.random() < 0.5:
             x = x.flip(-1)
         out = head(trunk(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3)))
-        loss = F.cross_entropy(out, torch.from_numpy(classes[idx]), label_smoothing=0.1)
+        loss = F.cross_entropy(out, tensor(classes[idx]), label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -138,7 +140,7 @@ def crop_accuracy(trunk: nn.Module, head: nn.Linear, crops: np.ndarray, classes:
     hits = 0
     for i in range(0, len(crops), 256):
         out = head(trunk(as_batch(crops[i : i + 256])).mean(dim=(2, 3)))
-        hits += int((out.argmax(1).numpy() == classes[i : i + 256]).sum())
+        hits += int((to_numpy(out.argmax(1)) == classes[i : i + 256]).sum())
     return round(100.0 * hits / max(len(crops), 1), 2)
 
 
@@ -159,14 +161,14 @@ def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> t
             from pseudo_labels.train import save_model
 
             log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
-            with torch.random.fork_rng(devices=[]):  # a method seeded before calling us draws the same numbers, trained here or cached
+            with forked_rng():  # a method seeded before calling us draws the same numbers, trained here or cached
                 trunk, meta = _train_vgg16(pool, cfg)
             save_model(path, trunk, meta)
             log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_weights(path, "pool-pretrained VGG-16 trunk", "delete it; the next run pretrains it again")
     trunk = Vgg16Trunk.like(cfg)
     trunk.load_state_dict(blob["state_dict"])
-    return trunk, blob["meta"]
+    return trunk.to(device()), blob["meta"]
 
 
 def _train_vgg16(pool, cfg: TrunkConfig) -> tuple[Vgg16Trunk, dict]:
@@ -176,7 +178,7 @@ def _train_vgg16(pool, cfg: TrunkConfig) -> tuple[Vgg16Trunk, dict]:
     rng = np.random.default_rng(cfg.seed)
     crops, classes = object_crops(pool_arrays(pool, "train"))
     val_crops, val_classes = object_crops(pool_arrays(pool, "val"))
-    trunk = Vgg16Trunk.like(cfg).to(memory_format=torch.channels_last)
+    trunk = Vgg16Trunk.like(cfg).to(device(), memory_format=torch.channels_last)
     t0 = time.perf_counter()
     head = classify_crops(trunk, trunk.out_channels, crops, classes, cfg.epochs, cfg.lr, rng,
                           f"pretraining VGG-16 (width {cfg.width:g}) on pool crops")
@@ -186,10 +188,9 @@ def _train_vgg16(pool, cfg: TrunkConfig) -> tuple[Vgg16Trunk, dict]:
 
 
 def _user_vgg16(path: Path, cfg: TrunkConfig) -> Vgg16Trunk:
-    if not path.is_file():
-        raise BenchError(f"trunk checkpoint {path} not found; fix: pass torchvision's vgg16 ImageNet weights "
-                         f"(vgg16-397923af.pth) as trunk_checkpoint=FILE")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights(path, "trunk checkpoint", "pass torchvision's vgg16 ImageNet weights (vgg16-397923af.pth) as trunk_checkpoint=FILE")
+    if not isinstance(state, dict):
+        raise BenchError(f"{path} holds a {type(state).__name__}, not a state dict; fix: pass torchvision's vgg16-397923af.pth")
     state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     trunk = Vgg16Trunk.like(cfg)
     try:
@@ -197,41 +198,7 @@ def _user_vgg16(path: Path, cfg: TrunkConfig) -> Vgg16Trunk:
     except RuntimeError as exc:
         raise BenchError(f"{path} does not fit VGG-16 (width {cfg.width:g}, bn={cfg.bn}): "
                          f"{str(exc).strip().splitlines()[-1].strip()}; fix: width=1 and bn=false for vgg16, bn=true for vgg16_bn") from None
-    return trunk
-
-
-class FeatureMemo:
-    """Per-test-image outputs of a network that is fixed after training: the runs of a protocol
-    reuse a fold's test images, so each is computed once (bounded; keyed by id and size, since a
-    preset may resize)."""
-
-    def __init__(self, limit: int = 4096):
-        self.limit = limit
-        self._memo: dict = {}
-
-    def clear(self) -> None:
-        self._memo.clear()
-
-    def get(self, ids, images: list[np.ndarray], compute) -> list:
-        """compute(list of images) -> per-image outputs (indexable); ids may be empty (no memo)."""
-        if not ids or len(ids) != len(images):
-            return list(compute(images))
-        keys = [(i, im.shape) for i, im in zip(ids, images)]
-        return self.by_key(keys, lambda at: compute([images[n] for n in at]))
-
-    def by_key(self, keys: list, compute_at) -> list:
-        """compute_at(positions in `keys`) -> outputs for the keys not yet memoised. Least recently
-        used out first; the batch's own outputs are taken before anything is evicted (evicting a
-        hit of this very batch once failed PFENet's training on openmoji20i with a KeyError)."""
-        where = {k: n for n, k in enumerate(keys)}
-        found = {k: self._memo.pop(k) for k in where if k in self._memo}
-        todo = [k for k in where if k not in found]
-        if todo:
-            found.update(zip(todo, compute_at([where[k] for k in todo])))
-        self._memo.update((k, found[k]) for k in where)  # re-inserted: now the most recently used
-        while len(self._memo) > self.limit:
-            self._memo.pop(next(iter(self._memo)))
-        return [found[k] for k in keys]
+    return trunk.to(device())
 
 
 # -- ResNet (PFENet) ---------------------------------------------------------------------------
@@ -257,7 +224,7 @@ def resnet_os8(depth: int, stem_channels: int = 64) -> nn.Module:
     net.train(False)  # mmseg's ResNet.train returns None, so no chaining
     for p in net.parameters():
         p.requires_grad_(False)
-    return net
+    return net.to(device())
 
 
 def pretrained_resnet(dataset, depth: int, checkpoint: str, backbone: dict, cache_dir: Path, log=print) -> tuple[nn.Module, str]:
@@ -297,9 +264,9 @@ def resnet_state(state: dict) -> dict:
 def _user_resnet(path: Path, depth: int) -> nn.Module:
     fix = ("pass PFENet's resnet50_v2.pth or mmcv's resnet50_v1c ImageNet weights (deep stem) as trunk_checkpoint=FILE "
            "with the matching trunk_depth; torchvision's resnet (7x7 stem) is not PFENet's architecture")
-    if not path.is_file():
-        raise BenchError(f"trunk checkpoint {path} not found; fix: {fix}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_weights(path, "trunk checkpoint", fix)
+    if not isinstance(blob, dict):
+        raise BenchError(f"{path} holds a {type(blob).__name__}, not a state dict; fix: {fix}")
     state = resnet_state(blob.get("state_dict", blob))
     stem = state.get("stem.6.weight")
     if stem is None:

@@ -15,11 +15,13 @@ def _default_cache() -> Path:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """--set key=value pairs; values parsed as int, float, bool or kept as strings."""
+    """--set key=value pairs (`--set a=1 b=2`, `--set a=1 --set b=2` or `--set "a=1 b=2"`); values
+    parsed as int, float, bool or kept as strings."""
     out = {}
-    for pair in pairs or []:
+    for pair in (p for token in pairs or [] for p in token.split()):
         if "=" not in pair:
-            raise BenchError(f"--set expects key=value, got '{pair}'")
+            raise BenchError(f"--set expects key=value pairs (several after one flag: --set a=1 b=2), got '{pair}'; "
+                             f"fix: write it as key=value, or put a positional argument before --set")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value.strip())
     return out
@@ -53,6 +55,11 @@ class _ExtendFolds(argparse.Action):
         setattr(namespace, self.dest, tuple(dict.fromkeys((*folds, *values))))
 
 
+def _device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, metavar="cpu|cuda[:N]",
+                        help="where the networks run (default: cuda when available, else cpu)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="Weakly supervised few-shot segmentation benchmark")
     p.add_argument("--cache-dir", type=Path, default=None, help="datasets, episodes, checkpoints (default ./cache or $WSFSS_CACHE)")
@@ -69,13 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shot", type=int, default=1)
     r.add_argument("--preset", default="wacv22")
     r.add_argument("--seed", type=int, action="append", default=None, help="run only these seeds (repeatable)")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="method config override")
-    r.add_argument("--pseudo-set", dest="pseudo", action="append", default=[], metavar="KEY=VALUE",
+    r.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="method config override")
+    r.add_argument("--pseudo-set", dest="pseudo", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="weak mode: pseudo-label setting override, e.g. saliency=none (see `bench pseudo --help`)")
     r.add_argument("--results-dir", type=Path, default=Path("results"))
     r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
     r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint (implies --force)")
     r.add_argument("--force", action="store_true", help="re-evaluate cells whose matching record already exists")
+    _device_flag(r)
 
     t = sub.add_parser("table", help="tables from run records (no re-running)")
     t.add_argument("--results-dir", type=Path, default=Path("results"))
@@ -109,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local: torch threads per cell (default: cores / jobs); lower it to share the machine")
     sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
+    _device_flag(sw)
 
     fg = sub.add_parser("figure", help="PNG figures: episode panels (Fig. 5 style) or the Δ bar chart")
     fsub = fg.add_subparsers(dest="figure_command", required=True)
@@ -124,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--seed", type=int, default=None, help="which run's episode file (default: the preset's first)")
     ep.add_argument("--episode", type=int, action="append", default=None, help="episode index (repeatable)")
     ep.add_argument("--random", type=int, default=4, help="otherwise this many random episodes")
-    ep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ep.add_argument("--pseudo-set", dest="pseudo", action="append", default=[], metavar="KEY=VALUE")
+    ep.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+    ep.add_argument("--pseudo-set", dest="pseudo", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
     ep.add_argument("--out", type=Path, default=Path("results/figures/episodes.png"))
     dl = fsub.add_parser("delta", help="full vs weak mean mIoU and Δ per method, error bars over runs")
     dl.add_argument("--results-dir", type=Path, default=Path("results"))
@@ -153,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--results-dir", type=Path, default=Path("results"))
     v.add_argument("--tolerance", type=float, default=0.5, help="absolute mIoU points (default 0.5)")
 
+    cl = sub.add_parser("claims", help="the paper's four claims checked on the records: holds / fails, with the numbers")
+    cl.add_argument("--results-dir", type=Path, default=Path("results"))
+    cl.add_argument("--dataset", default=None)
+    cl.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v1")
+
     sub.add_parser("list", help="methods, datasets, presets")
 
     bb = sub.add_parser("backbone", help="the frozen DeepLabV3+ (pretrained on the disjoint pool) and its feature cache")
@@ -162,16 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         q = bsub.add_parser(name, help=text)
         q.add_argument("--dataset", default="openmoji5i")
         q.add_argument("--data-root", type=Path, default=None)
-        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        q.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                        help="fields of backbones/pretrain.py:BackboneConfig, e.g. arch=r18-os16 steps=300")
+        _device_flag(q)
 
     tr = sub.add_parser("trunk", help="the baselines' VGG-16 trunk, pretrained on the disjoint pool's object crops")
     tsub = tr.add_subparsers(dest="trunk_command", required=True)
     q = tsub.add_parser("pretrain", help="pretrain the VGG-16 trunk on pool crops (cached) and print its held-out top-1")
     q.add_argument("--dataset", default="openmoji5i")
     q.add_argument("--data-root", type=Path, default=None)
-    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    q.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="fields of backbones/trunks.py:TrunkConfig, e.g. width=0.5 epochs=8")
+    _device_flag(q)
 
     ps = sub.add_parser("pseudo", help="pseudo masks from image-level labels (CAM x word vectors, saliency gate)",
                         description="Settings (--set KEY=VALUE) are the fields of pseudo_labels/config.py:PseudoConfig.")
@@ -184,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         q = psub.add_parser(name, help=text)
         q.add_argument("--dataset", default="openmoji5i")
         q.add_argument("--data-root", type=Path, default=None)
-        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        q.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+        _device_flag(q)
         if name == "neighbours":
             q.add_argument("class_name", metavar="CLASS")
             q.add_argument("--top", type=int, default=10)
@@ -210,6 +227,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cache = args.cache_dir or _default_cache()
     try:
+        if hasattr(args, "device"):
+            from bench.device import use_device
+
+            use_device(args.device)
         return COMMANDS[args.command](args, cache)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -265,7 +286,7 @@ def cmd_sweep(args, cache: Path) -> int:
         if value is not None:
             grid[key] = value
     cells = grid_cells(grid)
-    paths = Paths(cache, args.results_dir, args.data_root)
+    paths = Paths(cache, args.results_dir, args.data_root, args.device)
     if args.dry_run:
         todo = pending_cells(cells, paths)
         print(f"{len(cells)} cells, {len(cells) - len(todo)} recorded, {len(todo)} to run:")
@@ -325,6 +346,13 @@ def cmd_verify(args, cache: Path) -> int:
     misses = sum(1 for r in rows if r[-1] != "ok")
     print(f"{len(rows) - misses} of {len(rows)} within tolerance" + (f"; {misses} missed" if misses else ""))
     return 1 if misses else 0
+
+
+def cmd_claims(args, cache: Path) -> int:
+    from bench.claims import render_claims
+
+    print(render_claims(args.results_dir, {"dataset": args.dataset, "preset": args.preset}), end="")
+    return 0
 
 
 def cmd_list(args, cache: Path) -> int:
@@ -405,7 +433,7 @@ def cmd_trunk(args, cache: Path) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "verify": cmd_verify, "figure": cmd_figure, "report": cmd_report, "backbone": cmd_backbone, "trunk": cmd_trunk, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
+COMMANDS = {"claims": cmd_claims, "run": cmd_run, "sweep": cmd_sweep, "verify": cmd_verify, "figure": cmd_figure, "report": cmd_report, "backbone": cmd_backbone, "trunk": cmd_trunk, "table": cmd_table, "list": cmd_list, "data": cmd_data, "pseudo": cmd_pseudo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.datasets import class_pixel_counts, image_labels
+from bench.data.sizes import resized_image, resized_mask
 from bench.errors import BenchError
 from bench.presets import Preset
 from bench.records import atomic_write_text
@@ -85,41 +86,24 @@ def load_or_sample_episodes(cache_dir: Path, preset: Preset, dataset, fold: int,
     return [EpisodeSpec.from_json(json.loads(l)) for l in lines[1:]], hashlib.sha256(data).hexdigest(), path
 
 
-def _resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int | None):
-    if size is None or (image.shape[0] == size and image.shape[1] == size):
-        return image, mask
-    from PIL import Image
-
-    image = np.array(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-    if mask is not None:
-        mask = np.array(Image.fromarray(mask).resize((size, size), Image.NEAREST))
-    return image, mask
-
-
 def build_episode_input(spec: EpisodeSpec, dataset, annotations, preset: Preset) -> EpisodeInput:
     """Supports with masks from `annotations` (GT or pseudo), queries as images only."""
-    s_imgs, s_masks = [], []
-    for ids in spec.support_ids:
-        pairs = [_resize_pair(dataset.image(i), annotations.mask(i), preset.eval_size) for i in ids]
-        s_imgs.append([p[0] for p in pairs])
-        s_masks.append([episode_labels(p[1], spec.class_ids, preset.ignore_255) for p in pairs])
-    q_imgs = [_resize_pair(dataset.image(i), None, preset.eval_size)[0] for i in spec.query_ids]
+    size = preset.eval_size
+    s_imgs = [[resized_image(dataset.image(i), size) for i in ids] for ids in spec.support_ids]
+    s_masks = [[annotation_labels(i, spec.class_ids, dataset, annotations, preset) for i in ids] for ids in spec.support_ids]
+    q_imgs = [resized_image(dataset.image(i), size) for i in spec.query_ids]
     return EpisodeInput(spec.class_ids, s_imgs, s_masks, q_imgs, spec.support_ids, spec.query_ids)
 
 
 def annotation_labels(image_id: str, class_ids, dataset, annotations, preset: Preset) -> np.ndarray:
-    """An image's mask from `annotations` at evaluation size, as episode labels (for figures)."""
-    _, mask = _resize_pair(dataset.image(image_id), annotations.mask(image_id), preset.eval_size)
-    return episode_labels(mask, class_ids, preset.ignore_255)
+    """An image's mask from `annotations` at evaluation size, as episode labels."""
+    return episode_labels(resized_mask(annotations.mask(image_id), preset.eval_size), class_ids, preset.ignore_255)
 
 
 def query_ground_truth(spec: EpisodeSpec, dataset, preset: Preset) -> list[np.ndarray]:
     """Episode-label GT of each query at evaluation size: the only GT read in weak mode."""
-    out = []
-    for i in spec.query_ids:
-        _, mask = _resize_pair(dataset.image(i), dataset.mask(i), preset.eval_size)
-        out.append(episode_labels(mask, spec.class_ids, preset.ignore_255))
-    return out
+    return [episode_labels(resized_mask(dataset.mask(i), preset.eval_size), spec.class_ids, preset.ignore_255)
+            for i in spec.query_ids]
 
 
 @dataclass
@@ -148,11 +132,20 @@ class TrainSource:
         self._novel_lut[list(self.novel_classes)] = 0
 
     def image(self, image_id: str) -> np.ndarray:
-        return self.dataset.image(image_id)
+        """A training image at the preset's `train_size` (its own size when None)."""
+        return resized_image(self.dataset.image(image_id), self.preset.train_size)
 
     def mask(self, image_id: str) -> np.ndarray:
-        """Training mask in global class ids with no novel class left in it."""
-        return self._novel_lut[self.annotations.mask(image_id)]
+        """Training mask in global class ids with no novel class left in it, at `train_size`."""
+        return self._novel_lut[resized_mask(self.annotations.mask(image_id), self.preset.train_size)]
+
+    def test_ids(self) -> list[str]:
+        """The images test episodes draw from (for methods that precompute per-image features)."""
+        return self.dataset.ids(self.preset.test_split)
+
+    def test_image(self, image_id: str) -> np.ndarray:
+        """A test image as `build_episode_input` gives it to a method (at `eval_size`)."""
+        return resized_image(self.dataset.image(image_id), self.preset.eval_size)
 
     def sample_episode(self, rng: np.random.Generator, way: int, shot: int) -> tuple[EpisodeInput, list[np.ndarray]]:
         """A base-class episode and its query masks (episode labels, from the annotation source)."""
@@ -172,3 +165,20 @@ class TrainSource:
             s_ids.append(tuple(picks[:-1]))
             q_ids.append(picks[-1])
         return EpisodeInput(tuple(chosen), s_imgs, s_masks, q_imgs, tuple(s_ids), tuple(q_ids)), q_masks
+
+
+def base_class_iou(method, train: TrainSource, episodes: int, seed: int) -> tuple[float, float]:
+    """Pooled (foreground IoU, FB-IoU) in % of a fitted method over 1-way 1-shot episodes of the
+    fold's *training* images and classes, scored on the train source's masks: what a default may
+    be chosen on without looking at a test class or image (benchmarks/*_schedule.py)."""
+    rng = np.random.default_rng(seed)
+    inter, union = np.zeros(2), np.zeros(2)
+    for _ in range(episodes):
+        episode, query_masks = train.sample_episode(rng, 1, 1)
+        pred, gt = method.predict(episode)[0], query_masks[0]
+        known = gt != 255
+        for c in (0, 1):
+            inter[c] += ((pred == c) & (gt == c) & known).sum()
+            union[c] += (((pred == c) | (gt == c)) & known).sum()
+    iou = inter / np.maximum(union, 1)
+    return 100 * iou[1], 50 * iou.sum()

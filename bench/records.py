@@ -66,6 +66,8 @@ class RunRecord:
     timings: dict = field(default_factory=dict)
     method_config: dict = field(default_factory=dict)  # every setting the method ran with, defaults included
     pseudo: dict = field(default_factory=dict)  # weak mode: pseudo-label settings that differ from the defaults
+    input_files: dict = field(default_factory=dict)  # setting -> sha256 of the weight file it names
+    device: str = ""  # where the method ran (cpu, cuda:0)
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

@@ -15,6 +15,7 @@ from bench.annotations import annotation_source
 from bench.data.classes import N_FOLDS
 from bench.data.datasets import get_dataset
 from bench.data.palette import save_palette_png
+from bench.device import device as current_device
 from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
 from bench.errors import BenchError
 from bench.metrics import IoUAccumulator
@@ -111,16 +112,31 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
             and old.get("method_config") == requested_config(req)
+            and old.get("input_files", {}) == input_files(requested_config(req))
             and old.get("annotation_fingerprint") == annotations.fingerprint()
             and old.get("dataset_fingerprint") == dataset.fingerprint())
 
 
+def input_files(config: dict) -> dict:
+    """sha256 (16 hex digits) of every setting that names an existing file (user weights): a fit
+    or a record is keyed by what the file holds, not by its path."""
+    from bench.records import file_sha
+
+    return {k: file_sha(Path(v)) for k, v in sorted(config.items()) if isinstance(v, str) and v and Path(v).is_file()}
+
+
 def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
-    """Keyed by the method's resolved config (defaults included, so a changed default is a new fit)
-    and the training masks, so changing either never loads a stale fit."""
-    key = json.dumps({"config": requested_config(req), "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
+    """Keyed by the method's resolved config (defaults included, so a changed default is a new fit),
+    the content of any weight file it names, the training masks and the preset's training settings
+    (so presets that train alike share one fit); changing any of them never loads a stale fit."""
+    config = requested_config(req)
+    preset = get_preset(req.preset)
+    training = {**preset.training_key(), "novel": annotations.dataset.fold_classes(fold, preset.coco_split)}
+    key = json.dumps({"config": config, "files": input_files(config), "annotations": annotations.fingerprint()},
+                     sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return (Path(req.cache_dir) / "checkpoints" / req.dataset / req.preset / req.method
+    train_tag = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
+    return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / req.method
             / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")
 
 
@@ -176,7 +192,8 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
-        git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=_resolved_config(method), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
+        git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=_resolved_config(method),
+        input_files=input_files(_resolved_config(method)), device=str(current_device()), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
                                           "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     )
 

@@ -62,9 +62,12 @@ class Cell:
 
 @dataclass(frozen=True)
 class Paths:
+    """Where a cell reads and writes, and the device it runs on (None: cuda when available)."""
+
     cache_dir: Path
     results_dir: Path
     data_root: Path | None = None
+    device: str | None = None
 
 
 @dataclass
@@ -166,6 +169,7 @@ def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
 
     import torch
 
+    from bench.device import use_device
     from bench.records import RunRecord
     from bench.runner import run
 
@@ -173,6 +177,7 @@ def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
+        use_device(paths.device)
         written = run(cell_request(cell, paths), log=lambda *_: None)
         mious = [RunRecord(**json.loads(Path(p).read_text())).miou for p in written]
         return Outcome(cell, time.perf_counter() - start, mious)

@@ -3,8 +3,8 @@
 Layouts:
 - `settings` (default): one table per (dataset, preset, way, shot), every method and variant;
 - `table2a` / `table2b`: the paper's Table 2 layouts, PASCAL-like (pascal5i, openmoji5i) and
-  COCO-like (coco20i, openmoji20i) datasets, 1-way, one block per shot, with the paper's published
-  numbers (bench/data/paper_numbers.json, each with its source) in a second block;
+  COCO-like (coco20i, openmoji20i) datasets, one block per (way, shot), each shot followed by every
+  published cell of the paper's table for that shot (bench/data/paper_numbers.json, cited);
 - `table3`: the ablations (`ours`, `ours-noE`, their variants) × mode × {1,2}-way × {1,5}-shot.
 
 A fold's value is the mean over its runs (seeds) ± their standard deviation; the mean column is
@@ -15,7 +15,6 @@ one preset: otherwise the table refuses, naming both files."""
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
@@ -240,9 +239,9 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
     if layout == "table3":
         records = [(p, r) for p, r in records if r.method in ABLATION_METHODS]
     else:
-        records = [(p, r) for p, r in records if r.way == 1 and BENCHMARK_OF.get(r.dataset) == LAYOUT_BENCHMARK[layout]]
+        records = [(p, r) for p, r in records if BENCHMARK_OF.get(r.dataset) == LAYOUT_BENCHMARK[layout]]
     if not records:
-        wanted = "ours/ours-noE records" if layout == "table3" else f"1-way records of a {LAYOUT_BENCHMARK[layout]}-like dataset"
+        wanted = "ours/ours-noE records" if layout == "table3" else f"records of a {LAYOUT_BENCHMARK[layout]}-like dataset"
         raise BenchError(f"--layout {layout} needs {wanted} under {results_dir}; fix: run `bench sweep` or `bench run` for them")
     check_tableable(records)
     check_one_preset(records, layout)
@@ -257,25 +256,21 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
             header, rows = ablation_rows(recs)
             out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
                                     f"{_runs_note_by_setting(recs)}", header, rows, fmt_name))
-            out.append(_paper_block(paper, "table3", benchmark, None, header, fmt_name))
+            out.append(published_table3(paper, fmt_name))
             continue
-        for shot in sorted({r.shot for r in recs}):
-            shot_recs = [r for r in recs if r.shot == shot]
-            header, rows = setting_rows(shot_recs)
-            out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {recs[0].preset} · {setting_header(1, shot)} · "
-                                    f"mIoU (%) · {_runs_note(shot_recs)}", header, rows, fmt_name))
-            out.append(_paper_block(paper, layout, benchmark, shot, header, fmt_name))
+        shots = sorted({r.shot for r in recs} | {e["shot"] for e in paper["numbers"] if e["table"] == layout})
+        for shot in shots:
+            for way in sorted({r.way for r in recs if r.shot == shot}):
+                block = [r for r in recs if (r.way, r.shot) == (way, shot)]
+                header, rows = setting_rows(block)
+                out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · {setting_header(way, shot)} · "
+                                        f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name))
+            out.append(published_table2(paper, layout, shot, fmt_name))
     return "\n\n".join(b for b in out if b) + "\n"
 
 
 def setting_header(way: int, shot: int) -> str:
     return f"{way}-way {shot}-shot"
-
-
-def setting_of(header: str) -> tuple[int, int]:
-    """The (way, shot) of a `setting_header` column."""
-    way, shot = re.fullmatch(r"(\d+)-way (\d+)-shot", header).groups()
-    return int(way), int(shot)
 
 
 def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
@@ -297,58 +292,52 @@ def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
 
 
 def paper_numbers() -> dict:
-    """The committed published numbers: {"sources": {...}, "numbers": [...]}."""
+    """The committed published numbers: {"sources": {...}, "claims": [...], "numbers": [...]}."""
     text = resources.files("bench.data").joinpath("paper_numbers.json").read_text()
     return json.loads(text)
 
 
-def paper_rows(paper: dict, table: str, benchmark: str, shot: int | None, header: list[str]) -> list[list]:
-    """The paper's numbers in the same columns as ours ('–' where the source gives none)."""
+def paper_entries(paper: dict, table: str, **match) -> list[dict]:
+    return [e for e in paper["numbers"] if e["table"] == table and all(e.get(k) == v for k, v in match.items())]
+
+
+def published_table2(paper: dict, table: str, shot: int, fmt_name: str) -> str:
+    """Every published cell of Table 2a/2b for one shot, in the paper's rows: way, method,
+    backbone, full splits and mean, weak splits and mean, the paper's Δ. A dagger marks PANet's
+    mean copied into every split; '–' a cell the paper leaves empty."""
+    entries = paper_entries(paper, table, shot=shot)
+    benchmark = LAYOUT_BENCHMARK[table]
+    splits = [split_header(benchmark, f) for f in range(4)]
+    header = (["way", "method", "backbone"] + [f"full {s}" for s in splits] + ["full mean"]
+              + [f"weak {s}" for s in splits] + ["weak mean", "Δ (full−weak)", "source"])
     rows = []
-    for entry in paper["numbers"]:
-        if entry["table"] != table or entry["benchmark"] != benchmark or (shot is not None and entry.get("shot") != shot):
-            continue
-        rows.append(entry)
-    if table == "table3":
-        out = []
-        for e in rows:
-            row = [e["method"], e["mode"]]
-            for col in header[2:]:
-                way, shot_ = setting_of(col)
-                row.append(_num(e["values"].get(f"{way}w{shot_}s")))
-            out.append(row + [e["source"]])
-        return out
-    by_method: dict[str, dict] = defaultdict(dict)
-    for e in rows:
-        by_method[e["method"]][e["mode"]] = e
-    out = []
-    for method, modes in sorted(by_method.items()):
-        row = [method]
-        for col in header[1:]:
-            if col.startswith("Δ"):
-                full, weak = (modes.get(m, {}).get("mean") for m in ("full", "weak"))
-                row.append(_num(full - weak) if full is not None and weak is not None else "–")
-                continue
-            mode, _, which = col.partition(" ")
-            e = modes.get(mode, {})
-            value = e.get("mean") if which == "mean" else (e.get("folds") or {}).get(which.split("^")[-1])
-            row.append(_num(value))
-        out.append(row + ["; ".join(sorted({e["source"] for e in modes.values()}))])
-    return out
+    for e in sorted(entries, key=lambda e: (e["way"], PAPER_ORDER.index(e["method"]) if e["method"] in PAPER_ORDER else 99)):
+        row = [str(e["way"]), e["method"], e["backbone"]]
+        for mode in ("full", "weak"):
+            cell = e.get(mode) or {}
+            mark = "†" if cell.get("copied") else ""
+            row += [_num((cell.get("folds") or {}).get(str(f)), mark) for f in range(4)] + [_num(cell.get("mean"))]
+        rows.append(row + [_num(e.get("delta")), e["source"]])
+    title = (f"published · Table {table[-2:]} · {benchmark} · {shot}-shot (sources in bench/data/paper_numbers.json; "
+             f"† = PANet's published mean copied into every split; '–' = empty in the paper)")
+    return titled_table(title, header, rows, fmt_name)
 
 
-def _num(v) -> str:
-    return "–" if v is None else f"{v:.1f}"
+PAPER_ORDER = ("co-att", "amp", "panet", "pfenet", "ours")  # the paper's row order
 
 
-def _paper_block(paper: dict, table: str, benchmark: str, shot: int | None, header: list[str], fmt_name: str) -> str:
-    rows = paper_rows(paper, table, benchmark, shot, header)
-    shot_text = f" · {setting_header(1, shot)}" if shot is not None else ""
-    title = (f"published ({benchmark}{shot_text}; sources in bench/data/paper_numbers.json, '–' = not available"
-             f" from the cited source)")
-    if not rows:
-        return titled_table(title, ["note"], [[f"no published numbers recorded for {table} {benchmark}{shot_text}"]], fmt_name)
-    return titled_table(title, header + ["source"], rows, fmt_name)
+def published_table3(paper: dict, fmt_name: str) -> str:
+    entries = paper_entries(paper, "table3")
+    columns = [(1, 1), (2, 1), (1, 5), (2, 5)]
+    header = ["method", "paper's row", "mode"] + [setting_header(w, s) for w, s in columns] + ["source"]
+    rows = [[e["method"], e["paper_row"], e["mode"]] + [_num(e["values"].get(f"{w}w{s}s")) for w, s in columns] + [e["source"]]
+            for e in entries]
+    return titled_table("published · Table 3 · pascal5i · weak, mean over splits (sources in bench/data/paper_numbers.json)",
+                        header, rows, fmt_name)
+
+
+def _num(v, mark: str = "") -> str:
+    return "–" if v is None else f"{v:.1f}{mark}"
 
 
 def _quality_sections(results_dir: Path, fmt_name: str, dataset: str | None) -> list[str]:

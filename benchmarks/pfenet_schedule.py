@@ -13,29 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.annotations import annotation_source
 from bench.data.datasets import get_dataset
-from bench.episodes import TrainSource
+from bench.episodes import TrainSource, base_class_iou
 from bench.presets import get_preset
 from bench.cli import parse_overrides
 from methods.pfenet import Pfenet
-
-
-def base_class_iou(model: Pfenet, train: TrainSource, episodes: int, seed: int) -> tuple[float, float]:
-    """Pooled (foreground IoU, FB-IoU) in % over 1-way 1-shot episodes of the training classes."""
-    rng = np.random.default_rng(seed)
-    inter, union = np.zeros(2), np.zeros(2)
-    for _ in range(episodes):
-        episode, query_masks = train.sample_episode(rng, 1, 1)
-        pred, gt = model.predict(episode)[0], query_masks[0]
-        known = gt != 255
-        for c in (0, 1):
-            inter[c] += ((pred == c) & (gt == c) & known).sum()
-            union[c] += (((pred == c) | (gt == c)) & known).sum()
-    iou = inter / np.maximum(union, 1)
-    return 100 * iou[1], 50 * iou.sum()
 
 
 def schedule_row(steps: int, lr: float, extra: dict, train: TrainSource, args) -> list:

@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.trunks import FeatureMemo
+from bench.device import cpu_state, device, tensor
+from bench.memo import FeatureMemo
 from bench.settings import settings_from
 from methods.nway import combine_ways, way_mask
 from methods.pooling import masked_average
@@ -71,7 +72,6 @@ class AmpConfig:
     trunk_epochs: int = 6
     trunk_checkpoint: str = ""
     seed: int = 0
-    feature_cache: int = 4096
 
 
 class Fcn8s(nn.Module):
@@ -131,7 +131,7 @@ class Amp:
         self.cfg = settings_from(AmpConfig, config, "amp")
         self.net: Fcn8s | None = None
         self.base_classes: tuple[int, ...] = ()
-        self._memo = FeatureMemo(self.cfg.feature_cache)
+        self._memo = FeatureMemo()
 
     def _new_net(self, trunk, n_classes: int) -> Fcn8s:
         return Fcn8s(trunk, n_classes, self.cfg.fc, self.cfg.embed)
@@ -140,13 +140,12 @@ class Amp:
     def fit(self, train, config: dict) -> None:
         from backbones.trunks import method_trunk, pretrained_vgg16
         from bench.progress import progress
-        from pseudo_labels.nets import as_batch
 
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
         trunk, _ = pretrained_vgg16(train.dataset, method_trunk(self.cfg), train.cache_dir)
         self.base_classes = tuple(train.base_classes)
-        self.net = self._new_net(trunk, len(self.base_classes) + 1)
+        self.net = self._new_net(trunk, len(self.base_classes) + 1).to(device())
         self._memo.clear()
         lut = np.zeros(256, np.int64)
         lut[IGNORE] = IGNORE
@@ -161,21 +160,44 @@ class Amp:
             masks = [lut[train.mask(train.ids[i])] for i in idx]
             images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flips)]
             masks = [np.ascontiguousarray(m[:, ::-1]) if f else m for m, f in zip(masks, flips)]
-            y = torch.from_numpy(np.stack(masks))
-            logits = self.net.scores(self.net.embeddings(as_batch(images)))
-            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+            loss = self._batch_loss(images, masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         self.net.eval()
 
-    # -- inference ----------------------------------------------------------------------------
-    def _embeddings(self, images: list[np.ndarray]) -> list[list[torch.Tensor]]:
+    def _batch_loss(self, images: list[np.ndarray], masks: list[np.ndarray]) -> torch.Tensor:
+        """Cross-entropy over every labelled pixel of the batch; images of different sizes run as
+        one sub-batch per size, each weighted by its share of the labelled pixels (one size: the
+        plain batch mean)."""
         from pseudo_labels.nets import as_batch
 
-        levels = self.net.embeddings(as_batch(images))
-        return [[lv[i] for lv in levels] for i in range(len(images))]
+        from bench.data.sizes import size_groups
+
+        groups = size_groups([im.shape for im in images])
+        ys = [tensor(np.stack([masks[n] for n in g])) for g in groups]
+        counts = [int((y != IGNORE).sum()) for y in ys]
+        total = max(sum(counts), 1)
+        loss = 0.0
+        for g, y, count in zip(groups, ys, counts):
+            logits = self.net.scores(self.net.embeddings(as_batch([images[n] for n in g])))
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            if count:
+                loss = loss + F.cross_entropy(logits, y, ignore_index=IGNORE) * (count / total)
+            else:  # nothing labelled in this sub-batch: zero, but keep the graph
+                loss = loss + logits.sum() * 0.0
+        return loss
+
+    # -- inference ----------------------------------------------------------------------------
+    def _embeddings(self, images: list[np.ndarray]) -> list[list[torch.Tensor]]:
+        """Per image, its three levels' (C, h, w) embeddings; one forward pass per image size."""
+        from pseudo_labels.nets import as_batch, by_size
+
+        def batch(same_size):
+            levels = self.net.embeddings(as_batch(same_size))
+            return [[lv[i] for lv in levels] for i in range(len(same_size))]
+
+        return by_size(images, batch)
 
     @torch.no_grad()
     def predict(self, episode) -> list[np.ndarray]:
@@ -186,7 +208,7 @@ class Amp:
         weights = []  # per way: imprinted once, used for every query
         for way in range(episode.way):
             support = embs[way * episode.shot : (way + 1) * episode.shot]
-            masks = [torch.from_numpy(way_mask(m, way + 1)) for m in episode.support_masks[way]]
+            masks = [tensor(way_mask(m, way + 1)) for m in episode.support_masks[way]]
             weights.append(imprinted_weights(list(self.net.weights), support, masks, self.cfg.alpha))
         preds = []
         for q, image in enumerate(episode.query_images):
@@ -201,7 +223,7 @@ class Amp:
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"config": asdict(self.cfg), "base_classes": list(self.base_classes), "net": self.net.state_dict()}
+        return {"config": asdict(self.cfg), "base_classes": list(self.base_classes), "net": cpu_state(self.net)}
 
     def load_state_dict(self, state: dict) -> None:
         from backbones.trunks import Vgg16Trunk, method_trunk
@@ -209,6 +231,6 @@ class Amp:
         self.base_classes = tuple(state["base_classes"])
         self.net = self._new_net(Vgg16Trunk.like(method_trunk(self.cfg)), len(self.base_classes) + 1)
         self.net.load_state_dict(state["net"])
-        self.net.eval()
+        self.net.to(device()).eval()
         self._memo.clear()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.device import to_numpy
+
 IGNORE = 255
 
 
@@ -12,7 +14,7 @@ def combine_ways(fg_masks: list[torch.Tensor], probs: list[torch.Tensor]) -> np.
     fg = torch.stack(fg_masks)  # (N, H, W) bool
     score = torch.where(fg, torch.stack(probs), torch.full_like(probs[0], -1.0)[None])
     best = score.argmax(0)
-    return torch.where(fg.any(0), best + 1, 0).numpy().astype(np.uint8)
+    return to_numpy(torch.where(fg.any(0), best + 1, 0)).astype(np.uint8)
 
 
 def way_mask(mask: np.ndarray, way: int) -> np.ndarray:

@@ -9,6 +9,7 @@ on every image pixel costs ~200x the products (16,641^2 instead of 1,089^2 pairs
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,11 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.device import cpu_state, device, tensor, to_numpy
 from bench.errors import BenchError
+from bench.memo import BytesLRU
 from bench.settings import settings_from
 
 IGNORE = 255
 LOSSES = ("ce", "eq5")
+CLASSIFIERS = ("knn", "prototype")
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,12 @@ class OursConfig:
     episodes: int = 1500
     train_way: int = 1
     train_shot: int = 1
-    support_pixels: int = 2000  # sampled per episode for the prototypes (all if fewer)
+    support_pixels: int = 2000  # sampled per episode for the prototypes (all if fewer), when class_pixels = 0
     query_pixels: int = 2000  # sampled per episode for the loss
+    # §3.3 "a fixed number of pixels from each background/foreground category": per label, for the
+    # prototypes in training and for the k-NN support set at test (all of a label with fewer); 0 = off
+    class_pixels: int = 0
+    classifier: str = "knn"  # knn: k nearest support pixels (the paper); prototype: nearest class mean (a diagnostic)
     lr: float = 1e-3
     k: int = 5
     knn_at: str = "feature"  # feature: stride-4 grid, votes upsampled; image: every pixel
@@ -82,7 +90,7 @@ def knn_votes(query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, 
     full Q x S matrix never exists."""
     k = min(k, support.shape[0])
     s_norm = support.pow(2).sum(1)
-    out = torch.empty(query.shape[0], n_classes)
+    out = torch.empty(query.shape[0], n_classes, device=query.device)
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]
         d = torch.addmm(s_norm[None], q, support.T, alpha=-2.0)  # |q|^2 is constant per row: no effect on the ranking
@@ -95,56 +103,58 @@ class Ours:
     name = "ours"
 
     def __init__(self, **config):
-        self.cfg = settings_from(OursConfig, config, "ours", {"loss": LOSSES, "knn_at": ("feature", "image")})
+        self.cfg = settings_from(OursConfig, config, "ours", {"loss": LOSSES, "knn_at": ("feature", "image"),
+                                                              "classifier": CLASSIFIERS})
         self.features = None
-        self._trained_on: str | None = None  # backbone weights (file stem) E was meta-trained on
+        self._trained_on: str | None = None  # backbone weights (by content) E was meta-trained on
         self.enc: nn.Module | None = None
         self.history: list[float] = []
-        self._grid: dict[str, torch.Tensor] = {}  # image id -> (h*w, dim) embeddings on the feature grid
+        self._grid = BytesLRU()  # (image id, size) -> (h*w, dim) embeddings on the feature grid
 
     # -- features ------------------------------------------------------------------------------
     def attach(self, train) -> None:
         """Binds the frozen backbone and the feature cache of the train source's dataset (called by
-        `fit`, and by the runner after `load_state_dict`, so a saved fold evaluates without refitting)."""
-        self._attach(train.dataset, train.cache_dir)
-
-    def _attach(self, dataset, cache_dir) -> None:
+        `fit`, and by the runner after `load_state_dict`, so a saved fold evaluates without refitting).
+        Features are stored at the sizes the method will see: training images at the preset's
+        train_size, test images at its eval_size."""
         from backbones.features import FeatureCache
         from backbones.pretrain import backbone_config, pretrained_backbone
 
         bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
                                 "crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps, "max_images": self.cfg.backbone_max_images})
-        model, _, path = pretrained_backbone(dataset, bcfg, cache_dir)
-        if self._trained_on not in (None, path.stem):
+        model, meta, _ = pretrained_backbone(train.dataset, bcfg, train.cache_dir)
+        weights = meta["weights_id"]
+        if self._trained_on not in (None, weights):
             raise BenchError(f"this checkpoint of ours was meta-trained on the features of backbone {self._trained_on}, "
-                             f"not {path.stem}; fix: bench run ... --retrain")
-        self._trained_on = path.stem
+                             f"not {weights}; fix: bench run ... --retrain")
+        self._trained_on = weights
         self._grid.clear()
-        self.features = FeatureCache(dataset, model, path, cache_dir)
-        self.features.ensure(dataset.ids("train") + dataset.ids("val"))
+        self.features = FeatureCache(train.dataset, model, weights, train.cache_dir)
+        self.features.ensure(train.ids, train.preset.train_size, "backbone features, training images")
+        self.features.ensure(train.test_ids(), train.preset.eval_size, "backbone features, test images")
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x) if self.enc is not None else x
 
-    def _grid_embedding(self, image_id: str) -> torch.Tensor:
+    def _grid_embedding(self, image_id: str, shape) -> torch.Tensor:
         """(h*w, dim) embeddings of an image's feature grid. E is frozen at test time and the runs of
-        a protocol reuse the same test images, so each is embedded once (bounded like the feature RAM)."""
-        emb = self._grid.get(image_id)
+        a protocol reuse the same test images, so each is embedded once (memo bounded in bytes)."""
+        key = (image_id, tuple(shape))
+        emb = self._grid.get(key)
         if emb is None:
-            emb = self._embed(self.features.features(image_id).flatten(1).T)
-            if len(self._grid) < self.features.in_memory:
-                self._grid[image_id] = emb
+            emb = self._embed(self.features.features(image_id, shape).flatten(1).T)
+            self._grid.put(key, emb)
         return emb
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
-        self._attach(train.dataset, train.cache_dir)
+        self.attach(train)
         if not self.cfg.encoder:
             return
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
-        in_dim = self.features.features(train.ids[0]).shape[0]
-        self.enc = encoder(in_dim, self.cfg.hidden, self.cfg.dim)
+        in_dim = self.features.features(train.ids[0], train.image(train.ids[0]).shape[:2]).shape[0]
+        self.enc = encoder(in_dim, self.cfg.hidden, self.cfg.dim).to(device())
         opt = torch.optim.Adam(self.enc.parameters(), lr=self.cfg.lr)
         from bench.progress import progress
 
@@ -161,7 +171,10 @@ class Ours:
     def _episode_loss(self, episode, q_masks, rng) -> torch.Tensor:
         n = episode.way + 1
         s_feat, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, self._feature_rows)
-        keep = _sample(rng, len(s_lab), self.cfg.support_pixels)
+        if self.cfg.class_pixels:
+            keep = class_balanced(rng, s_lab, self.cfg.class_pixels)
+        else:
+            keep = _sample(rng, len(s_lab), self.cfg.support_pixels)
         protos, present = prototypes(self.enc(s_feat[keep]), s_lab[keep], n)
         q_feat, q_lab = self._labelled_pixels([[i] for i in episode.query_ids], [[m] for m in q_masks], self._feature_rows)
         keep = _sample(rng, len(q_lab), self.cfg.query_pixels)
@@ -175,7 +188,7 @@ class Ours:
         for ids, masks in zip(ids_per_way, masks_per_way):
             for image_id, mask in zip(ids, masks):
                 f, grid = rows(image_id, mask.shape)
-                lab = _grid_labels(torch.from_numpy(np.ascontiguousarray(mask)).long(), grid).flatten()
+                lab = _grid_labels(tensor(mask).long(), grid).flatten()
                 valid = lab != IGNORE
                 feats.append(f[valid])
                 labels.append(lab[valid])
@@ -183,7 +196,7 @@ class Ours:
 
     def _feature_rows(self, image_id: str, size) -> tuple[torch.Tensor, tuple[int, int]]:
         """Raw backbone features on the feature grid (meta-training: E is still changing)."""
-        f = self.features.features(image_id)
+        f = self.features.features(image_id, size)
         return f.flatten(1).T, tuple(f.shape[1:])
 
     def _test_rows(self, image_id: str, size) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -191,26 +204,40 @@ class Ours:
         (`knn_at=feature`), or at every pixel of `size` (`knn_at=image`)."""
         if self.cfg.knn_at == "image":
             return self._embed(self.features.pixel_features(image_id, size).flatten(1).T), tuple(size)
-        return self._grid_embedding(image_id), self.features.grid_size(image_id)
+        return self._grid_embedding(image_id, size), self.features.grid_size(image_id, size)
 
     # -- inference -----------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, episode) -> list[np.ndarray]:
         n = episode.way + 1
         s_emb, s_lab = self._labelled_pixels(episode.support_ids, episode.support_masks, self._test_rows)
+        if self.cfg.class_pixels:
+            # the same support pixels whenever this support set comes again (any order of episodes)
+            rng = np.random.default_rng([self.cfg.seed, zlib.crc32("|".join(i for ids in episode.support_ids for i in ids).encode())])
+            keep = class_balanced(rng, s_lab, self.cfg.class_pixels)
+            s_emb, s_lab = s_emb[keep], s_lab[keep]
         preds = []
         for image_id, image in zip(episode.query_ids, episode.query_images):
             size = image.shape[:2]
             q, grid = self._test_rows(image_id, size)
-            votes = knn_votes(q, s_emb, s_lab, n, self.cfg.k, self.cfg.chunk).T.reshape(1, n, *grid)
+            votes = self._scores(q, s_emb, s_lab, n).T.reshape(1, n, *grid)
             if grid != tuple(size):
                 votes = F.interpolate(votes, size=size, mode="bilinear", align_corners=False)
-            preds.append(votes[0].argmax(0).numpy().astype(np.uint8))
+            preds.append(to_numpy(votes[0].argmax(0)).astype(np.uint8))
         return preds
+
+    def _scores(self, query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+        """(Q, n) class scores of query pixels: k-NN vote shares, or for `classifier=prototype` the
+        softmax over -squared distance to each class's mean support embedding."""
+        if self.cfg.classifier == "knn":
+            return knn_votes(query, support, labels, n, self.cfg.k, self.cfg.chunk)
+        protos, present = prototypes(support, labels, n)
+        d = squared_distances(query, protos)
+        return torch.where(present[None], -d, torch.full_like(d, -float("inf"))).softmax(1)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"config": asdict(self.cfg), "encoder": None if self.enc is None else self.enc.state_dict(),
+        return {"config": asdict(self.cfg), "encoder": None if self.enc is None else cpu_state(self.enc),
                 "backbone": self._trained_on, "loss_history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
@@ -223,6 +250,7 @@ class Ours:
         weights = state["encoder"]
         self.enc = encoder(weights["0.weight"].shape[1], self.cfg.hidden, self.cfg.dim)
         self.enc.load_state_dict(weights)
+        self.enc.to(device())
         self.enc.eval()
 
 
@@ -239,9 +267,20 @@ def _sample(rng, n: int, m: int) -> np.ndarray:
     return np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
 
 
+def class_balanced(rng, labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Sorted indices of up to `per_class` pixels of every label present (all of a label with
+    fewer): background and each way weigh alike in the prototypes and in the k-NN vote."""
+    lab = to_numpy(labels)
+    keep = []
+    for c in np.unique(lab):
+        where = np.flatnonzero(lab == c)
+        keep.append(where[_sample(rng, len(where), per_class)])
+    return tensor(np.sort(np.concatenate(keep)))
+
+
 def _grid_labels(mask: torch.Tensor, size) -> torch.Tensor:
     """Episode labels at the centres of an h x w grid laid over the mask (nearest pixel)."""
     H, W = mask.shape
-    ys = ((torch.arange(size[0]) + 0.5) * H / size[0]).long().clamp(max=H - 1)
-    xs = ((torch.arange(size[1]) + 0.5) * W / size[1]).long().clamp(max=W - 1)
+    ys = ((torch.arange(size[0], device=mask.device) + 0.5) * H / size[0]).long().clamp(max=H - 1)
+    xs = ((torch.arange(size[1], device=mask.device) + 0.5) * W / size[1]).long().clamp(max=W - 1)
     return mask[ys][:, xs]

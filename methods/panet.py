@@ -36,7 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backbones.trunks import FeatureMemo, Vgg16Trunk, method_trunk, pretrained_vgg16
+from backbones.trunks import Vgg16Trunk, method_trunk, pretrained_vgg16
+from bench.device import cpu_state, device, tensor, to_numpy
+from bench.memo import FeatureMemo
 from bench.settings import settings_from
 from methods.pooling import masked_average
 
@@ -57,7 +59,6 @@ class PanetConfig:
     trunk_epochs: int = 6
     trunk_checkpoint: str = ""
     seed: int = 0
-    feature_cache: int = 4096  # test images whose trunk features are kept in RAM (a fold's test set)
 
 
 def episode_prototypes(support: list[list[torch.Tensor]], masks: list[list[torch.Tensor]]) -> torch.Tensor:
@@ -106,13 +107,14 @@ class Panet:
     def __init__(self, **config):
         self.cfg = settings_from(PanetConfig, config, "panet")
         self.trunk = None
-        self._memo = FeatureMemo(self.cfg.feature_cache)
+        self._memo = FeatureMemo()
 
     # -- trunk --------------------------------------------------------------------------------
-    def _features(self, images: list[np.ndarray]) -> torch.Tensor:
-        from pseudo_labels.nets import as_batch
+    def _features(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per image (C, h, w) trunk features; images of different sizes run as one batch per size."""
+        from pseudo_labels.nets import as_batch, by_size
 
-        return self.trunk(as_batch(images), final_relu=self.cfg.final_relu)
+        return by_size(images, lambda batch: list(self.trunk(as_batch(batch), final_relu=self.cfg.final_relu)))
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
@@ -141,11 +143,11 @@ class Panet:
         images = [im for way in episode.support_images for im in way] + list(episode.query_images)
         masks = [m for way in episode.support_masks for m in way] + list(q_masks)
         images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flip)]
-        masks = [torch.from_numpy(np.ascontiguousarray(m[:, ::-1] if f else m)).long() for m, f in zip(masks, flip)]
+        masks = [tensor(m[:, ::-1] if f else m).long() for m, f in zip(masks, flip)]
         feats = self._features(images)
         support, s_masks = self._per_way(feats, masks, episode.way, episode.shot)
         protos = episode_prototypes(support, s_masks)
-        loss = feats.new_zeros(())
+        loss = feats[0].new_zeros(())
         n_support = episode.way * episode.shot
         for j in range(episode.way):
             q_feat, q_mask = feats[n_support + j], masks[n_support + j]
@@ -168,22 +170,22 @@ class Panet:
         ids = [i for way in episode.support_ids for i in way] + list(episode.query_ids)
         images = [im for way in episode.support_images for im in way] + list(episode.query_images)
         feats = self._memo.get(ids, images, self._features)
-        masks = [torch.from_numpy(np.ascontiguousarray(m)).long() for way in episode.support_masks for m in way]
+        masks = [tensor(m).long() for way in episode.support_masks for m in way]
         support, s_masks = self._per_way(feats, masks, episode.way, episode.shot)
         protos = episode_prototypes(support, s_masks)
         preds = []
         for j, image in enumerate(episode.query_images):
             logits = cosine_logits(feats[episode.way * episode.shot + j], protos, self.cfg.scaler)
             up = F.interpolate(logits[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
-            preds.append(up.argmax(0).numpy().astype(np.uint8))
+            preds.append(to_numpy(up.argmax(0)).astype(np.uint8))
         return preds
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"config": asdict(self.cfg), "trunk": self.trunk.state_dict()}
+        return {"config": asdict(self.cfg), "trunk": cpu_state(self.trunk)}
 
     def load_state_dict(self, state: dict) -> None:
         self.trunk = Vgg16Trunk.like(method_trunk(self.cfg))
         self.trunk.load_state_dict(state["trunk"])
-        self.trunk.eval()
+        self.trunk.to(device()).eval()
         self._memo.clear()

@@ -48,14 +48,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.trunks import FeatureMemo
+from bench.device import cpu_state, device, tensor
+from bench.memo import FeatureMemo
 from bench.errors import BenchError
 from bench.settings import settings_from
 from methods.nway import combine_ways, way_mask
@@ -82,7 +82,6 @@ class PfenetConfig:
     backbone_steps: int = 600
     backbone_max_images: int = 0
     seed: int = 0
-    feature_cache: int = 4096  # (support image, mask) pairs whose masked layer4 is kept in RAM
 
 
 def pyramid_sizes(grid: int) -> list[int]:
@@ -176,7 +175,7 @@ def trunk_outputs(trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _trunk_widths(trunk: nn.Module) -> list[int]:
     """Channels of (layer2, layer3, layer4)."""
-    return [int(o.shape[1]) for o in trunk(torch.zeros(1, 3, 33, 33))]
+    return [int(o.shape[1]) for o in trunk(torch.zeros(1, 3, 33, 33, device=device()))]
 
 
 def _optimizer(cfg: PfenetConfig, params) -> torch.optim.Optimizer:
@@ -200,7 +199,7 @@ class Pfenet:
         self.fem: Fem | None = None
         self.features = None
         self._trunk_name: str | None = None  # the frozen trunk's weights the FEM was trained on
-        self._support_memo = FeatureMemo(self.cfg.feature_cache)  # (id, mask) -> layer4 of the masked support
+        self._support_memo = FeatureMemo()  # (id, mask) -> layer4 of the masked support
 
     # -- frozen trunk ---------------------------------------------------------------------------
     def attach(self, train) -> None:
@@ -218,16 +217,19 @@ class Pfenet:
         self._trunk_name = name
         self._widths = _trunk_widths(self.trunk)
         self._support_memo.clear()
-        dataset = train.dataset
-        self.features = FeatureCache(dataset, self.trunk, Path(f"{name}.pt"), train.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
-        self.features.ensure(dataset.ids("train") + dataset.ids("val"), desc="PFENet trunk features")
+        self.features = FeatureCache(train.dataset, self.trunk, name, train.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
+        self.features.ensure(train.ids, train.preset.train_size, "PFENet trunk features, training images")
+        self.features.ensure(train.test_ids(), train.preset.eval_size, "PFENet trunk features, test images")
 
     def _image_features(self, ids: list, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """Per image (C3 + C2 + C4, h, w), from the cache (an image without an id: computed)."""
+        """Per image (C3 + C2 + C4, h, w) at the size it was given, from the cache (an image
+        without an id: computed, one batch per size)."""
         if all(i is not None for i in ids):
-            return [self.features.features(i) for i in ids]
+            return [self.features.features(i, im.shape[:2]) for i, im in zip(ids, images)]
+        from pseudo_labels.nets import by_size
+
         with torch.no_grad():
-            return list(self.features.compute(images))
+            return by_size(images, lambda batch: list(self.features.compute(batch)))
 
     @torch.no_grad()
     def _support_high(self, keys: list, layer3: list[torch.Tensor], masks: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -240,15 +242,23 @@ class Pfenet:
         return self._support_memo.by_key(keys, compute) if keys else compute(range(len(layer3)))
 
     # -- one batch of (query, support) pairs -----------------------------------------------------
+    @staticmethod
+    def _pair_groups(queries, supports) -> list[list[int]]:
+        """Pairs whose query and supports have the same sizes run as one batch (all, when the
+        preset resizes every image)."""
+        from bench.data.sizes import size_groups
+
+        return size_groups([(q[1].shape, tuple(s[1].shape for s in shots)) for q, shots in zip(queries, supports)])
+
     def _pair_logits(self, queries, supports):
-        """queries: [(id, image)]; supports: per pair, [(id, image, 0/1/255 mask)] over shots.
-        Returns the FEM outputs for the batch of pairs at feature resolution."""
+        """queries: [(id, image)]; supports: per pair, [(id, image, 0/1/255 mask)] over shots; every
+        pair's query and supports of one size each (see _pair_groups). Returns the FEM outputs
+        for the batch of pairs at feature resolution."""
         c3, c_mid = self._widths[1], self._widths[0] + self._widths[1]
         q_feats = torch.stack(self._image_features([i for i, _ in queries], [im for _, im in queries]))
         flat = [s for shots in supports for s in shots]
         s_feats = self._image_features([i for i, _, _ in flat], [im for _, im, _ in flat])
-        grid = q_feats.shape[-2:]
-        masks = [_resize(torch.from_numpy((m == 1).astype(np.float32))[None, None], grid)[0] for _, _, m in flat]
+        masks = [_resize(tensor((m == 1).astype(np.float32))[None, None], f.shape[-2:])[0] for (_, _, m), f in zip(flat, s_feats)]
         keys = [(i, _mask_digest(m)) for i, _, m in flat] if all(i is not None for i, _, _ in flat) else []
         s_high = self._support_high(keys, [f[:c3] for f in s_feats], masks)
         shot = len(supports[0])
@@ -264,7 +274,7 @@ class Pfenet:
         rng = np.random.default_rng(self.cfg.seed)
         self._trunk_name = None
         self.attach(train)
-        self.fem = Fem(self._widths[0] + self._widths[1], self.cfg.reduce_dim)
+        self.fem = Fem(self._widths[0] + self._widths[1], self.cfg.reduce_dim).to(device())
         opt = _optimizer(self.cfg, self.fem.parameters())
         n = self.cfg.steps
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
@@ -284,12 +294,20 @@ class Pfenet:
             episode, q_masks = train.sample_episode(rng, 1, self.cfg.train_shot)
             queries.append((episode.query_ids[0], episode.query_images[0]))
             supports.append(list(zip(episode.support_ids[0], episode.support_images[0], episode.support_masks[0])))
-            targets.append(torch.from_numpy(q_masks[0].astype(np.int64)))
-        y = torch.stack(targets)
-        main, aux = self._pair_logits(queries, supports)
-        loss = F.cross_entropy(_resize(main, y.shape[-2:]), y, ignore_index=IGNORE)
-        aux_loss = torch.stack([F.cross_entropy(_resize(a, y.shape[-2:]), y, ignore_index=IGNORE) for a in aux]).mean()
-        return loss + self.cfg.aux_weight * aux_loss
+            targets.append(tensor(q_masks[0].astype(np.int64)))
+        groups = self._pair_groups(queries, supports)
+        counts = [sum(int((targets[n] != IGNORE).sum()) for n in g) for g in groups]
+        loss = 0.0
+        for g, count in zip(groups, counts):  # one group unless the preset keeps mixed image sizes
+            y = torch.stack([targets[n] for n in g])
+            main, aux = self._pair_logits([queries[n] for n in g], [supports[n] for n in g])
+            group = F.cross_entropy(_resize(main, y.shape[-2:]), y, ignore_index=IGNORE)
+            aux_loss = torch.stack([F.cross_entropy(_resize(a, y.shape[-2:]), y, ignore_index=IGNORE) for a in aux]).mean()
+            if count:
+                loss = loss + (group + self.cfg.aux_weight * aux_loss) * (count / max(sum(counts), 1))
+            else:  # nothing labelled in these queries: zero, but keep the graph
+                loss = loss + main.sum() * 0.0
+        return loss
 
     # -- inference ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -300,10 +318,15 @@ class Pfenet:
         supports = [[(i, im, way_mask(m, w + 1)) for i, im, m in zip(s_ids[w], episode.support_images[w], episode.support_masks[w])]
                     for w in range(n_way)]
         pairs = [(q, w) for q in range(n_q) for w in range(n_way)]
-        main, _ = self._pair_logits([(q_ids[q], episode.query_images[q]) for q, _ in pairs], [supports[w] for _, w in pairs])
+        queries, shots = [(q_ids[q], episode.query_images[q]) for q, _ in pairs], [supports[w] for _, w in pairs]
+        main: list = [None] * len(pairs)
+        for g in self._pair_groups(queries, shots):
+            out, _ = self._pair_logits([queries[n] for n in g], [shots[n] for n in g])
+            for n, logits in zip(g, out):
+                main[n] = logits
         preds = []
         for q, image in enumerate(episode.query_images):
-            probs = _resize(main[q * n_way : (q + 1) * n_way], image.shape[:2]).softmax(1)
+            probs = _resize(torch.stack(main[q * n_way : (q + 1) * n_way]), image.shape[:2]).softmax(1)
             preds.append(combine_ways([p[1] > p[0] for p in probs], [p[1] for p in probs]))
         return preds
 
@@ -312,11 +335,11 @@ class Pfenet:
         """The FEM and the name of the frozen trunk it was trained on (the trunk itself is
         re-derived by `attach`, as `ours` does with its backbone)."""
         return {"config": asdict(self.cfg), "trunk": self._trunk_name, "mid_dim": self._widths[0] + self._widths[1],
-                "fem": self.fem.state_dict()}
+                "fem": cpu_state(self.fem)}
 
     def load_state_dict(self, state: dict) -> None:
         self._trunk_name = state["trunk"]
         self.fem = Fem(int(state["mid_dim"]), self.cfg.reduce_dim)
         self.fem.load_state_dict(state["fem"])
-        self.fem.eval()
+        self.fem.to(device()).eval()
         self._support_memo.clear()

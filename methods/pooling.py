@@ -23,8 +23,8 @@ def interpolation_matrix(n_out: int, n_in: int) -> torch.Tensor:
 
 def mask_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(h, w) weights such that (features * weights).sum() == (upsampled features * mask).sum()."""
-    uh = interpolation_matrix(mask.shape[0], size[0])
-    uw = interpolation_matrix(mask.shape[1], size[1])
+    uh = interpolation_matrix(mask.shape[0], size[0]).to(mask.device)
+    uw = interpolation_matrix(mask.shape[1], size[1]).to(mask.device)
     return uh.T @ mask.to(uh.dtype) @ uw
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.device import to_numpy
 from bench.errors import BenchError
 from bench.records import file_sha
 from pseudo_labels.config import PseudoConfig
@@ -38,7 +39,7 @@ class PoolSaliency:
 
     @torch.no_grad()
     def maps(self, images: np.ndarray) -> np.ndarray:
-        return torch.sigmoid(self.net(as_batch(images))).numpy()
+        return to_numpy(torch.sigmoid(self.net(as_batch(images))))
 
     def fingerprint(self) -> str:
         return f"pool-saliency:{file_sha(self.path)}"
@@ -63,7 +64,7 @@ class OnnxSaliency:
         self.input_name = self.session.get_inputs()[0].name
 
     def maps(self, images: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: as_batch(images).numpy()})[0]
+        out = self.session.run(None, {self.input_name: to_numpy(as_batch(images))})[0]
         out = torch.from_numpy(np.asarray(out, np.float32))
         if out.ndim == 3:
             out = out[:, None]

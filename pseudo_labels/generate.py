@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from bench.data.datasets import image_labels
 from bench.data.palette import save_palette_png
+from bench.device import to_numpy
 from bench.errors import BenchError
 from bench.locks import one_builder
 from bench.progress import progress
@@ -67,7 +68,7 @@ def class_maps(t_low: torch.Tensor, weights: np.ndarray, size: tuple[int, int]) 
     """Eq. 3 for every dataset class: (N, K, h, w) CAMs -> (N, C, H, W) maps in [0, 1].
     The weighted sum is taken on the CAM grid (it commutes with bilinear upsampling), then upsampled
     and min-max normalised per image and class; a map with no weight or no activation stays 0."""
-    w = torch.from_numpy(weights).to(t_low.dtype)
+    w = torch.from_numpy(weights).to(device=t_low.device, dtype=t_low.dtype)
     tbar = torch.einsum("ck,nkhw->nchw", w, t_low)
     tbar = F.interpolate(tbar, size=size, mode="bilinear", align_corners=False)
     lo = tbar.amin(dim=(2, 3), keepdim=True)
@@ -111,7 +112,7 @@ def image_maps(pipe: Pipeline, dataset, ids: list[str], labels: dict[str, frozen
     for shape in sorted({im.shape[:2] for im in images}):
         group = [k for k, im in enumerate(images) if im.shape[:2] == shape]
         batch = np.stack([images[k] for k in group])
-        maps = class_maps(pipe.cam.maps(batch), pipe.weights, shape).numpy()
+        maps = to_numpy(class_maps(pipe.cam.maps(batch), pipe.weights, shape))
         sal = pipe.saliency.maps(batch)
         for j, k in enumerate(group):
             cls = sorted(labels[ids[k]])

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.data.sizes import size_groups
+from bench.device import tensor
+
 # Part of the cache key of trained weights: bump when a net or its training recipe changes, so that
 # weights cached by an older version are never loaded into a different net.
 ARCH_VERSION = {"cam": 2, "saliency": 2}
@@ -18,10 +21,25 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def as_batch(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 images -> normalised float NCHW."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(images) if isinstance(images, list) else images))
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - MEAN) / STD
+    """HxWx3 uint8 images of one size -> normalised float NCHW on the device (bench/device.py).
+    Images of different sizes are one clear error: callers group them by size (by_size)."""
+    if isinstance(images, list):
+        shapes = sorted({im.shape for im in images})
+        if len(shapes) > 1:
+            raise ValueError(f"as_batch got images of {len(shapes)} sizes {shapes[:3]}; group them with by_size first")
+        images = np.stack(images)
+    x = tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - MEAN.to(x.device)) / STD.to(x.device)
+
+
+def by_size(images: list[np.ndarray], compute) -> list:
+    """compute(batch of same-size images) -> per-image outputs, for a list of images of any sizes:
+    one call per size, outputs back in the input order (real datasets mix 500x375 and 375x500)."""
+    out: list = [None] * len(images)
+    for positions in size_groups([im.shape for im in images]):
+        for n, o in zip(positions, compute([images[k] for k in positions])):
+            out[n] = o
+    return out
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1, padding_mode: str = "zeros") -> nn.Sequential:

@@ -16,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.datasets import IGNORE, pool_dataset
+from bench.device import device, tensor, to_numpy
 from bench.progress import progress
 from bench.locks import one_builder
 from bench.records import atomic_write_bytes
+from bench.weights import load_weights
 from pseudo_labels.config import CAM_FIELDS, SALIENCY_FIELDS, PseudoConfig
 from pseudo_labels.nets import ARCH_VERSION, CamNet, SaliencyNet, as_batch
 
@@ -120,16 +122,16 @@ def train_cam(pool, cfg: PseudoConfig) -> tuple[CamNet, dict]:
     rng = np.random.default_rng(cfg.seed)
     train, val = pool_arrays(pool, "train"), pool_arrays(pool, "val")
     crops, crop_classes = object_crops(train)
-    net = CamNet(len(pool.class_names), cfg.cam_width).to(memory_format=torch.channels_last)
+    net = CamNet(len(pool.class_names), cfg.cam_width).to(device(), memory_format=torch.channels_last)
     t0 = time.perf_counter()
 
     def crop_loss(idx):
         x, _ = _augmented(as_batch(crops[idx]), rng, CROP_SIZE)
-        return F.cross_entropy(net(x), torch.from_numpy(crop_classes[idx]), label_smoothing=0.1)
+        return F.cross_entropy(net(x), tensor(crop_classes[idx]), label_smoothing=0.1)
 
     def image_loss(idx):
         x, _ = _augmented(as_batch(train.images[idx]), rng, int(rng.choice(TRAIN_SIZES)))
-        return F.multilabel_soft_margin_loss(net(x), torch.from_numpy(train.labels[idx]))
+        return F.multilabel_soft_margin_loss(net(x), tensor(train.labels[idx]))
 
     stage1 = [b for _ in range(cfg.cam_crop_epochs) for b in _batches(rng, len(crops), cfg.cam_batch)]
     _fit(net, stage1, 3 * cfg.cam_lr, rng, "CAM classifier, stage 1: object crops", crop_loss)
@@ -145,7 +147,7 @@ def cam_accuracy(net: CamNet, val: PoolArrays) -> dict:
     """Held-out pool: top-1 hit rate (the top class is one of the image's labels) and label recall
     at |labels| (share of labels found among the image's |labels| top classes)."""
     net.eval()
-    scores = torch.cat([net(as_batch(val.images[i : i + 128])) for i in range(0, len(val.images), 128)]).numpy()
+    scores = to_numpy(torch.cat([net(as_batch(val.images[i : i + 128])) for i in range(0, len(val.images), 128)]))
     top = np.argsort(-scores, axis=1)
     hits = val.labels[np.arange(len(top)), top[:, 0]].mean()
     n_lab = val.labels.sum(1).astype(int)
@@ -157,11 +159,11 @@ def train_saliency(pool, cfg: PseudoConfig) -> tuple[SaliencyNet, dict]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed + 1)
     train, val = pool_arrays(pool, "train"), pool_arrays(pool, "val")
-    net = SaliencyNet(cfg.saliency_width).to(memory_format=torch.channels_last)
+    net = SaliencyNet(cfg.saliency_width).to(device(), memory_format=torch.channels_last)
     t0 = time.perf_counter()
 
     def loss(idx):
-        target = torch.from_numpy(train.masks[idx]).float()
+        target = tensor(train.masks[idx]).float()
         x, target = _augmented(as_batch(train.images[idx]), rng, int(rng.choice(TRAIN_SIZES)), target, colours=True)
         valid = (target != IGNORE).float()
         return F.binary_cross_entropy_with_logits(net(x), (target > 0).float() * valid, weight=valid)
@@ -177,7 +179,7 @@ def saliency_accuracy(net: SaliencyNet, val: PoolArrays, cfg: PseudoConfig) -> d
     net.eval()
     inter = union = 0
     for i in range(0, len(val.images), 64):
-        pred = torch.sigmoid(net(as_batch(val.images[i : i + 64]))).numpy() >= cfg.saliency_threshold
+        pred = to_numpy(torch.sigmoid(net(as_batch(val.images[i : i + 64])))) >= cfg.saliency_threshold
         gt = val.masks[i : i + 64]
         valid = gt != IGNORE
         fg = (gt > 0) & valid
@@ -197,10 +199,10 @@ def pool_cam(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[Ca
             net, meta = train_cam(pool, cfg)
             save_model(path, net, meta)
             log(f"CAM classifier: held-out top-1 {meta['val_top1']:.1f}%, label recall {meta['val_label_recall']:.1f}% -> {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_weights(path, "CAM classifier", "delete it; the next run retrains it")
     net = CamNet(len(blob["meta"]["classes"]), cfg.cam_width)
     net.load_state_dict(blob["state_dict"])
-    return net.eval(), blob["meta"], path
+    return net.to(device()).eval(), blob["meta"], path
 
 
 def pool_saliency(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[SaliencyNet, dict, Path]:
@@ -212,7 +214,7 @@ def pool_saliency(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tup
             net, meta = train_saliency(pool, cfg)
             save_model(path, net, meta)
             log(f"saliency net: held-out foreground IoU {meta['val_fg_iou']:.1f}% -> {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_weights(path, "saliency net", "delete it; the next run retrains it")
     net = SaliencyNet(cfg.saliency_width)
     net.load_state_dict(blob["state_dict"])
-    return net.eval(), blob["meta"], path
+    return net.to(device()).eval(), blob["meta"], path

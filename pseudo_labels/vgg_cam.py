@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.device import device
 from bench.errors import BenchError
 from bench.records import file_sha
+from bench.weights import load_weights
 from pseudo_labels.nets import as_batch, normalised_cams
 
 EXCLUSIONS_FILE = Path(__file__).parent / "data" / "imagenet_exclusions.json"
@@ -71,20 +73,21 @@ def load_vgg16(path: Path | None) -> nn.Module:
         )
     from torchvision.models import vgg16
 
+    fix = "pass torchvision's vgg16-397923af.pth as --pseudo-set cam_weights=FILE"
+    state = load_weights(Path(path), "VGG-16 weight file", fix)
     net = vgg16(weights=None)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state.get("state_dict", state))
     except (RuntimeError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BenchError(f"{path} is not a torchvision VGG-16 state dict ({first}); fix: pass vgg16-397923af.pth") from None
-    return net.eval()
+    return net.to(device()).eval()
 
 
 class VggCam:
     def __init__(self, path: Path | None, benchmark_classes, cfg):
         kept = kept_imagenet_classes(benchmark_classes)
-        self.keep = torch.tensor([i for i, _ in kept])
+        self.keep = torch.tensor([i for i, _ in kept], device=device())
         self.class_names = [n for _, n in kept]
         net = load_vgg16(path)
         self.features = net.features

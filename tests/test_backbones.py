@@ -68,20 +68,30 @@ def test_pool_pretraining_is_cached_frozen_and_reports_held_out_miou(mini, cache
         backbone_config({"epoch": 2})
 
 
-def test_feature_cache_stores_float16_once_and_upsamples(mini, cache_dir, tiny_backbone):
+def test_feature_cache_stores_float16_once_per_size_and_upsamples(mini, cache_dir, tiny_backbone):
     from backbones.features import FeatureCache
+    from bench.data.sizes import resized_image
 
-    model, _, path = tiny_backbone
-    fc = FeatureCache(mini, model, path, cache_dir)
+    model, meta, _ = tiny_backbone
+    fc = FeatureCache(mini, model, meta["weights_id"], cache_dir)
     ids = mini.ids("val")[:5]
+    native = (129, 129)
     fc.ensure(ids)
-    stamps = [fc.path(i).stat().st_mtime_ns for i in ids]
+    stamps = [fc.path(i, native).stat().st_mtime_ns for i in ids]
     fc.ensure(ids)
-    assert stamps == [fc.path(i).stat().st_mtime_ns for i in ids]
-    assert np.load(fc.path(ids[0])).dtype == np.float16
+    assert stamps == [fc.path(i, native).stat().st_mtime_ns for i in ids]
+    assert np.load(fc.path(ids[0], native)).dtype == np.float16
     direct = fc.compute([mini.image(ids[0])])[0]
-    torch.testing.assert_close(fc.features(ids[0]), direct, atol=2e-2, rtol=1e-2)
-    assert fc.pixel_features(ids[0], (129, 129)).shape == (128, 129, 129)
+    torch.testing.assert_close(fc.features(ids[0], native), direct, atol=2e-2, rtol=1e-2)
+    assert fc.pixel_features(ids[0], native).shape == (128, 129, 129)
+    # another size is another entry: the features of the image as resized, not of the original
+    fc.ensure(ids[:2], 65)
+    assert fc.path(ids[0], (65, 65)).is_file() and fc.path(ids[0], native).is_file()
+    small = fc.features(ids[0], (65, 65))
+    assert small.shape == (128, 17, 17) and fc.grid_size(ids[0], (65, 65)) == (17, 17)
+    torch.testing.assert_close(small, fc.compute([resized_image(mini.image(ids[0]), 65)])[0], atol=2e-2, rtol=1e-2)
+    # a size never ensured is computed on first use and stored
+    assert fc.features(ids[3], (49, 81)).shape[1:] == (13, 21) and fc.path(ids[3], (49, 81)).is_file()
 
 
 def test_user_checkpoints_load_or_fail_clearly(tmp_path, mini, cache_dir, tiny_backbone):
@@ -98,6 +108,14 @@ def test_user_checkpoints_load_or_fail_clearly(tmp_path, mini, cache_dir, tiny_b
     torch.testing.assert_close(loaded.decode_head.conv_seg.weight, model.decode_head.conv_seg.weight)
     with pytest.raises(BenchError, match="does not fit DeepLabV3\\+ r50-os8"):
         pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth"), "arch": "r50-os8"}), cache_dir)
+    # named by content: the same bytes under another name are the same weights, edited bytes are not
+    (tmp_path / "copy.pth").write_bytes((tmp_path / "mine.pth").read_bytes())
+    _, copy_meta, _ = pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "copy.pth")}), cache_dir)
+    assert meta["weights_id"].split("-")[-1] == copy_meta["weights_id"].split("-")[-1]
+    data = (tmp_path / "mine.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])  # an interrupted download
+    with pytest.raises(BenchError, match="cut.pth is truncated or not a PyTorch weight file.*fix: pass an mmsegmentation"):
+        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "cut.pth")}), cache_dir)
 
 
 def test_backbone_cli_prints_held_out_miou_and_stores_features(mini, cache_dir, tiny_backbone, capsys):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.trunks import FeatureMemo, TrunkConfig, Vgg16Trunk, _user_vgg16
+from backbones.trunks import TrunkConfig, Vgg16Trunk, _user_vgg16
+from bench.memo import BytesLRU, FeatureMemo, nbytes
 from bench.errors import BenchError
 from methods.amp import imprinted_weights
 from methods.nway import combine_ways
@@ -28,6 +29,9 @@ def test_vgg16_trunk_loads_torchvision_weights_key_for_key(tmp_path):
         _user_vgg16(path, TrunkConfig(width=1.0, bn=True))
     with pytest.raises(BenchError, match="not found"):
         _user_vgg16(tmp_path / "missing.pth", TrunkConfig(width=1.0, bn=False))
+    (tmp_path / "cut.pth").write_bytes(path.read_bytes()[:100_000])  # an interrupted download
+    with pytest.raises(BenchError, match="cut.pth is truncated or not a PyTorch weight file.*vgg16-397923af.pth"):
+        _user_vgg16(tmp_path / "cut.pth", TrunkConfig(width=1.0, bn=False))
 
 
 def test_narrow_trunk_taps_share_stride_8():
@@ -37,35 +41,48 @@ def test_narrow_trunk_taps_share_stride_8():
 
 def test_feature_memo_computes_each_image_once():
     calls = []
-    memo = FeatureMemo(limit=10)
+    memo = FeatureMemo(limit=1 << 20)
 
     def compute(images):
         calls.append(len(images))
-        return [im.sum() for im in images]
+        return [torch.tensor(float(im.sum())) for im in images]
 
     a, b = np.ones((2, 2, 3)), np.zeros((2, 2, 3))
-    assert memo.get(["a", "b"], [a, b], compute) == [12.0, 0.0]
-    assert memo.get(["b", "a", "a"], [b, a, a], compute) == [0.0, 12.0, 12.0]
+    assert [float(v) for v in memo.get(["a", "b"], [a, b], compute)] == [12.0, 0.0]
+    assert [float(v) for v in memo.get(["b", "a", "a"], [b, a, a], compute)] == [0.0, 12.0, 12.0]
     assert calls == [2]
-    assert memo.get([], [a], compute) == [12.0] and calls == [2, 1]  # no ids: nothing memoised
+    assert float(memo.get([], [a], compute)[0]) == 12.0 and calls == [2, 1]  # no ids: nothing memoised
 
 
-def test_feature_memo_keeps_a_full_batch_and_evicts_the_least_recently_used():
-    memo, computed = FeatureMemo(limit=2), []
+def test_feature_memo_is_bounded_in_bytes_keeps_a_full_batch_and_evicts_the_least_recently_used():
+    one = torch.zeros(256)  # 1,024 bytes per entry
+    assert nbytes(one) == 1024 and nbytes([one, {"x": one.numpy()}]) == 2048
+    memo, computed = FeatureMemo(limit=2 * 1024), []
 
     def at_keys(keys):
         def compute_at(positions):
             computed.extend(keys[n] for n in positions)
-            return [keys[n].upper() for n in positions]
-        return lambda: memo.by_key(keys, compute_at)
+            return [one + ord(keys[n]) for n in positions]
+        return lambda: [chr(int(v[0])) for v in memo.by_key(keys, compute_at)]
 
-    assert at_keys(["a"])() == ["A"] and at_keys(["b"])() == ["B"]
-    assert at_keys(["a", "c"])() == ["A", "C"]  # full memo: adding c must not drop this batch's hit a
+    assert at_keys(["a"])() == ["a"] and at_keys(["b"])() == ["b"]
+    assert at_keys(["a", "c"])() == ["a", "c"]  # full memo: adding c must not drop this batch's hit a
     assert computed == ["a", "b", "c"]
-    assert at_keys(["a"])() == ["A"] and computed == ["a", "b", "c"]  # a stayed: b was least recently used
-    assert at_keys(["b", "b"])() == ["B", "B"] and computed == ["a", "b", "c", "b"]
-    assert len(memo._memo) == 2
-    assert at_keys(["x", "y", "z"])() == ["X", "Y", "Z"] and len(memo._memo) == 2  # a batch over the limit
+    assert at_keys(["a"])() == ["a"] and computed == ["a", "b", "c"]  # a stayed: b was least recently used
+    assert at_keys(["b", "b"])() == ["b", "b"] and computed == ["a", "b", "c", "b"]
+    assert len(memo) == 2 and memo._memo.held == 2048
+    assert at_keys(["x", "y", "z"])() == ["x", "y", "z"] and len(memo) == 2  # a batch over the limit
+
+
+def test_bytes_lru_drops_an_entry_larger_than_the_budget_and_counts_what_it_holds():
+    lru = BytesLRU(limit=1000)
+    lru.put("small", np.zeros(100, np.uint8))
+    lru.put("big", np.zeros(2000, np.uint8))  # never kept: it would evict everything and still not fit
+    assert "big" not in lru and lru.held == 100
+    lru.put("small", np.zeros(300, np.uint8))  # replaced, not counted twice
+    assert lru.held == 300 and len(lru) == 1
+    lru.put("other", np.zeros(800, np.uint8))
+    assert "small" not in lru and lru.held == 800
 
 
 def test_panet_prototypes_and_cosine_on_a_hand_computed_case():
@@ -184,6 +201,9 @@ def test_pfenet_trunk_loads_pspnet_and_refuses_torchvision_resnets(tmp_path):
         _user_resnet(path, 50)
     with pytest.raises(BenchError, match="not found"):
         _user_resnet(tmp_path / "missing.pth", 18)
+    (tmp_path / "cut.pth").write_bytes(path.read_bytes()[:50_000])
+    with pytest.raises(BenchError, match="cut.pth is truncated or not a PyTorch weight file.*resnet50_v2.pth"):
+        _user_resnet(tmp_path / "cut.pth", 18)
 
 
 def test_panet_encoder_ends_before_conv5_3_relu():

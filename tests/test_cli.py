@@ -181,3 +181,48 @@ def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_
     capsys.readouterr()
     assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
     assert "kept" not in capsys.readouterr().out
+
+
+def test_several_overrides_after_one_set_flag():
+    from bench.cli import parse_overrides
+
+    args = build_parser().parse_args(["run", "--method", "ours", "--set", "k=3", "loss=eq5", "--set", "lr=0.01",
+                                      "--pseudo-set", "saliency=none threshold=0.1"])
+    assert parse_overrides(args.overrides) == {"k": 3, "loss": "eq5", "lr": 0.01}
+    assert parse_overrides(args.pseudo) == {"saliency": "none", "threshold": 0.1}
+
+
+def test_device_flag_runs_on_the_cpu_and_refuses_what_is_not_here(mini, cache_dir, tmp_path, capsys):
+    import torch
+
+    from bench import device as dev
+
+    results = tmp_path / "results"
+    try:
+        assert bench(cache_dir, *run_args(results, "panet", "--fold", "0", "--device", "cpu", "--set",
+                                          "iterations=2 trunk_epochs=1")) == 0
+        assert dev.device() == torch.device("cpu")
+        [(_, record)] = load_records(results)
+        assert record.device == "cpu"
+        assert bench(cache_dir, *run_args(results, "oracle", "--device", "tpu")) == 2
+        assert "unknown device 'tpu'; use cpu, cuda or cuda:N" in capsys.readouterr().err
+        if not torch.cuda.is_available():
+            assert bench(cache_dir, *run_args(results, "oracle", "--device", "cuda:0")) == 2
+            assert "no CUDA device is available here" in capsys.readouterr().err
+    finally:
+        dev.use_device(None)
+
+
+def test_a_truncated_weight_file_is_one_line_and_exit_2(mini, cache_dir, tmp_path, capsys):
+    import torch
+
+    from backbones.trunks import Vgg16Trunk
+
+    path = tmp_path / "vgg16.pth"
+    torch.save(Vgg16Trunk(width=0.25, bn=True).state_dict(), path)
+    path.write_bytes(path.read_bytes()[:20_000])
+    capsys.readouterr()
+    assert bench(cache_dir, *run_args(tmp_path / "results", "amp", "--fold", "0", "--set", f"trunk_checkpoint={path}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "vgg16.pth is truncated or not a PyTorch weight file" in err
+    assert not (tmp_path / "results").exists()

@@ -43,6 +43,33 @@ def test_chunked_knn_matches_brute_force():
     assert knn_votes(query[:4], support[:2], labels[:2], 3, 5).sum(1).tolist() == [1.0] * 4  # k > support pixels
 
 
+def test_class_balanced_sampling_takes_a_fixed_number_per_label():
+    from methods.ours import class_balanced
+
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 5)
+    keep = class_balanced(np.random.default_rng(0), labels, 4)
+    assert keep.tolist() == sorted(keep.tolist()) and len(set(keep.tolist())) == len(keep)
+    assert torch.bincount(labels[keep], minlength=3).tolist() == [4, 3, 4]  # label 1 has only 3: all of them
+    again = class_balanced(np.random.default_rng(0), labels, 4)
+    assert torch.equal(keep, again)
+    assert class_balanced(np.random.default_rng(0), labels, 100).tolist() == list(range(18))
+
+
+def test_balanced_support_changes_the_vote_and_prototype_classifier_on_a_hand_case():
+    """Support: 8 background pixels in [0, 0.35], 2 foreground pixels at 0.9 and 1.0; query 0.6.
+    All pixels, k=5: 2 fg and 3 bg neighbours (bg wins). Two pixels per label (here bg 0.0 and
+    0.05), k=3: 2 fg, 1 bg (fg wins). Nearest prototype: means 0.175 and 0.95, fg is nearer."""
+    support = torch.tensor([[0.0], [0.05], [0.1], [0.15], [0.2], [0.25], [0.3], [0.35], [0.9], [1.0]])
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    query = torch.tensor([[0.6]])
+    torch.testing.assert_close(knn_votes(query, support, labels, 2, 5), torch.tensor([[0.6, 0.4]]))
+    balanced = torch.tensor([0, 1, 8, 9])
+    torch.testing.assert_close(knn_votes(query, support[balanced], labels[balanced], 2, 3), torch.tensor([[1 / 3, 2 / 3]]))
+    scores = Ours(classifier="prototype")._scores(query, support, labels, 2)
+    d = torch.tensor([(0.6 - 0.175) ** 2, (0.6 - 0.95) ** 2])
+    torch.testing.assert_close(scores, (-d).softmax(0)[None])
+
+
 def test_bad_settings_are_clear_errors():
     with pytest.raises(BenchError, match="unknown ours setting 'episodez'"):
         Ours(episodez=3)
@@ -99,6 +126,21 @@ def test_deterministic_and_resumes_from_state_dict(fitted, mini, cache_dir):
     stale.load_state_dict({**method.state_dict(), "backbone": "deeplabv3plus-older-weights"})
     with pytest.raises(BenchError, match="meta-trained on the features of backbone deeplabv3plus-older-weights"):
         stale.attach(train)
+
+
+def test_class_pixels_and_prototype_classifier_predict_deterministically(fitted, mini, cache_dir):
+    method, train = fitted
+    episode = _episode(mini, cache_dir, 2, 1)
+    for settings in ({"class_pixels": 20}, {"classifier": "prototype"}):
+        variant = Ours(**TINY, train_way=2, **settings)
+        variant.load_state_dict(method.state_dict())
+        variant.attach(train)
+        first, second = variant.predict(episode), variant.predict(episode)
+        assert all(np.array_equal(a, b) for a, b in zip(first, second))
+        assert [p.shape for p in first] == [q.shape[:2] for q in episode.query_images]
+    trained = Ours(**{**TINY, "class_pixels": 20})
+    trained.fit(train, {})
+    assert len(trained.history) == TINY["episodes"] and all(np.isfinite(trained.history))
 
 
 def test_knn_at_image_resolution_and_no_encoder(fitted, mini, cache_dir):

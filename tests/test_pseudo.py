@@ -182,6 +182,23 @@ def test_imagenet_exclusions_match_torchvision_names_and_remove_hyponyms():
         kept_imagenet_classes(["zebra crossing"])
 
 
+def test_every_imagenet_name_has_glove_vectors_for_all_its_words():
+    """The VGG-16 CAM route's w_k needs a vector for each kept ImageNet class; 29 names (rare
+    breeds, 'barracouta', 'bottlecap', 'chiffonier', ...) had none and failed `cam=vgg16`.
+    Strict: every word of the aliased phrase, so no name is silently reduced to a modifier."""
+    from bench.data.classes import COCO_CLASSES
+    from pseudo_labels.vgg_cam import imagenet_categories, kept_imagenet_classes
+
+    glove = word_vectors("glove")
+    vectors = [phrase_vector(glove, name, strict=True) for name in imagenet_categories()]
+    assert len(vectors) == 1000 and all(np.isclose(np.linalg.norm(v), 1.0) for v in vectors)
+    for benchmark in (VOC_CLASSES, COCO_CLASSES):
+        kept = [n for _, n in kept_imagenet_classes(benchmark)]
+        assert similarities(glove, list(benchmark), kept).shape == (len(benchmark), len(kept))
+    sim = similarities(glove, ["sheep"], ["barracouta", "komondor", "chiffonier"])[0]
+    assert sim[1] == sim.max()  # the aliased sheepdog is the nearest of the three to sheep
+
+
 def test_fully_convolutional_head_reproduces_the_linear_classifier():
     from torch import nn
 
@@ -204,6 +221,10 @@ def test_missing_or_wrong_weight_files_are_clear_errors(tmp_path, mini, cache_di
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(BenchError, match="bad.pth is not a torchvision VGG-16"):
         load_vgg16(tmp_path / "bad.pth")
+    data = (tmp_path / "bad.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BenchError, match="cut.pth is truncated or not a PyTorch weight file.*cam_weights="):
+        load_vgg16(tmp_path / "cut.pth")
     with pytest.raises(BenchError, match="nope.onnx not found"):
         OnnxSaliency(tmp_path / "nope.onnx")
     with pytest.raises(BenchError, match="saliency_path="):

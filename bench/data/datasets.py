@@ -6,11 +6,9 @@ Every reader returns images as HxWx3 uint8 and masks as HxW uint8 (0 background,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +63,9 @@ class VocLayoutDataset:
     class_names: tuple[str, ...] = VOC_CLASSES
     family: str = "pascal"  # pascal: PASCAL-5i folds; coco: COCO-20i folds (embedded COCO-like set)
     present: tuple[int, ...] | None = None  # coco family: the class ids that have images (None: all)
+    memo_dir: Path | None = None  # where file digests are remembered between runs (bench/data/content.py)
     _ids: dict = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def ids(self, split: str) -> list[str]:
         if split not in self.lists:
@@ -97,29 +97,51 @@ class VocLayoutDataset:
         return pascal_fold_classes(fold)
 
     def fingerprint(self) -> str:
-        return _digest([self.name, str(self.root.resolve())] + [p.read_text() for p in self.lists.values()])
+        """Content of the split lists, every listed image and mask, and the image-level labels
+        (not the folder's path): an edited mask is a new fingerprint, a moved dataset is not.
+        Computed once per process."""
+        if self._fingerprint is None:
+            from bench.data.content import files_fingerprint
+
+            ids = list(dict.fromkeys(i for split in self.lists for i in self.ids(split)))
+            files = [p for i in ids for p in (self.image_path(i), self.mask_path(i))]
+            labels = self.root / "image_labels.json"
+            files += [labels] if labels.is_file() else []
+            head = [self.name] + [f"{s}:{p.read_text()}" for s, p in sorted(self.lists.items())]
+            self._fingerprint = files_fingerprint(self.root, files, self.memo_dir, head, f"fingerprinting {self.name}")
+        return self._fingerprint
 
 
-@lru_cache(maxsize=8192)
 def _cached_image(path: Path) -> np.ndarray:
-    arr = read_image(path)
-    arr.setflags(write=False)
-    return arr
+    return _cached(path, read_image)
 
 
-@lru_cache(maxsize=8192)
 def _cached_mask(path: Path) -> np.ndarray:
-    arr = read_mask(path)
-    arr.setflags(write=False)
+    return _cached(path, read_mask)
+
+
+_FILES = None  # (reader, path, size, mtime) -> read-only array; bounded in bytes (bench/memo.py)
+
+
+def _cached(path: Path, reader) -> np.ndarray:
+    """Decoded files kept in RAM, keyed by (size, mtime) too so an edited file is read again; a
+    missing file reaches the reader, which names it."""
+    global _FILES
+    if _FILES is None:
+        from bench.memo import BytesLRU
+
+        _FILES = BytesLRU()
+    try:
+        st = os.stat(path)
+        key = (reader.__name__, str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return reader(path)
+    arr = _FILES.get(key)
+    if arr is None:
+        arr = reader(path)
+        arr.setflags(write=False)
+        _FILES.put(key, arr)
     return arr
-
-
-def _digest(parts: list[str]) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
 
 
 def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> VocLayoutDataset:
@@ -127,7 +149,11 @@ def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> Vo
 
     root = generate(Path(cache_dir) / "datasets", spec or EmbeddedSpec())
     lists = {s: root / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
-    return VocLayoutDataset(name, root, "SegmentationClass", lists)
+    return VocLayoutDataset(name, root, "SegmentationClass", lists, memo_dir=_memo_dir(cache_dir))
+
+
+def _memo_dir(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "index"
 
 
 def embedded_coco_dataset(cache_dir: Path, spec=None, name: str = "openmoji20i") -> VocLayoutDataset:
@@ -140,7 +166,8 @@ def embedded_coco_dataset(cache_dir: Path, spec=None, name: str = "openmoji20i")
     lists = {s: root / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
     sources = coco_class_sources()
     present = tuple(i + 1 for i, n in enumerate(COCO_CLASSES) if sources.get(n))
-    return VocLayoutDataset(name, root, "SegmentationClass", lists, COCO_CLASSES, family="coco", present=present)
+    return VocLayoutDataset(name, root, "SegmentationClass", lists, COCO_CLASSES, family="coco", present=present,
+                            memo_dir=_memo_dir(cache_dir))
 
 
 def pool_dataset(dataset) -> VocLayoutDataset:
@@ -155,7 +182,8 @@ def pool_dataset(dataset) -> VocLayoutDataset:
     pool = Path(root) / "pool"
     names = tuple(pool.joinpath("classes.txt").read_text().splitlines())
     lists = {s: pool / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
-    return VocLayoutDataset(f"{dataset.name}-pool", pool, "SegmentationClass", lists, names, family="pool")
+    return VocLayoutDataset(f"{dataset.name}-pool", pool, "SegmentationClass", lists, names, family="pool",
+                           memo_dir=dataset.memo_dir)
 
 
 def mini_spec():
@@ -165,7 +193,7 @@ def mini_spec():
     return EmbeddedSpec(train_per_class=10, val_per_class=6, pool_train_per_class=2, pool_val_per_class=1, n_pool_classes=30)
 
 
-def pascal_dataset(root: Path) -> VocLayoutDataset:
+def pascal_dataset(root: Path, memo_dir: Path | None = None) -> VocLayoutDataset:
     """VOC2012 with SBD aug masks: JPEGImages/, SegmentationClassAug/ (or SegmentationClass/), and
     trainaug + val lists in ImageSets/Segmentation/."""
     root = Path(root)
@@ -183,7 +211,7 @@ def pascal_dataset(root: Path) -> VocLayoutDataset:
         if found is None:
             raise BenchError(f"no {split} list in {sets} (looked for {', '.join(names)}); fix: add the list file")
         lists[split] = found
-    return VocLayoutDataset("pascal5i", root, mask_dir, lists)
+    return VocLayoutDataset("pascal5i", root, mask_dir, lists, memo_dir=memo_dir)
 
 
 @dataclass
@@ -195,7 +223,9 @@ class CocoDataset:
     root: Path
     class_names: tuple[str, ...] = COCO_CLASSES
     family: str = "coco"
+    memo_dir: Path | None = None
     _apis: dict = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def _api(self, split: str):
         if split not in ("train", "val"):
@@ -246,16 +276,23 @@ class CocoDataset:
         return coco_fold_classes(fold, coco_split)
 
     def fingerprint(self) -> str:
-        return _digest([self.name, str(self.root.resolve())])
+        """Content of both annotation files and every image (computed once per process)."""
+        if self._fingerprint is None:
+            from bench.data.content import files_fingerprint
+
+            files = [self.root / "annotations" / f"instances_{s}2014.json" for s in ("train", "val")]
+            files += [self.image_path(i) for s in ("train", "val") for i in self.ids(s)]
+            self._fingerprint = files_fingerprint(self.root, files, self.memo_dir, [self.name], f"fingerprinting {self.name}")
+        return self._fingerprint
 
 
-def coco_dataset(root: Path) -> CocoDataset:
+def coco_dataset(root: Path, memo_dir: Path | None = None) -> CocoDataset:
     root = Path(root)
     if not root.is_dir():
         raise BenchError(f"COCO folder {root} does not exist; fix: pass --data-root pointing at the COCO 2014 root")
     if not (root / "annotations").is_dir():
         raise BenchError(f"{root} has no annotations/ folder; fix: unpack annotations_trainval2014.zip into {root}")
-    return CocoDataset("coco20i", root)
+    return CocoDataset("coco20i", root, memo_dir=memo_dir)
 
 
 def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
@@ -274,7 +311,8 @@ def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
         root = data_root or os.environ.get(env)
         if root is None:
             raise BenchError(f"dataset {name} needs its folder on disk; fix: pass --data-root DIR or set {env}")
-        return pascal_dataset(Path(root)) if name == "pascal5i" else coco_dataset(Path(root))
+        reader = pascal_dataset if name == "pascal5i" else coco_dataset
+        return reader(Path(root), _memo_dir(cache_dir))
     from bench.registry import did_you_mean
 
     raise BenchError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")

@@ -1,0 +1,148 @@
+"""`bench claims`: the paper's four claims (bench/data/paper_numbers.json) checked on the run
+records, each setting a line: holds / fails / not checkable, with our numbers and the paper's.
+
+Numbers are the tables' means: per seed the mean over the setting's folds, then the mean over
+seeds (bench/tables.py). Rows are the base networks (records without --set or --pseudo-set
+overrides), except Table 3's `ours [saliency=none]`. The tests of each claim:
+1. weak < full for every method with both modes;
+2. `ours` has "by far" the smallest Δ: below half the smallest baseline Δ (the paper: 5.1 against
+   20.9, a ratio of 0.24; 2.7 against 12.9 on COCO);
+3. `ours` weak above every baseline's weak;
+4. `ours-noE` weak and `ours [saliency=none]` weak both below `ours` weak in every Table 3 column
+   (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
+   12-18 (E) and 1-4 (saliency) points.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fold_mean_per_seed, paper_entries,
+                          paper_numbers, row_label, runs_by_cell, selected_records, setting_header, stat)
+
+BASELINES = ("panet", "amp", "pfenet")
+BY_FAR = 0.5  # claim 2: ours' Δ below this fraction of the smallest baseline Δ
+ABLATIONS = {"E": "ours-noE", "saliency": "ours [saliency=none]"}
+PAPER_DROPS = {"E": (12, 18), "saliency": (1, 4)}
+
+
+def setting_means(records) -> dict[tuple, dict[tuple[str, str], float]]:
+    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r.dataset, r.way, r.shot)].append(r)
+    out = {}
+    for key, recs in groups.items():
+        folds = sorted({r.fold for r in recs})
+        cells = runs_by_cell(recs)
+        means = {}
+        for label in {row_label(r) for r in recs}:
+            for mode in ("full", "weak"):
+                s = stat(fold_mean_per_seed(cells, label, mode, folds))
+                if s is not None:
+                    means[(label, mode)] = s[0]
+        out[key] = means
+    return out
+
+
+def paper_means(table: str) -> dict[tuple, dict[tuple[str, str], float]]:
+    """The same shape from the published numbers: (benchmark, way, shot) -> {(method, mode): mean}."""
+    paper = paper_numbers()
+    out: dict = defaultdict(dict)
+    for e in paper_entries(paper, table):
+        for mode in ("full", "weak"):
+            if (e.get(mode) or {}).get("mean") is not None:
+                out[(e["benchmark"], e["way"], e["shot"])][(e["method"], mode)] = e[mode]["mean"]
+    if table == "table2a":
+        for e in paper_entries(paper, "table3"):
+            for col, v in e["values"].items():
+                way, shot = int(col[0]), int(col[2])
+                out[("pascal5i", way, shot)][(e["method"], "weak")] = v
+    return out
+
+
+def claim_1(means: dict) -> tuple[str, str]:
+    methods = sorted({m for m, mode in means if mode == "full" and (m, "weak") in means and m in (*BASELINES, "ours")})
+    if not methods:
+        return "not checkable", "no method with both modes"
+    bad = [m for m in methods if not means[(m, "weak")] < means[(m, "full")]]
+    text = "; ".join(f"{m} {means[(m, 'full')]:.1f} → {means[(m, 'weak')]:.1f}" for m in methods)
+    return ("fails: " + ", ".join(bad) if bad else "holds"), text
+
+
+def _deltas(means: dict) -> dict[str, float]:
+    return {m: means[(m, "full")] - means[(m, "weak")] for m in ("ours", *BASELINES)
+            if (m, "full") in means and (m, "weak") in means}
+
+
+def claim_2(means: dict) -> tuple[str, str]:
+    deltas = _deltas(means)
+    baselines = {m: d for m, d in deltas.items() if m != "ours"}
+    if "ours" not in deltas or not baselines:
+        return "not checkable", "needs ours and a baseline in both modes"
+    text = "Δ " + ", ".join(f"{m} {d:.1f}" for m, d in deltas.items())
+    smallest = min(baselines.values())
+    ok = deltas["ours"] < BY_FAR * smallest
+    ratio = f"; ours / smallest baseline = {deltas['ours'] / smallest:.2f}" if smallest > 0 else ""
+    return ("holds" if ok else f"fails (needs < {BY_FAR:g} × {smallest:.1f})"), text + ratio
+
+
+def claim_3(means: dict) -> tuple[str, str]:
+    weak = {m: means[(m, "weak")] for m in ("ours", *BASELINES) if (m, "weak") in means}
+    if "ours" not in weak or len(weak) < 2:
+        return "not checkable", "needs ours and a baseline in weak mode"
+    text = "weak " + ", ".join(f"{m} {v:.1f}" for m, v in weak.items())
+    beaten = [m for m, v in weak.items() if m != "ours" and v >= weak["ours"]]
+    return ("fails: " + ", ".join(beaten) + " ≥ ours" if beaten else "holds"), text
+
+
+def claim_4(means: dict) -> tuple[str, str]:
+    rows = {"ours": ("ours", "weak"), **{k: (label, "weak") for k, label in ABLATIONS.items()}}
+    if not all(r in means for r in rows.values()):
+        return "not checkable", "needs ours, ours-noE and ours [saliency=none] in weak mode"
+    ours = means[rows["ours"]]
+    drops = {k: ours - means[rows[k]] for k in ABLATIONS}
+    text = "; ".join(f"without {k} −{d:.1f} (paper {lo}–{hi})" for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
+    bad = [k for k, d in drops.items() if d <= 0]
+    return ("fails: no drop without " + ", ".join(bad) if bad else "holds"), text
+
+
+CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}
+
+
+def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
+    """One row per (claim, dataset, setting): claim, where, verdict on ours, our numbers,
+    verdict on the paper, the paper's numbers."""
+    records = selected_records(results_dir, filters)
+    if not records:
+        raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep --grid grids/table2a.toml` first")
+    check_tableable(records)
+    base = [r for _, r in records if not r.config and (not r.pseudo or row_label(r) in ABLATIONS.values())]
+    ours_means = setting_means(base)
+    published = {b: paper_means(t) for t, b in LAYOUT_BENCHMARK.items()}
+    rows = []
+    for claim, check in CHECKS.items():
+        found, reasons = [], []
+        for (dataset, way, shot), means in sorted(ours_means.items()):
+            verdict, text = check(means)
+            if verdict == "not checkable":
+                reasons.append(text)
+                continue
+            benchmark = BENCHMARK_OF.get(dataset, dataset)
+            paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
+            paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict, text, paper_verdict, paper_text])
+        rows += found or [[str(claim), "–", "not checkable", reasons[0] if reasons else "no records", "", ""]]
+    return rows
+
+
+def render_claims(results_dir: Path, filters: dict | None = None) -> str:
+    from tabulate import tabulate
+
+    claims = {c["id"]: c["text"] for c in paper_numbers()["claims"]}
+    rows = claim_rows(results_dir, filters)
+    lines = ["The paper's claims (bench/data/paper_numbers.json):"] + [f"  {i}. {t}" for i, t in claims.items()] + [""]
+    table = tabulate(rows, ["claim", "records", "ours", "our numbers (mean mIoU over folds)", "paper", "paper's numbers"],
+                     tablefmt="github", disable_numparse=True)
+    return "\n".join(lines) + table + "\n"
