@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
     ep.add_argument("--pseudo-set", dest="pseudo", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
     ep.add_argument("--out", type=Path, default=Path("results/figures/episodes.png"))
+    _device_flag(ep)
     dl = fsub.add_parser("delta", help="full vs weak mean mIoU and Δ per method, error bars over runs")
     dl.add_argument("--results-dir", type=Path, default=Path("results"))
     dl.add_argument("--dataset", default=None)

@@ -130,10 +130,10 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     the content of any weight file it names, the training masks and the preset's training settings
     (so presets that train alike share one fit); changing any of them never loads a stale fit."""
     config = requested_config(req)
+    config = {**config, **{k: f"sha256:{sha}" for k, sha in input_files(config).items()}}  # content, not path
     preset = get_preset(req.preset)
     training = {**preset.training_key(), "novel": annotations.dataset.fold_classes(fold, preset.coco_split)}
-    key = json.dumps({"config": config, "files": input_files(config), "annotations": annotations.fingerprint()},
-                     sort_keys=True, default=str)
+    key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     train_tag = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / req.method

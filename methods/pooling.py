@@ -15,16 +15,16 @@ import torch.nn.functional as F
 
 
 @lru_cache(maxsize=64)
-def interpolation_matrix(n_out: int, n_in: int) -> torch.Tensor:
+def interpolation_matrix(n_out: int, n_in: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
     """(n_out, n_in): 1-D linear interpolation with align_corners=False, as F.interpolate does it."""
-    eye = torch.eye(n_in)[None]  # channel i holds the i-th unit signal
+    eye = torch.eye(n_in, device=device)[None]  # channel i holds the i-th unit signal
     return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T.contiguous()
 
 
 def mask_weights(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(h, w) weights such that (features * weights).sum() == (upsampled features * mask).sum()."""
-    uh = interpolation_matrix(mask.shape[0], size[0]).to(mask.device)
-    uw = interpolation_matrix(mask.shape[1], size[1]).to(mask.device)
+    uh = interpolation_matrix(mask.shape[0], size[0], mask.device)
+    uw = interpolation_matrix(mask.shape[1], size[1], mask.device)
     return uh.T @ mask.to(uh.dtype) @ uw
 
 

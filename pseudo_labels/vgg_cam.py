@@ -91,7 +91,7 @@ class VggCam:
         self.class_names = [n for _, n in kept]
         net = load_vgg16(path)
         self.features = net.features
-        self.head = fully_convolutional(net.classifier, kernel=7)
+        self.head = fully_convolutional(net.classifier, kernel=7).to(device())  # new conv layers: on the device too
         self.path, self.size, self.prob_scale, self.norm = Path(path), cfg.vgg_input, cfg.cam_prob_scale, cfg.cam_norm
 
     @torch.no_grad()

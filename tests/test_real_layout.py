@@ -160,3 +160,26 @@ def test_fingerprints_follow_file_content_not_paths_or_times(mini, tmp_path, mon
             assert image_id not in e.query_ids and image_id not in e.support_ids[0]
     (root / "JPEGImages" / f"{image_id}.jpg").write_bytes((root / "JPEGImages" / f"{ds.ids('train')[0]}.jpg").read_bytes())
     assert pascal_dataset(root, memo).fingerprint() not in (fp, edited.fingerprint())  # images count too
+
+
+def test_checkpoints_are_keyed_by_the_weight_files_content(voc_root, cache_dir, tmp_path):
+    import torch
+
+    from bench.annotations import annotation_source
+    from bench.data.datasets import get_dataset
+    from bench.runner import RunRequest, checkpoint_path
+
+    annotations = annotation_source("full", get_dataset("pascal5i", cache_dir, voc_root), cache_dir)
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save({"w": torch.zeros(3)}, a)
+    b.write_bytes(a.read_bytes())
+
+    def path(weights):
+        req = RunRequest(method="panet", mode="full", dataset="pascal5i", preset="wacv22", cache_dir=cache_dir,
+                         config={"trunk_checkpoint": str(weights)})
+        return checkpoint_path(req, 0, annotations)
+
+    assert path(a) == path(b)  # the same bytes under two names: one fit
+    before = path(a)
+    torch.save({"w": torch.ones(3)}, a)  # new weights at the same path: a new fit
+    assert path(a) != before

@@ -1,7 +1,7 @@
 """Throughput of pseudo-mask generation once the CAM and saliency nets are trained (goal >= 20
 images/s on 2 cores at 129x129), against a baseline measured in the same run: reading each
 image and writing a mask PNG for it, i.e. the I/O the generator cannot avoid.
-    python benchmarks/pseudo_labels.py [--dataset openmoji5i] [--cache-dir cache]
+    python benchmarks/pseudo_label_speed.py [--dataset openmoji5i] [--cache-dir cache]
 Trains the pool nets first if they are not cached (minutes on the default set; the mini set
 trains small nets in seconds)."""
 from __future__ import annotations
