@@ -103,7 +103,8 @@ def claim_4(means: dict) -> tuple[str, str]:
         return "not checkable", "needs ours, ours-noE and ours [saliency=none] in weak mode"
     ours = means[rows["ours"]]
     drops = {k: ours - means[rows[k]] for k in ABLATIONS}
-    text = "; ".join(f"without {k} −{d:.1f} (paper {lo}–{hi})" for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
+    text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} (paper {lo}–{hi})"
+                     for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
     bad = [k for k, d in drops.items() if d <= 0]
     return ("fails: no drop without " + ", ".join(bad) if bad else "holds"), text
 
@@ -142,7 +143,7 @@ def render_claims(results_dir: Path, filters: dict | None = None) -> str:
 
     claims = {c["id"]: c["text"] for c in paper_numbers()["claims"]}
     rows = claim_rows(results_dir, filters)
-    lines = ["The paper's claims (bench/data/paper_numbers.json):"] + [f"  {i}. {t}" for i, t in claims.items()] + [""]
+    lines = ["The paper's claims (bench/data/paper_numbers.json):"] + [f"  {i}. {t}" for i, t in claims.items()] + ["", ""]
     table = tabulate(rows, ["claim", "records", "ours", "our numbers (mean mIoU over folds)", "paper", "paper's numbers"],
                      tablefmt="github", disable_numparse=True)
     return "\n".join(lines) + table + "\n"

@@ -143,10 +143,6 @@ class TrainSource:
         """The images test episodes draw from (for methods that precompute per-image features)."""
         return self.dataset.ids(self.preset.test_split)
 
-    def test_image(self, image_id: str) -> np.ndarray:
-        """A test image as `build_episode_input` gives it to a method (at `eval_size`)."""
-        return resized_image(self.dataset.image(image_id), self.preset.eval_size)
-
     def sample_episode(self, rng: np.random.Generator, way: int, shot: int) -> tuple[EpisodeInput, list[np.ndarray]]:
         """A base-class episode and its query masks (episode labels, from the annotation source)."""
         classes = [c for c in self.base_classes if len(self.by_class[c]) >= shot + 1]

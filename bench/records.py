@@ -68,6 +68,7 @@ class RunRecord:
     pseudo: dict = field(default_factory=dict)  # weak mode: pseudo-label settings that differ from the defaults
     input_files: dict = field(default_factory=dict)  # setting -> sha256 of the weight file it names
     device: str = ""  # where the method ran (cpu, cuda:0)
+    torch_threads: dict = field(default_factory=dict)  # {"fit": n, "eval": m}: CPU results depend on them
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

@@ -67,8 +67,9 @@ def run(req: RunRequest, log=print) -> list[Path]:
         train = TrainSource(dataset, annotations, preset, fold, req.cache_dir)
         method = fitted_method(req, train, fold)
         fit_s = time.perf_counter() - t0
+        threads = {"fit": fit_threads(req, fold, annotations), "eval": torch_threads()}
         for seed in todo:
-            record = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s)
+            record = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads)
             written.append(record.write(req.results_dir))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
@@ -110,9 +111,9 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
         return False
     old = json.loads(path.read_text())
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
+    config = requested_config(req)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
-            and old.get("method_config") == requested_config(req)
-            and old.get("input_files", {}) == input_files(requested_config(req))
+            and old.get("method_config") == config and old.get("input_files", {}) == input_files(config)
             and old.get("annotation_fingerprint") == annotations.fingerprint()
             and old.get("dataset_fingerprint") == dataset.fingerprint())
 
@@ -159,10 +160,33 @@ def fitted_method(req: RunRequest, train: TrainSource, fold: int):
         from bench.records import atomic_write_bytes
 
         atomic_write_bytes(path, pickle.dumps(state))
+        atomic_write_bytes(fit_info_path(path), json.dumps({"torch_threads": torch_threads()}).encode())
     return method
 
 
-def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float) -> RunRecord:
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def fit_info_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".json")
+
+
+def fit_threads(req: RunRequest, fold: int, annotations) -> int | None:
+    """Torch CPU threads the fold's fit ran with. Training on the CPU is deterministic only at a
+    fixed thread count (float sums are split across threads: PANet's fold 0 gives 13.8 with 2
+    threads and 14.2 with 1, seed 1234), so records say it. None: a checkpoint older than this."""
+    path = checkpoint_path(req, fold, annotations)
+    if not path.exists():
+        return torch_threads()  # no learned state: fitted in this process, now
+    info = fit_info_path(path)
+    return json.loads(info.read_text()).get("torch_threads") if info.exists() else None
+
+
+def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float,
+                 threads: dict | None = None) -> RunRecord:
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     acc = IoUAccumulator(tuple(dataset.fold_classes(fold, preset.coco_split)))
     saver = PredictionSaver(req.save_predictions, dataset.name, fold, seed) if req.save_predictions else None
@@ -184,6 +208,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
     if saver:
         saver.close()
     scores = acc.compute()
+    config = _resolved_config(method)
     return RunRecord(
         method=req.method, mode=req.mode, dataset=dataset.name, preset=preset.label(), fold=fold, way=req.way,
         shot=req.shot, seed=seed, class_ids=list(acc.class_ids),
@@ -192,9 +217,9 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
-        git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=_resolved_config(method),
-        input_files=input_files(_resolved_config(method)), device=str(current_device()), timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3),
-                                          "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
+        git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
+        device=str(current_device()), torch_threads=threads or {},
+        timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3), "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     )
 
 

@@ -164,10 +164,21 @@ def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(m
     sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
     args = ["--cache-dir", str(cache_dir), "run", "--method", "ours", "--mode", "full", "--dataset", "openmoji5i-mini",
             "--preset", "quick", "--fold", "0", "--results-dir", str(tmp_path), *sets]
-    assert main(args) == 0
-    (first,) = [r for _, r in load_records(tmp_path)]
-    assert first.method_config["loss"] == "ce" and first.method_config["k"] == 5 and 0 <= first.miou <= 100
-    monkeypatch.setattr(Ours, "fit", lambda *a: pytest.fail("refitted although a checkpoint exists"))
-    assert main(args + ["--force"]) == 0  # the fold's checkpoint is loaded and the backbone re-attached
-    (second,) = [r for _, r in load_records(tmp_path)]
-    assert second.miou == first.miou and second.episode_sha256 == first.episode_sha256
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert main(args) == 0
+        (first,) = [r for _, r in load_records(tmp_path)]
+        assert first.method_config["loss"] == "ce" and first.method_config["k"] == 5 and 0 <= first.miou <= 100
+        monkeypatch.setattr(Ours, "fit", lambda *a: pytest.fail("refitted although a checkpoint exists"))
+        assert main(args + ["--force"]) == 0  # the fold's checkpoint is loaded and the backbone re-attached
+        (second,) = [r for _, r in load_records(tmp_path)]
+        assert second.miou == first.miou and second.episode_sha256 == first.episode_sha256
+        torch.set_num_threads(2)
+        assert main(args + ["--force"]) == 0
+        (third,) = [r for _, r in load_records(tmp_path)]
+    finally:
+        torch.set_num_threads(threads)
+    # the fit's thread count travels with its checkpoint (CPU training is reproducible only at the same count)
+    assert first.torch_threads == second.torch_threads == {"fit": 1, "eval": 1}
+    assert third.torch_threads == {"fit": 1, "eval": 2}

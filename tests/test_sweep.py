@@ -56,6 +56,20 @@ def test_committed_grid_files_expand(name):
     assert all(c.seeds == (1234,) for c in cells if c.shot == 5)
 
 
+def test_sampling_grid_pairs_every_row_with_its_class_pixels_0_twin():
+    from pathlib import Path
+
+    from bench.sweep import load_grid
+
+    cells = grid_cells(load_grid(Path(__file__).parents[1] / "grids" / "ours_sampling.toml"))
+    assert len(cells) == 40 and all(c.seeds is None and (c.way, c.shot) == (1, 1) for c in cells)
+    before = [c for c in cells if c.config == (("class_pixels", 0),)]
+    after = [c for c in cells if not c.config]
+    strip = lambda c: (c.method, c.mode, c.fold, c.pseudo)  # noqa: E731
+    assert sorted(map(strip, before)) == sorted(map(strip, after)) and len(after) == 20
+    assert {c.pseudo for c in cells} == {(), (("saliency", "none"),)}
+
+
 def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir, tmp_path):
     results = tmp_path / "results"
     paths = Paths(cache_dir, results)
@@ -239,7 +253,7 @@ def test_claims_are_checked_on_records_beside_the_paper(two_seed_results, cache_
     assert verdict["1"] == "fails: amp" and "amp 23.5 → 24.2" in numbers["1"]
     assert verdict["2"].startswith("fails") and "ours 11.2" in numbers["2"]  # 11.2 is not below half of amp's −0.8
     assert verdict["3"] == "fails: amp ≥ ours"
-    assert verdict["4"].startswith("fails: no drop without saliency") and "without E −3.0 (paper 12–18)" in numbers["4"]
+    assert verdict["4"].startswith("fails: no drop without saliency") and "without E 16.2 → 13.2, drop 3.0 (paper 12–18)" in numbers["4"]
     paper = {r[0]: r[4] for r in rows}
     assert paper["1"] == paper["2"] == paper["3"] == paper["4"] == "holds"  # the paper's own numbers carry its claims
     assert all(r[1] == "openmoji5i-mini · 1-way 1-shot" for r in rows)
