@@ -204,7 +204,7 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
         raise BenchError(f"unknown table layout '{layout}'; use one of {', '.join(LAYOUTS)}")
     records = selected_records(results_dir, filters)
     if layout != "settings":
-        return layout_tables(records, layout, fmt_name, results_dir)
+        return layout_tables(records, layout, fmt_name, results_dir, (filters or {}).get("shot"))
     quality = _quality_sections(results_dir, fmt_name, (filters or {}).get("dataset"))
     if not records and not quality:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench run ...` first")
@@ -235,7 +235,10 @@ def _runs_note_by_setting(recs: list[RunRecord]) -> str:
     return "; ".join(f"{setting_header(w, s)} {note}" for (w, s), note in notes.items())
 
 
-def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: str, results_dir: Path) -> str:
+def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: str, results_dir: Path,
+                  shot: int | None = None) -> str:
+    """The paper's layout of the records, each shot followed by every published cell of it (only
+    `shot`'s block when the table was asked for one shot)."""
     if layout == "table3":
         records = [(p, r) for p, r in records if r.method in ABLATION_METHODS]
     else:
@@ -258,14 +261,14 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
                                     f"{_runs_note_by_setting(recs)}", header, rows, fmt_name))
             out.append(published_table3(paper, fmt_name))
             continue
-        shots = sorted({r.shot for r in recs} | {e["shot"] for e in paper["numbers"] if e["table"] == layout})
-        for shot in shots:
-            for way in sorted({r.way for r in recs if r.shot == shot}):
-                block = [r for r in recs if (r.way, r.shot) == (way, shot)]
+        shots = [shot] if shot else sorted({r.shot for r in recs} | {e["shot"] for e in paper["numbers"] if e["table"] == layout})
+        for k in shots:
+            for way in sorted({r.way for r in recs if r.shot == k}):
+                block = [r for r in recs if (r.way, r.shot) == (way, k)]
                 header, rows = setting_rows(block)
-                out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · {setting_header(way, shot)} · "
+                out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · {setting_header(way, k)} · "
                                         f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name))
-            out.append(published_table2(paper, layout, shot, fmt_name))
+            out.append(published_table2(paper, layout, k, fmt_name))
     return "\n\n".join(b for b in out if b) + "\n"
 
 

@@ -194,6 +194,9 @@ def test_table2a_layout_beside_paper_numbers_and_file_outputs(two_seed_results, 
     assert "published · Table 2a · pascal5i · 1-shot" in text and "published · Table 2a · pascal5i · 5-shot" in text
     assert "lee2022-table2a" in text and "45.1†" in text
     capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table2a", "--shot", "1") == 0
+    text = capsys.readouterr().out  # one shot asked for: its published block, not the other's
+    assert "pascal5i · 1-shot" in text and "pascal5i · 5-shot" not in text and "27.5 ± 7.5" in text
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table3") == 2
     assert "needs ours/ours-noE records" in capsys.readouterr().err
 
