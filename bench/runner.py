@@ -127,10 +127,14 @@ def input_files(config: dict) -> dict:
 
 
 def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
-    """Keyed by the method's resolved config (defaults included, so a changed default is a new fit),
-    the content of any weight file it names, the training masks and the preset's training settings
+    """Keyed by the method's resolved config (defaults included, so a changed default is a new fit;
+    minus the settings a method declares test-time only, `test_settings`), the content of any weight
+    file it names, the training masks and the preset's training settings
     (so presets that train alike share one fit); changing any of them never loads a stale fit."""
-    config = requested_config(req)
+    from bench.registry import method_class
+
+    test_only = getattr(method_class(req.method), "test_settings", ())  # read at prediction only: one fit serves all
+    config = {k: v for k, v in requested_config(req).items() if k not in test_only}
     config = {**config, **{k: f"sha256:{sha}" for k, sha in input_files(config).items()}}  # content, not path
     preset = get_preset(req.preset)
     training = {**preset.training_key(), "novel": annotations.dataset.fold_classes(fold, preset.coco_split)}

@@ -106,6 +106,7 @@ def knn_votes(query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, 
 
 class Ours:
     name = "ours"
+    test_settings = ("classifier", "k", "knn_at", "chunk")  # settings fitting never reads (checkpoints ignore them)
 
     def __init__(self, **config):
         self.cfg = settings_from(OursConfig, config, "ours", {"loss": LOSSES, "knn_at": ("feature", "image"),

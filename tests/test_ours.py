@@ -177,6 +177,9 @@ def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(m
         torch.set_num_threads(2)
         assert main(args + ["--force"]) == 0
         (third,) = [r for _, r in load_records(tmp_path)]
+        assert main(args + ["--set", "k=3", "classifier=prototype"]) == 0  # test-time settings: the same fit
+        (other,) = [r for p, r in load_records(tmp_path) if r.config.get("k") == 3]
+        assert other.method_config["classifier"] == "prototype" and other.torch_threads["fit"] == 1
     finally:
         torch.set_num_threads(threads)
     # the fit's thread count travels with its checkpoint (CPU training is reproducible only at the same count)
