@@ -70,6 +70,24 @@ def test_sampling_grid_pairs_every_row_with_its_class_pixels_0_twin():
     assert {c.pseudo for c in cells} == {(), (("saliency", "none"),)}
 
 
+def test_artefact_builders_use_every_core_then_the_callers_count(tmp_path):
+    import os
+
+    import torch
+
+    from bench.locks import one_builder
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a sweep worker's share of the cores
+        with one_builder(tmp_path / "net.pt"):
+            inside = torch.get_num_threads()
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert (inside, after) == (os.cpu_count(), 1)
+
+
 def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir, tmp_path):
     results = tmp_path / "results"
     paths = Paths(cache_dir, results)
