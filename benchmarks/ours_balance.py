@@ -22,6 +22,7 @@ from bench.data.datasets import get_dataset
 from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
 from bench.presets import get_preset
 from bench.runner import RunRequest, fitted_method
+from pseudo_labels.report import BinaryIoU
 
 
 def balance_row(method_name: str, mode: str, variant: str, fold: int, seed: int, cache_dir: Path) -> list:
@@ -32,23 +33,19 @@ def balance_row(method_name: str, mode: str, variant: str, fold: int, seed: int,
                      cache_dir=cache_dir)
     method = fitted_method(req, TrainSource(dataset, annotations, preset, fold, cache_dir), fold)
     episodes, _, _ = load_or_sample_episodes(cache_dir, preset, dataset, fold, 1, 1, seed)
-    support_fg = []
-    tp = fp = fn = 0
-    predicted = known = 0
+    support_fg, known = [], 0
+    acc = BinaryIoU(1)  # episode labels: 1 is the foreground
     for spec in episodes:
         episode = build_episode_input(spec, dataset, annotations, preset)
         mask = episode.support_masks[0][0]
         support_fg.append((mask == 1).sum() / max((mask != 255).sum(), 1))
         pred, gt = method.predict(episode)[0], query_ground_truth(spec, dataset, preset)[0]
-        valid = gt != 255
-        tp += ((pred == 1) & (gt == 1) & valid).sum()
-        fp += ((pred == 1) & (gt == 0) & valid).sum()
-        fn += ((pred != 1) & (gt == 1) & valid).sum()
-        predicted += ((pred == 1) & valid).sum()
-        known += valid.sum()
+        acc.update({1: pred == 1}, gt, (1,))
+        known += int((gt != 255).sum())
     pct = lambda a, b: round(100 * a / max(b, 1), 1)  # noqa: E731
     return [method_name, mode, variant or "(defaults)", round(100 * float(np.mean(support_fg)), 1),
-            pct(predicted, known), pct(tp + fn, known), pct(tp, tp + fp), pct(tp, tp + fn), pct(tp, tp + fp + fn)]
+            pct(acc.pred[1], known), pct(acc.true[1], known), pct(acc.inter[1], acc.pred[1]),
+            pct(acc.inter[1], acc.true[1]), pct(acc.inter[1], acc.union[1])]
 
 
 def main() -> None:
