@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from backbones.mmseg_compat import install
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 ARCHS = {
     # depth, head in/out channels, c1 channels, strides, dilations (output stride 16 or 8)

@@ -17,27 +17,28 @@ import torch.nn.functional as F
 
 from backbones.deeplab import decoder_features
 from bench.data.sizes import resized_image, target_shape
-from bench.device import device, to_numpy
-from bench.locks import one_builder
-from bench.memo import BytesLRU
-from bench.progress import progress
-from bench.records import atomic_write_bytes
+from bench.core.device import device, to_numpy
+from bench.core.locks import one_builder
+from bench.core.memo import BytesLRU
+from bench.core.progress import progress
+from bench.core.files import atomic_write_bytes
 
 BATCH = 32
 
 
 class FeatureCache:
-    """Files on disk, plus a RAM memo of the float16 arrays bounded in bytes (bench/memo.py:
+    """Files on disk, plus a RAM memo of the float16 arrays bounded in bytes (bench/core/memo.py:
     $WSFSS_RAM_MB, default 2 GB; the embedded set's 2,800 images take 780 MB), so that an
     evaluation of thousands of episodes reads each file once."""
 
-    def __init__(self, dataset, model: torch.nn.Module, weights_id: str, cache_dir: Path, outputs=decoder_features,
+    def __init__(self, images, model: torch.nn.Module, weights_id: str, cache_dir: Path, outputs=decoder_features,
                  tag: str = "", ram_bytes: int | None = None):
         """`weights_id` names the network's weights by content (a pool-pretrained file's stem, or a
         user file's stem + sha); `outputs(model, batch)` -> (B, C, h, w) features to store
-        (default: the DeepLabV3+ decoder's); `tag` names another choice of outputs."""
-        self.dataset, self.model, self._outputs = dataset, model, outputs
-        name = f"{dataset.name}-{dataset.fingerprint()}-{weights_id}{'-' + tag if tag else ''}"
+        (default: the DeepLabV3+ decoder's); `tag` names another choice of outputs. `images` is an
+        image store (bench/data/stores.py): the dataset's name and content fingerprint key the folder."""
+        self.images, self.model, self._outputs = images, model, outputs
+        name = f"{images.name}-{images.fingerprint}-{weights_id}{'-' + tag if tag else ''}"
         self.root = Path(cache_dir) / "features" / name
         self._ram = BytesLRU(ram_bytes)
 
@@ -45,12 +46,12 @@ class FeatureCache:
         return self.root / f"{shape[0]}x{shape[1]}" / f"{image_id}.npy"
 
     def image_at(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
-        return resized_image(self.dataset.image(image_id), tuple(shape))
+        return resized_image(self.images.image(image_id), tuple(shape))
 
     def shape_of(self, image_id: str, size) -> tuple[int, int]:
         """(H, W) of an image under a preset size (square side or None = its own size)."""
         if size is None:
-            return tuple(self.dataset.image(image_id).shape[:2])
+            return tuple(self.images.image(image_id).shape[:2])
         return target_shape((0, 0), size)
 
     def ensure(self, ids, size=None, desc: str = "backbone features") -> None:

@@ -13,7 +13,7 @@ import warnings
 
 import torch.nn.functional as F
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def point_sample(input, points, align_corners: bool = False, **kwargs):

@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from backbones.deeplab import ARCHS, build_deeplab, logits
-from bench.data.datasets import IGNORE, pool_dataset
-from bench.errors import BenchError
-from bench.progress import progress
-from bench.locks import one_builder
-from bench.device import device, forked_rng, tensor, to_numpy
-from bench.records import atomic_write_bytes
-from bench.weights import load_weights
-from bench.settings import settings_from
+from bench.data.datasets import IGNORE, require_pool
+from bench.core.errors import BenchError
+from bench.core.progress import progress
+from bench.core.locks import one_builder
+from bench.core.device import device, forked_rng, tensor, to_numpy
+from bench.core.files import atomic_write_bytes
+from bench.core.weights import load_weights
+from bench.core.settings import settings_from
 
 BACKBONE_VERSION = 3  # bump when the recipe changes: cached weights of an older recipe are then not reused
 
@@ -128,7 +128,7 @@ class _LastStage(torch.nn.Module):
 def _classify_crops(model, train, cfg: BackboneConfig, rng) -> None:
     """Stage 1: the ResNet learns the pool's 250 classes on single-object crops (global average
     pooling + a temporary linear layer): objects first, then segmentation."""
-    from backbones.trunks import classify_crops
+    from backbones.crops import classify_crops
     from pseudo_labels.train import object_crops
 
     crops, classes = object_crops(train)
@@ -165,11 +165,12 @@ def confusion_scores(conf: np.ndarray) -> dict:
             "val_object_iou": round(float(objects / max(conf[1:].sum() + conf[:, 1:].sum() - objects, 1)) * 100, 2)}
 
 
-def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print) -> tuple[torch.nn.Module, dict, Path]:
-    """The frozen DeepLabV3+ for this dataset: a user checkpoint, or pool-pretrained (trained on first use)."""
+def pretrained_backbone(pool, cfg: BackboneConfig, cache_dir: Path, log=print) -> tuple[torch.nn.Module, dict, Path]:
+    """The frozen DeepLabV3+: a user checkpoint, or pretrained on `pool` (the dataset's disjoint pool
+    reader, None for a real dataset; trained on first use)."""
     if cfg.checkpoint:
         return _user_checkpoint(Path(cfg.checkpoint), cfg)
-    pool = pool_dataset(dataset)
+    pool = require_pool(pool, "the DeepLabV3+ backbone (no checkpoint= given)")
     path = weights_path(cache_dir, pool, cfg)
     with one_builder(path):
         if not path.is_file():
@@ -190,7 +191,7 @@ def pretrained_backbone(dataset, cfg: BackboneConfig, cache_dir: Path, log=print
 
 
 def _user_checkpoint(path: Path, cfg: BackboneConfig):
-    from bench.records import file_sha
+    from bench.core.files import file_sha
 
     fix = f"pass an mmsegmentation DeepLabV3+ {cfg.arch} checkpoint as the backbone setting checkpoint=FILE"
     blob = load_weights(path, "backbone checkpoint", fix, weights_only=False)

@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.device import device, forked_rng, tensor, to_numpy
-from bench.errors import BenchError
-from bench.locks import one_builder
-from bench.progress import progress
-from bench.weights import load_weights
+from bench.core.device import device, forked_rng, tensor, to_numpy
+from bench.core.errors import BenchError
+from bench.core.locks import one_builder
+from bench.core.progress import progress
+from backbones.crops import classify_crops, crop_accuracy
+from bench.core.weights import load_weights
 
 TRUNK_VERSION = 1  # bump when the recipe changes: cached trunks of an older recipe are not reused
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -108,53 +109,17 @@ class Vgg16Trunk(nn.Module):
         return self
 
 
-def classify_crops(trunk: nn.Module, width: int, crops: np.ndarray, classes: np.ndarray, epochs: int, lr: float,
-                   rng: np.random.Generator, desc: str) -> nn.Linear:
-    """Trains `trunk` (and a returned linear head on its global-average-pooled output) to classify
-    the pool's object crops: the pool plays ImageNet's role, object-centric."""
-    from pseudo_labels.nets import as_batch
-
-    head = nn.Linear(width, int(classes.max()) + 1).to(device())
-    opt = torch.optim.AdamW(list(trunk.parameters()) + list(head.parameters()), lr=lr, weight_decay=1e-4)
-    batches = [rng.permutation(len(crops))[i : i + 64] for _ in range(epochs) for i in range(0, len(crops), 64)]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 1), pct_start=0.15)
-    trunk.train()
-    for idx in progress(batches, desc=desc):
-        x = as_batch(crops[idx])
-        if rng.random() < 0.5:
-            x = x.flip(-1)
-        out = head(trunk(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3)))
-        loss = F.cross_entropy(out, tensor(classes[idx]), label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return head
-
-
-@torch.no_grad()
-def crop_accuracy(trunk: nn.Module, head: nn.Linear, crops: np.ndarray, classes: np.ndarray) -> float:
-    from pseudo_labels.nets import as_batch
-
-    trunk.eval()
-    hits = 0
-    for i in range(0, len(crops), 256):
-        out = head(trunk(as_batch(crops[i : i + 256])).mean(dim=(2, 3)))
-        hits += int((to_numpy(out.argmax(1)) == classes[i : i + 256]).sum())
-    return round(100.0 * hits / max(len(crops), 1), 2)
-
-
 def trunk_path(cache_dir: Path, pool, cfg: TrunkConfig) -> Path:
     return Path(cache_dir) / "trunks" / f"vgg16-w{cfg.width:g}{'-bn' if cfg.bn else ''}-{pool.name}-{pool.fingerprint()}-{cfg.key()}.pt"
 
 
-def pretrained_vgg16(dataset, cfg: TrunkConfig, cache_dir: Path, log=print) -> tuple[Vgg16Trunk, dict]:
+def pretrained_vgg16(pool, cfg: TrunkConfig, cache_dir: Path, log=print) -> tuple[Vgg16Trunk, dict]:
     """The VGG-16 trunk for this dataset: a user's ImageNet file, or pool-pretrained (on first use)."""
     if cfg.checkpoint:
         return _user_vgg16(Path(cfg.checkpoint), cfg), {"checkpoint": cfg.checkpoint}
-    from bench.data.datasets import pool_dataset
+    from bench.data.datasets import require_pool
 
-    pool = pool_dataset(dataset)
+    pool = require_pool(pool, "the VGG-16 trunk (no checkpoint= given)")
     path = trunk_path(cache_dir, pool, cfg)
     with one_builder(path):
         if not path.is_file():
@@ -227,21 +192,21 @@ def resnet_os8(depth: int, stem_channels: int = 64) -> nn.Module:
     return net.to(device())
 
 
-def pretrained_resnet(dataset, depth: int, checkpoint: str, backbone: dict, cache_dir: Path, log=print) -> tuple[nn.Module, str]:
+def pretrained_resnet(pool, depth: int, checkpoint: str, backbone: dict, cache_dir: Path, log=print) -> tuple[nn.Module, str]:
     """PFENet's frozen trunk and a name for its weights: a user's ImageNet ResNet file, or the
     ResNet of the pool-pretrained DeepLabV3+ that `ours` stands on (`backbone`: BackboneConfig
     overrides), re-dilated to stride 8."""
     if depth not in RESNET_DEPTHS:
         raise BenchError(f"trunk_depth={depth} is not one of {', '.join(map(str, RESNET_DEPTHS))}")
     if checkpoint:
-        from bench.records import file_sha
+        from bench.core.files import file_sha
 
         path = Path(checkpoint)
         net = _user_resnet(path, depth)
         return net, f"{path.stem}-{file_sha(path)[:12]}"
     from backbones.pretrain import backbone_config, pretrained_backbone
 
-    model, meta, path = pretrained_backbone(dataset, backbone_config({**backbone, "arch": RESNET_DEPTHS[depth]}), cache_dir, log)
+    model, meta, path = pretrained_backbone(pool, backbone_config({**backbone, "arch": RESNET_DEPTHS[depth]}), cache_dir, log)
     net = resnet_os8(depth)
     net.load_state_dict({k[len("backbone."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.")})
     return net, path.stem

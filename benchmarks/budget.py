@@ -12,7 +12,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from bench.records import load_records, mode_label
+from bench.core.records import load_records, mode_label
 
 
 def budget_rows(results_dir: Path, budget_s: float) -> list[list]:

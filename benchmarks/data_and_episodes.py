@@ -16,8 +16,8 @@ from PIL import Image
 
 from bench.data.datasets import class_pixel_counts, embedded_dataset, mini_spec
 from bench.data.embedded.generate import EmbeddedSpec, generate
-from bench.episodes import sample_test_episodes
-from bench.presets import PRESETS
+from bench.harness.episodes import sample_test_episodes
+from bench.harness.presets import PRESETS
 
 
 def timed(fn):

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from bench.annotations import annotation_source
+from bench.harness.annotations import annotation_source
 from bench.data.datasets import get_dataset
-from bench.device import use_device
-from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes
-from bench.presets import get_preset
-from bench.registry import create_method
+from bench.core.device import use_device
+from bench.harness.episodes import build_episode_input, load_or_sample_episodes
+from bench.harness.views import FitView
+from bench.harness.presets import get_preset
+from bench.harness.registry import create_method
 
 STEP_KEY = {"ours": "episodes", "panet": "iterations", "amp": "steps", "pfenet": "steps"}
 ONE_TIME = {  # small pretraining: the benchmark times steps and episodes, not pretraining
@@ -78,7 +79,7 @@ def main() -> None:
     preset = get_preset("quick")
     dataset = get_dataset(args.dataset, args.cache_dir)
     annotations = annotation_source("full", dataset, args.cache_dir)
-    train = TrainSource(dataset, annotations, preset, 0, args.cache_dir)
+    train = FitView(dataset, annotations, preset, 0, args.cache_dir)
     specs = load_or_sample_episodes(args.cache_dir, preset, dataset, 0, 1, 1, preset.seed_base)[0][: args.episodes]
     target = use_device(args.device)
     devices = list(dict.fromkeys([torch.device("cpu"), target]))

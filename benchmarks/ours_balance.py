@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.annotations import annotation_source
-from bench.cli import parse_overrides
+from bench.harness.annotations import annotation_source
+from bench.core.settings import parse_overrides
 from bench.data.datasets import get_dataset
-from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
-from bench.presets import get_preset
-from bench.runner import RunRequest, fitted_method
+from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth
+from bench.harness.views import FitView
+from bench.harness.presets import get_preset
+from bench.harness.runner import RunRequest, fitted_method
 from pseudo_labels.report import BinaryIoU
 
 
@@ -31,7 +32,7 @@ def balance_row(method_name: str, mode: str, variant: str, fold: int, seed: int,
     annotations = annotation_source(mode, dataset, cache_dir)
     req = RunRequest(method=method_name, mode=mode, folds=(fold,), config=parse_overrides([variant]) if variant else {},
                      cache_dir=cache_dir)
-    method = fitted_method(req, TrainSource(dataset, annotations, preset, fold, cache_dir), fold)
+    method = fitted_method(req, FitView(dataset, annotations, preset, fold, cache_dir), fold, annotations)
     episodes, _, _ = load_or_sample_episodes(cache_dir, preset, dataset, fold, 1, 1, seed)
     support_fg, known = [], 0
     acc = BinaryIoU(1)  # episode labels: 1 is the foreground

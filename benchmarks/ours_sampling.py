@@ -15,15 +15,16 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.annotations import annotation_source
-from bench.cli import parse_overrides
+from bench.harness.annotations import annotation_source
+from bench.core.settings import parse_overrides
 from bench.data.datasets import get_dataset
-from bench.episodes import TrainSource, base_class_iou
-from bench.presets import get_preset
-from bench.registry import create_method
+from bench.harness.episodes import base_class_iou
+from bench.harness.views import FitView
+from bench.harness.presets import get_preset
+from bench.harness.registry import create_method
 
 
-def variant_row(method: str, mode: str, variant: str, train: TrainSource, episodes: int, seed: int) -> list:
+def variant_row(method: str, mode: str, variant: str, train: FitView, episodes: int, seed: int) -> list:
     model = create_method(method, parse_overrides([variant]) if variant else {})
     start = time.perf_counter()
     model.fit(train, {})
@@ -48,7 +49,7 @@ def main() -> None:
     dataset = get_dataset(args.dataset, args.cache_dir)
     rows = []
     for mode in args.mode or ["full", "weak"]:
-        train = TrainSource(dataset, annotation_source(mode, dataset, args.cache_dir), get_preset("wacv22"), args.fold, args.cache_dir)
+        train = FitView(dataset, annotation_source(mode, dataset, args.cache_dir), get_preset("wacv22"), args.fold, args.cache_dir)
         for method in args.method or ["ours"]:
             for variant in args.variant or [""]:
                 rows.append(variant_row(method, mode, variant, train, args.episodes, args.seed))

@@ -13,15 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.annotations import annotation_source
+from bench.harness.annotations import annotation_source
 from bench.data.datasets import get_dataset
-from bench.episodes import TrainSource, base_class_iou
-from bench.presets import get_preset
-from bench.cli import parse_overrides
+from bench.harness.episodes import base_class_iou
+from bench.harness.views import FitView
+from bench.harness.presets import get_preset
+from bench.core.settings import parse_overrides
 from methods.pfenet import Pfenet
 
 
-def schedule_row(steps: int, lr: float, extra: dict, train: TrainSource, args) -> list:
+def schedule_row(steps: int, lr: float, extra: dict, train: FitView, args) -> list:
     model = Pfenet(steps=steps, lr=lr, **extra)
     start = time.perf_counter()
     model.fit(train, {})
@@ -42,7 +43,7 @@ def main() -> None:
     from tabulate import tabulate
 
     dataset = get_dataset("openmoji5i", args.cache_dir)
-    train = TrainSource(dataset, annotation_source("full", dataset, args.cache_dir), get_preset("wacv22"),
+    train = FitView(dataset, annotation_source("full", dataset, args.cache_dir), get_preset("wacv22"),
                         args.fold, args.cache_dir)
     extra = parse_overrides(args.set)
     rows = []

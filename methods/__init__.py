@@ -1,1 +1,1 @@
-"""Few-shot segmentation methods: one file each, registered in bench/registry.py."""
+"""Few-shot segmentation methods: one file each, registered in bench/harness/registry.py."""

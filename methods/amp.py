@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.device import cpu_state, device, tensor
-from bench.memo import FeatureMemo
-from bench.settings import settings_from
+from bench.core.device import cpu_state, device, tensor
+from bench.core.memo import FeatureMemo
+from bench.core.settings import settings_from
 from methods.nway import combine_ways, way_mask
 from methods.pooling import masked_average
 
@@ -139,11 +139,11 @@ class Amp:
     # -- training -----------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
         from backbones.trunks import method_trunk, pretrained_vgg16
-        from bench.progress import progress
+        from bench.core.progress import progress
 
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
-        trunk, _ = pretrained_vgg16(train.dataset, method_trunk(self.cfg), train.cache_dir)
+        trunk, _ = pretrained_vgg16(train.pool, method_trunk(self.cfg), train.cache_dir)
         self.base_classes = tuple(train.base_classes)
         self.net = self._new_net(trunk, len(self.base_classes) + 1).to(device())
         self._memo.clear()

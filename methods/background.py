@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.types import EpisodeInput
+from bench.core.types import EpisodeInput
 
 
 class AllBackground:

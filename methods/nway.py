@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.device import to_numpy
+from bench.core.device import to_numpy
 
 IGNORE = 255
 

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.device import cpu_state, device, tensor, to_numpy
-from bench.errors import BenchError
-from bench.memo import BytesLRU
-from bench.settings import settings_from
+from bench.core.device import cpu_state, device, tensor, to_numpy
+from bench.core.errors import BenchError
+from bench.core.memo import BytesLRU
+from bench.core.settings import settings_from
 
 IGNORE = 255
 LOSSES = ("ce", "eq5")
@@ -128,16 +128,16 @@ class Ours:
 
         bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
                                 "crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps, "max_images": self.cfg.backbone_max_images})
-        model, meta, _ = pretrained_backbone(train.dataset, bcfg, train.cache_dir)
+        model, meta, _ = pretrained_backbone(train.pool, bcfg, train.cache_dir)
         weights = meta["weights_id"]
         if self._trained_on not in (None, weights):
             raise BenchError(f"this checkpoint of ours was meta-trained on the features of backbone {self._trained_on}, "
                              f"not {weights}; fix: bench run ... --retrain")
         self._trained_on = weights
         self._grid.clear()
-        self.features = FeatureCache(train.dataset, model, weights, train.cache_dir)
-        self.features.ensure(train.ids, train.preset.train_size, "backbone features, training images")
-        self.features.ensure(train.test_ids(), train.preset.eval_size, "backbone features, test images")
+        self.features = FeatureCache(train.images, model, weights, train.cache_dir)
+        self.features.ensure(train.ids, train.train_size, "backbone features, training images")
+        self.features.ensure(train.test_ids(), train.eval_size, "backbone features, test images")
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.enc(x) if self.enc is not None else x
@@ -162,7 +162,7 @@ class Ours:
         in_dim = self.features.features(train.ids[0], train.image(train.ids[0]).shape[:2]).shape[0]
         self.enc = encoder(in_dim, self.cfg.hidden, self.cfg.dim).to(device())
         opt = torch.optim.Adam(self.enc.parameters(), lr=self.cfg.lr)
-        from bench.progress import progress
+        from bench.core.progress import progress
 
         self.enc.train()
         for _ in progress(range(self.cfg.episodes), desc="meta-training E"):

@@ -22,7 +22,7 @@ Adapted for the embedded default on a CPU (all config values, `--set` restores t
   crops instead of ImageNet VGG-16 (no downloads; BN statistics frozen in the episodes since a
   batch is 2-10 images). `trunk_width=1 trunk_bn=false trunk_checkpoint=vgg16-397923af.pth` is
   the paper's trunk for real data;
-- training episodes carry one query per way (the harness's TrainSource), PANet's one per episode;
+- training episodes carry one query per way (the harness's FitView), PANet's one per episode;
   losses (and PAR, computed per query) are averaged over the queries;
 - images at their native 129x129 instead of 417x417; 3,000 iterations instead of 30,000, set by
   the time budget (0.064 s per 1-way 1-shot episode on 2 cores: 141 s per fold; with 27 s of
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from backbones.trunks import Vgg16Trunk, method_trunk, pretrained_vgg16
-from bench.device import cpu_state, device, tensor, to_numpy
-from bench.memo import FeatureMemo
-from bench.settings import settings_from
+from bench.core.device import cpu_state, device, tensor, to_numpy
+from bench.core.memo import FeatureMemo
+from bench.core.settings import settings_from
 from methods.pooling import masked_average
 
 IGNORE = 255
@@ -120,12 +120,12 @@ class Panet:
     def fit(self, train, config: dict) -> None:
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)
-        self.trunk, _ = pretrained_vgg16(train.dataset, method_trunk(self.cfg), train.cache_dir)
+        self.trunk, _ = pretrained_vgg16(train.pool, method_trunk(self.cfg), train.cache_dir)
         self._memo.clear()
         opt = torch.optim.SGD(self.trunk.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=5e-4)
         n = self.cfg.iterations
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[n // 3, 2 * n // 3], gamma=0.1)
-        from bench.progress import progress
+        from bench.core.progress import progress
 
         self.trunk.train()
         self.trunk.frozen_norm()

@@ -54,10 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.device import cpu_state, device, tensor
-from bench.memo import FeatureMemo
-from bench.errors import BenchError
-from bench.settings import settings_from
+from bench.core.device import cpu_state, device, tensor
+from bench.core.memo import FeatureMemo
+from bench.core.errors import BenchError
+from bench.core.settings import settings_from
 from methods.nway import combine_ways, way_mask
 
 IGNORE = 255
@@ -210,16 +210,16 @@ class Pfenet:
 
         backbone = {"crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps,
                     "max_images": self.cfg.backbone_max_images}
-        self.trunk, name = pretrained_resnet(train.dataset, self.cfg.trunk_depth, self.cfg.trunk_checkpoint, backbone, train.cache_dir)
+        self.trunk, name = pretrained_resnet(train.pool, self.cfg.trunk_depth, self.cfg.trunk_checkpoint, backbone, train.cache_dir)
         if self._trunk_name not in (None, name):
             raise BenchError(f"this PFENet checkpoint was trained on trunk {self._trunk_name}, not {name}; "
                              "fix: bench run ... --retrain")
         self._trunk_name = name
         self._widths = _trunk_widths(self.trunk)
         self._support_memo.clear()
-        self.features = FeatureCache(train.dataset, self.trunk, name, train.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
-        self.features.ensure(train.ids, train.preset.train_size, "PFENet trunk features, training images")
-        self.features.ensure(train.test_ids(), train.preset.eval_size, "PFENet trunk features, test images")
+        self.features = FeatureCache(train.images, self.trunk, name, train.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
+        self.features.ensure(train.ids, train.train_size, "PFENet trunk features, training images")
+        self.features.ensure(train.test_ids(), train.eval_size, "PFENet trunk features, test images")
 
     def _image_features(self, ids: list, images: list[np.ndarray]) -> list[torch.Tensor]:
         """Per image (C3 + C2 + C4, h, w) at the size it was given, from the cache (an image
@@ -268,7 +268,7 @@ class Pfenet:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, train, config: dict) -> None:
-        from bench.progress import progress
+        from bench.core.progress import progress
 
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.device import to_numpy
-from bench.errors import BenchError
-from bench.records import file_sha
+from bench.core.device import to_numpy
+from bench.core.errors import BenchError
+from bench.core.files import file_sha
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.nets import as_batch, normalised_cams
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from bench.settings import settings_from
+from bench.core.settings import settings_from
 
 
 @dataclass(frozen=True)

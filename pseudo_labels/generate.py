@@ -19,11 +19,11 @@ import torch.nn.functional as F
 
 from bench.data.datasets import image_labels
 from bench.data.palette import save_palette_png
-from bench.device import to_numpy
-from bench.errors import BenchError
-from bench.locks import one_builder
-from bench.progress import progress
-from bench.records import atomic_write_text
+from bench.core.device import to_numpy
+from bench.core.errors import BenchError
+from bench.core.locks import one_builder
+from bench.core.progress import progress
+from bench.core.files import atomic_write_text
 from pseudo_labels.backends import cam_backend, saliency_backend
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.words import Weighting, similarities, word_vectors

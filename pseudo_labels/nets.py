@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data.sizes import size_groups
-from bench.device import tensor
+from bench.core.device import tensor
 
 # Part of the cache key of trained weights: bump when a net or its training recipe changes, so that
 # weights cached by an older version are never loaded into a different net.
@@ -21,7 +21,7 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def as_batch(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 images of one size -> normalised float NCHW on the device (bench/device.py).
+    """HxWx3 uint8 images of one size -> normalised float NCHW on the device (bench/core/device.py).
     Images of different sizes are one clear error: callers group them by size (by_size)."""
     if isinstance(images, list):
         shapes = sorted({im.shape for im in images})

@@ -15,7 +15,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.data.datasets import IGNORE, image_labels
-from bench.records import atomic_write_text, environment_versions, git_commit
+from bench.core.files import atomic_write_text, environment_versions, git_commit
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.generate import all_image_maps, build_pipeline, gated, generate_pseudo_masks, image_maps, pseudo_mask
 

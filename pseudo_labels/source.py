@@ -27,6 +27,12 @@ class PseudoMasks:
         check_same_size(self.dataset.image(image_id), mask, self.dataset.image_path(image_id), self.mask_path(image_id))
         return mask
 
+    def mask_store(self, ids):
+        """The pseudo masks of `ids` alone, as files: no way back to the dataset reader."""
+        from bench.data.stores import MaskFiles
+
+        return MaskFiles({i: (self.mask_path(i), self.dataset.image_path(i)) for i in ids})
+
     def fingerprint(self) -> str:
         return f"pseudo:{self.dataset.name}:{self.manifest['fingerprint']}"
 

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.datasets import IGNORE, pool_dataset
-from bench.device import device, tensor, to_numpy
-from bench.progress import progress
-from bench.locks import one_builder
-from bench.records import atomic_write_bytes
-from bench.weights import load_weights
+from bench.core.device import device, tensor, to_numpy
+from bench.core.progress import progress
+from bench.core.locks import one_builder
+from bench.core.files import atomic_write_bytes
+from bench.core.weights import load_weights
 from pseudo_labels.config import CAM_FIELDS, SALIENCY_FIELDS, PseudoConfig
 from pseudo_labels.nets import ARCH_VERSION, CamNet, SaliencyNet, as_batch
 

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.device import device
-from bench.errors import BenchError
-from bench.records import file_sha
-from bench.weights import load_weights
+from bench.core.device import device
+from bench.core.errors import BenchError
+from bench.core.files import file_sha
+from bench.core.weights import load_weights
 from pseudo_labels.nets import as_batch, normalised_cams
 
 EXCLUSIONS_FILE = Path(__file__).parent / "data" / "imagenet_exclusions.json"

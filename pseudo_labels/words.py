@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.records import file_sha
+from bench.core.errors import BenchError
+from bench.core.files import file_sha
 
 ALIASES_FILE = Path(__file__).parent / "data" / "word_aliases.json"
 STOP_WORDS = frozenset({"of", "and", "on", "with", "the", "a", "in"})

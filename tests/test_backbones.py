@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+
+from bench.data.datasets import pool_dataset
 import torch
 
 from backbones.mmseg_compat import install, point_sample
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 TINY = {"steps": 3, "max_images": 12, "batch": 4, "train_size": 65}
 
@@ -47,7 +49,7 @@ def test_decoder_features_are_the_layer_before_the_classifier():
 def tiny_backbone(mini, cache_dir):
     from backbones.pretrain import backbone_config, pretrained_backbone
 
-    return pretrained_backbone(mini, backbone_config(TINY), cache_dir, log=lambda *_: None)
+    return pretrained_backbone(pool_dataset(mini), backbone_config(TINY), cache_dir, log=lambda *_: None)
 
 
 def test_pool_pretraining_is_cached_frozen_and_reports_held_out_miou(mini, cache_dir, tiny_backbone):
@@ -60,7 +62,7 @@ def test_pool_pretraining_is_cached_frozen_and_reports_held_out_miou(mini, cache
     assert meta["classes"][1:] == list(pool_dataset(mini).class_names)  # pool classes only
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     stamp = path.stat().st_mtime_ns
-    again, _, same = pretrained_backbone(mini, backbone_config(TINY), cache_dir, log=lambda *_: None)
+    again, _, same = pretrained_backbone(pool_dataset(mini), backbone_config(TINY), cache_dir, log=lambda *_: None)
     assert same == path and path.stat().st_mtime_ns == stamp
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         torch.testing.assert_close(a, b)
@@ -73,7 +75,7 @@ def test_feature_cache_stores_float16_once_per_size_and_upsamples(mini, cache_di
     from bench.data.sizes import resized_image
 
     model, meta, _ = tiny_backbone
-    fc = FeatureCache(mini, model, meta["weights_id"], cache_dir)
+    fc = FeatureCache(mini.image_store(mini.ids("train") + mini.ids("val")), model, meta["weights_id"], cache_dir)
     ids = mini.ids("val")[:5]
     native = (129, 129)
     fc.ensure(ids)
@@ -99,23 +101,23 @@ def test_user_checkpoints_load_or_fail_clearly(tmp_path, mini, cache_dir, tiny_b
 
     model, _, _ = tiny_backbone
     with pytest.raises(BenchError, match="nope.pth not found"):
-        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "nope.pth")}), cache_dir)
+        pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "nope.pth")}), cache_dir)
     torch.save({"state_dict": {"x": torch.zeros(1)}}, tmp_path / "bad.pth")
     with pytest.raises(BenchError, match="no decode_head.conv_seg.weight"):
-        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "bad.pth")}), cache_dir)
+        pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "bad.pth")}), cache_dir)
     torch.save({"meta": {}, "state_dict": model.state_dict()}, tmp_path / "mine.pth")
-    loaded, meta, _ = pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth")}), cache_dir)
+    loaded, meta, _ = pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "mine.pth")}), cache_dir)
     torch.testing.assert_close(loaded.decode_head.conv_seg.weight, model.decode_head.conv_seg.weight)
     with pytest.raises(BenchError, match="does not fit DeepLabV3\\+ r50-os8"):
-        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "mine.pth"), "arch": "r50-os8"}), cache_dir)
+        pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "mine.pth"), "arch": "r50-os8"}), cache_dir)
     # named by content: the same bytes under another name are the same weights, edited bytes are not
     (tmp_path / "copy.pth").write_bytes((tmp_path / "mine.pth").read_bytes())
-    _, copy_meta, _ = pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "copy.pth")}), cache_dir)
+    _, copy_meta, _ = pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "copy.pth")}), cache_dir)
     assert meta["weights_id"].split("-")[-1] == copy_meta["weights_id"].split("-")[-1]
     data = (tmp_path / "mine.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])  # an interrupted download
     with pytest.raises(BenchError, match="cut.pth is truncated or not a PyTorch weight file.*fix: pass an mmsegmentation"):
-        pretrained_backbone(mini, backbone_config({"checkpoint": str(tmp_path / "cut.pth")}), cache_dir)
+        pretrained_backbone(pool_dataset(mini), backbone_config({"checkpoint": str(tmp_path / "cut.pth")}), cache_dir)
 
 
 def test_backbone_cli_prints_held_out_miou_and_stores_features(mini, cache_dir, tiny_backbone, capsys):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from backbones.trunks import TrunkConfig, Vgg16Trunk, _user_vgg16
-from bench.memo import BytesLRU, FeatureMemo, nbytes
-from bench.errors import BenchError
+from bench.core.memo import BytesLRU, FeatureMemo, nbytes
+from bench.core.errors import BenchError
 from methods.amp import imprinted_weights
 from methods.nway import combine_ways
 from methods.panet import cosine_logits, episode_prototypes
@@ -250,11 +250,12 @@ def test_pretraining_a_trunk_leaves_the_callers_random_stream_as_loading_it_does
     """Same seed, same numbers: a method seeded before it asks for its trunk must draw the same
     head initialisation whether the trunk was pretrained in this call or read from the cache."""
     from backbones.trunks import pretrained_vgg16
+    from bench.data.datasets import pool_dataset
 
     cfg = TrunkConfig(epochs=1)
     torch.manual_seed(0)
-    pretrained_vgg16(mini, cfg, tmp_path, log=lambda *_: None)
+    pretrained_vgg16(pool_dataset(mini), cfg, tmp_path, log=lambda *_: None)
     trained = torch.rand(4)
     torch.manual_seed(0)
-    pretrained_vgg16(mini, cfg, tmp_path, log=lambda *_: None)
+    pretrained_vgg16(pool_dataset(mini), cfg, tmp_path, log=lambda *_: None)
     assert torch.equal(trained, torch.rand(4))

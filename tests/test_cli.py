@@ -7,9 +7,11 @@ import pytest
 from PIL import Image
 
 from bench.cli import build_parser, main
-from bench.episodes import load_or_sample_episodes, query_ground_truth
-from bench.presets import PRESETS
-from bench.records import atomic_write_text, load_records
+from bench.harness.episodes import load_or_sample_episodes, query_ground_truth
+from bench.harness.presets import PRESETS
+from bench.core.records import load_records
+from bench.core.files import atomic_write_text
+from oracle import ORACLE
 
 
 def bench(cache_dir, *args):
@@ -24,7 +26,7 @@ def run_args(results, method, *extra):
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_repeated_fold_flags_add_up(command):
     def parse(*flags):
-        return build_parser().parse_args([command, "--method", "oracle", *flags])
+        return build_parser().parse_args([command, "--method", ORACLE, *flags])
 
     assert parse("--fold", "2", "--fold", "0,3", "--fold", "2").fold == (2, 0, 3)
     assert parse("--fold", "all").fold == (0, 1, 2, 3)
@@ -33,7 +35,7 @@ def test_repeated_fold_flags_add_up(command):
 
 def test_oracle_scores_100_and_table_shows_it(mini, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    assert bench(cache_dir, *run_args(results, "oracle", "--way", "2", "--shot", "1")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--way", "2", "--shot", "1")) == 0
     records = [r for _, r in load_records(results)]
     assert len(records) == 4
     for r in records:
@@ -63,7 +65,7 @@ def test_background_scores_the_hand_computed_value(mini, cache_dir, tmp_path):
 
 def test_saved_predictions_rescore_to_the_record(mini, cache_dir, tmp_path):
     results, preds = tmp_path / "results", tmp_path / "preds"
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "3", "--save-predictions", str(preds))) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "3", "--save-predictions", str(preds))) == 0
     [(_, record)] = load_records(results)
     folder = preds / "openmoji5i-mini_fold3_seed0"
     rows = list(csv.DictReader(open(folder / "index.csv")))
@@ -80,9 +82,9 @@ def test_saved_predictions_rescore_to_the_record(mini, cache_dir, tmp_path):
 
 
 def test_unknown_method_suggests_and_exits_2(cache_dir, tmp_path, capsys):
-    assert bench(cache_dir, *run_args(tmp_path / "r", "oracel")) == 2
+    assert bench(cache_dir, *run_args(tmp_path / "r", "backgrond")) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'oracle'" in err and err.count("\n") == 1
+    assert "did you mean 'background'" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
 
 
@@ -115,7 +117,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
 def test_table_refuses_records_from_different_episodes(mini, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
     assert bench(cache_dir, *run_args(results, "background", "--fold", "0")) == 0
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     path = next(results.rglob("oracle/full/*.json"))
     raw = json.loads(path.read_text())
     raw["episode_sha256"] = "0" * 64
@@ -128,7 +130,7 @@ def test_table_refuses_records_from_different_episodes(mini, cache_dir, tmp_path
 
 def test_table_formats(mini, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     capsys.readouterr()
     assert bench(cache_dir, "table", "--results-dir", str(results), "--format", "csv") == 0
     csv_out = capsys.readouterr().out
@@ -147,7 +149,7 @@ def test_data_show_writes_a_contact_sheet(mini, cache_dir, tmp_path):
 def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
     """The issue's acceptance run: default embedded dataset generated from scratch, quick preset."""
     cache, results = tmp_path / "cache", tmp_path / "results"
-    assert bench(cache, "run", "--method", "oracle", "--mode", "full", "--preset", "quick", "--results-dir", str(results)) == 0
+    assert bench(cache, "run", "--method", ORACLE, "--mode", "full", "--preset", "quick", "--results-dir", str(results)) == 0
     capsys.readouterr()
     assert bench(cache, "table", "--results-dir", str(results)) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| oracle"))
@@ -166,25 +168,25 @@ def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
 
 def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     path = next(results.rglob("*.json"))
     before = path.stat().st_mtime_ns
     capsys.readouterr()
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     assert "kept" in capsys.readouterr().out and path.stat().st_mtime_ns == before
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0", "--force")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0", "--force")) == 0
     assert path.stat().st_mtime_ns != before
     # a different config is a different cell content: recomputed, not kept
     raw = json.loads(path.read_text())
     raw["config"] = {"k": 1}
     path.write_text(json.dumps(raw))
     capsys.readouterr()
-    assert bench(cache_dir, *run_args(results, "oracle", "--fold", "0")) == 0
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     assert "kept" not in capsys.readouterr().out
 
 
 def test_several_overrides_after_one_set_flag():
-    from bench.cli import parse_overrides
+    from bench.core.settings import parse_overrides
 
     args = build_parser().parse_args(["run", "--method", "ours", "--set", "k=3", "loss=eq5", "--set", "lr=0.01",
                                       "--pseudo-set", "saliency=none threshold=0.1"])
@@ -195,7 +197,7 @@ def test_several_overrides_after_one_set_flag():
 def test_device_flag_runs_on_the_cpu_and_refuses_what_is_not_here(mini, cache_dir, tmp_path, capsys):
     import torch
 
-    from bench import device as dev
+    from bench.core import device as dev
 
     results = tmp_path / "results"
     try:
@@ -204,10 +206,10 @@ def test_device_flag_runs_on_the_cpu_and_refuses_what_is_not_here(mini, cache_di
         assert dev.device() == torch.device("cpu")
         [(_, record)] = load_records(results)
         assert record.device == "cpu"
-        assert bench(cache_dir, *run_args(results, "oracle", "--device", "tpu")) == 2
+        assert bench(cache_dir, *run_args(results, ORACLE, "--device", "tpu")) == 2
         assert "unknown device 'tpu'; use cpu, cuda or cuda:N" in capsys.readouterr().err
         if not torch.cuda.is_available():
-            assert bench(cache_dir, *run_args(results, "oracle", "--device", "cuda:0")) == 2
+            assert bench(cache_dir, *run_args(results, ORACLE, "--device", "cuda:0")) == 2
             assert "no CUDA device is available here" in capsys.readouterr().err
     finally:
         dev.use_device(None)

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from bench.registry import METHODS, TEST_ONLY, create_method
+from bench.harness.registry import METHODS, create_method
 from test_ours import TINY as OURS_TINY
 from test_pseudo import TINY as PSEUDO_TINY
 
@@ -17,7 +17,7 @@ TINY = {
     "amp": {"steps": 3, "batch": 2, "trunk_epochs": 1},
     "pfenet": {"steps": 3, "batch": 2, "reduce_dim": 16, "backbone_steps": 3, "backbone_max_images": 12},
 }
-METHOD_NAMES = sorted(set(METHODS) - TEST_ONLY)
+METHOD_NAMES = sorted(METHODS)
 
 
 def test_every_registered_method_has_a_tiny_config():
@@ -26,17 +26,17 @@ def test_every_registered_method_has_a_tiny_config():
 
 @pytest.fixture(scope="module")
 def sources(mini, cache_dir):
-    from bench.annotations import annotation_source
-    from bench.episodes import TrainSource
-    from bench.presets import get_preset
+    from bench.harness.annotations import annotation_source
+    from bench.harness.views import FitView
+    from bench.harness.presets import get_preset
 
     preset = get_preset("quick")
     annotations = annotation_source("full", mini, cache_dir)
-    return preset, annotations, TrainSource(mini, annotations, preset, 0, cache_dir)
+    return preset, annotations, FitView(mini, annotations, preset, 0, cache_dir)
 
 
 def _episodes(mini, cache_dir, preset, annotations, way, shot):
-    from bench.episodes import build_episode_input, load_or_sample_episodes
+    from bench.harness.episodes import build_episode_input, load_or_sample_episodes
 
     specs, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, way, shot, 0)
     return [build_episode_input(s, mini, annotations, preset) for s in specs[:3]]
@@ -84,15 +84,16 @@ def test_same_seed_same_predictions_and_save_load_round_trip(name, fitted_method
 @pytest.mark.parametrize("name", [n for n in METHOD_NAMES if n != "background"])
 def test_weak_mode_never_reads_support_ground_truth(name, mini, cache_dir, tmp_path, monkeypatch):
     from bench.data.datasets import VocLayoutDataset
-    from bench.episodes import TrainSource, load_or_sample_episodes
-    from bench.presets import get_preset
-    from bench.records import load_records
-    from bench.runner import RunRequest, run
+    from bench.harness.episodes import load_or_sample_episodes
+    from bench.harness.views import FitView
+    from bench.harness.presets import get_preset
+    from bench.core.records import load_records
+    from bench.harness.runner import RunRequest, run
     from pseudo_labels.source import pseudo_masks_for
 
     preset = get_preset("quick")
     episodes, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, 1, 1, 0)
-    TrainSource(mini, pseudo_masks_for(mini, cache_dir, PSEUDO_TINY), preset, 0, cache_dir)  # GT-free from here on
+    FitView(mini, pseudo_masks_for(mini, cache_dir, PSEUDO_TINY), preset, 0, cache_dir)  # GT-free from here on
     gt_reads = []
     gt_mask = VocLayoutDataset.mask
     monkeypatch.setattr(VocLayoutDataset, "mask", lambda self, i: (gt_reads.append(i), gt_mask(self, i))[1])

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from bench.data.datasets import class_pixel_counts
-from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, sample_test_episodes
-from bench.errors import BenchError
-from bench.presets import PRESETS, get_preset
-from bench.types import GroundTruthMasks
+from bench.harness.episodes import build_episode_input, load_or_sample_episodes, sample_test_episodes
+from bench.harness.views import FitView
+from bench.core.errors import BenchError
+from bench.harness.presets import PRESETS, get_preset
+from bench.core.types import GroundTruthMasks
 
 QUICK = PRESETS["quick"]
 
@@ -56,7 +57,7 @@ def test_pixel_filter_and_cycle(mini, cache_dir):
 def test_training_never_shows_a_test_class(mini, cache_dir, policy):
     preset = replace(QUICK, novel_in_train=policy)
     for fold in range(4):
-        src = TrainSource(mini, GroundTruthMasks(mini), preset, fold, cache_dir)
+        src = FitView(mini, GroundTruthMasks(mini), preset, fold, cache_dir)
         novel = set(mini.fold_classes(fold))
         assert set(src.base_classes).isdisjoint(novel) and len(src.base_classes) == 15
         for image_id in src.ids[:60]:
@@ -70,8 +71,8 @@ def test_training_never_shows_a_test_class(mini, cache_dir, policy):
             assert novel.isdisjoint(ep.class_ids)
             for m in q_masks + [m for ms in ep.support_masks for m in ms]:
                 assert set(np.unique(m)) <= {0, 1, 2, 255}
-    drop = TrainSource(mini, GroundTruthMasks(mini), replace(QUICK, novel_in_train="drop"), 0, cache_dir)
-    keep = TrainSource(mini, GroundTruthMasks(mini), QUICK, 0, cache_dir)
+    drop = FitView(mini, GroundTruthMasks(mini), replace(QUICK, novel_in_train="drop"), 0, cache_dir)
+    keep = FitView(mini, GroundTruthMasks(mini), QUICK, 0, cache_dir)
     assert len(drop.ids) < len(keep.ids)
 
 

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bench.metrics import IoUAccumulator
+from bench.harness.metrics import IoUAccumulator
 
 
 def test_hand_computed_two_way_case():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from methods.ours import Ours, OursNoE, knn_votes, prototypes, prototypical_loss
 
 # A backbone pretrained for two steps: plumbing, not quality.
@@ -79,20 +79,20 @@ def test_bad_settings_are_clear_errors():
 
 @pytest.fixture(scope="module")
 def fitted(mini, cache_dir):
-    from bench.annotations import annotation_source
-    from bench.episodes import TrainSource
-    from bench.presets import get_preset
+    from bench.harness.annotations import annotation_source
+    from bench.harness.views import FitView
+    from bench.harness.presets import get_preset
 
-    train = TrainSource(mini, annotation_source("full", mini, cache_dir), get_preset("quick"), 0, cache_dir)
+    train = FitView(mini, annotation_source("full", mini, cache_dir), get_preset("quick"), 0, cache_dir)
     method = Ours(**TINY, train_way=2)
     method.fit(train, {})
     return method, train
 
 
 def _episode(mini, cache_dir, way, shot):
-    from bench.annotations import annotation_source
-    from bench.episodes import build_episode_input, load_or_sample_episodes
-    from bench.presets import get_preset
+    from bench.harness.annotations import annotation_source
+    from bench.harness.episodes import build_episode_input, load_or_sample_episodes
+    from bench.harness.presets import get_preset
 
     preset = get_preset("quick")
     specs, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, way, shot, 0)
@@ -159,7 +159,7 @@ def test_knn_at_image_resolution_and_no_encoder(fitted, mini, cache_dir):
 
 def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(mini, cache_dir, tmp_path, monkeypatch):
     from bench.cli import main
-    from bench.records import load_records
+    from bench.core.records import load_records
 
     sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
     args = ["--cache-dir", str(cache_dir), "run", "--method", "ours", "--mode", "full", "--dataset", "openmoji5i-mini",

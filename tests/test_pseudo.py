@@ -6,7 +6,7 @@ import torch
 
 from bench.data.classes import VOC_CLASSES
 from bench.data.embedded.sprites import class_sources, pool_classes
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from pseudo_labels.config import PseudoConfig, changed_settings, pseudo_config
 from pseudo_labels.generate import build_pipeline, class_maps, gated, generate_pseudo_masks, pseudo_mask
 from pseudo_labels.words import FastTextVectors, Weighting, phrase_vector, similarities, word_vectors
@@ -349,21 +349,26 @@ class SupportReader:
 
 
 def test_weak_mode_reads_ground_truth_only_for_scoring_queries(mini, cache_dir, tmp_path, monkeypatch):
-    import bench.registry as registry
+    import bench.harness.registry as registry
     from bench.data.datasets import VocLayoutDataset
-    from bench.episodes import TrainSource, load_or_sample_episodes
-    from bench.presets import get_preset
-    from bench.records import load_records
-    from bench.runner import RunRequest, run
+    from bench.harness.episodes import load_or_sample_episodes
+    from bench.harness.views import FitView
+    from bench.harness.presets import get_preset
+    from bench.core.records import load_records
+    from bench.harness.runner import RunRequest, run
+    from bench.data.stores import MaskFiles
     from pseudo_labels.source import PseudoMasks, pseudo_masks_for
 
     preset = get_preset("quick")
     episodes, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, 1, 1, 0)  # the protocol's GT index, built first
-    TrainSource(mini, pseudo_masks_for(mini, cache_dir, TINY), preset, 0, cache_dir)
-    gt_reads, pseudo_reads = [], []
-    gt_mask, pseudo_mask_ = VocLayoutDataset.mask, PseudoMasks.mask
+    pseudo_root = pseudo_masks_for(mini, cache_dir, TINY).root
+    FitView(mini, pseudo_masks_for(mini, cache_dir, TINY), preset, 0, cache_dir)
+    gt_reads, pseudo_reads, store_reads = [], [], []
+    gt_mask, pseudo_mask_, store_mask = VocLayoutDataset.mask, PseudoMasks.mask, MaskFiles.mask
     monkeypatch.setattr(VocLayoutDataset, "mask", lambda self, i: (gt_reads.append(i), gt_mask(self, i))[1])
     monkeypatch.setattr(PseudoMasks, "mask", lambda self, i: (pseudo_reads.append(i), pseudo_mask_(self, i))[1])
+    # training masks come through the fit view's store: record which file each one was read from
+    monkeypatch.setattr(MaskFiles, "mask", lambda self, i: (store_reads.append((i, self._paths[i][0])), store_mask(self, i))[1])
     monkeypatch.setitem(registry.METHODS, "support-reader", f"{__name__}:SupportReader")
 
     req = RunRequest(method="support-reader", mode="weak", dataset="openmoji5i-mini", folds=(0,), preset="quick",
@@ -374,7 +379,8 @@ def test_weak_mode_reads_ground_truth_only_for_scoring_queries(mini, cache_dir, 
     train_ids = set(mini.ids("train"))
     assert gt_reads and set(gt_reads) <= queries
     assert supports <= set(pseudo_reads)
-    assert set(pseudo_reads) - supports and set(pseudo_reads) - supports <= train_ids  # training read pseudo masks
+    assert store_reads and {i for i, _ in store_reads} <= train_ids  # training read masks of training images ...
+    assert all(pseudo_root in path.parents for _, path in store_reads)  # ... from the pseudo-mask folder
     (record,) = [r for _, r in load_records(tmp_path / "results")]
     assert record.mode == "weak" and record.annotation_fingerprint.startswith("pseudo:openmoji5i-mini:")
     assert record.pseudo == changed_settings(TINY) and 0 < record.miou < 100

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bench.data.datasets import coco_dataset, get_dataset, pascal_dataset
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def make_voc(root, ids=("2007_000032", "2007_000039"), size=(40, 30)):

@@ -5,13 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.presets import PRESETS, get_preset
-from bench.registry import METHODS
+from bench.harness.presets import PRESETS, get_preset
+from bench.harness.registry import METHODS
+from oracle import ORACLE
 from real_layout import SIZES, mixed_size_voc
 from test_contract import TINY as METHOD_TINY
 from test_pseudo import TINY as PSEUDO_TINY
 
-TINY = {**METHOD_TINY, "oracle": {}}
+TINY = {**METHOD_TINY, ORACLE: {}}
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def voc_root(mini, tmp_path_factory):
 
 
 def _request(name, mode, voc_root, cache_dir, results, **kw):
-    from bench.runner import RunRequest
+    from bench.harness.runner import RunRequest
 
     return RunRequest(method=name, mode=mode, dataset="pascal5i", data_root=voc_root, folds=(0,), preset="quick",
                       config=TINY[name], pseudo=PSEUDO_TINY if mode == "weak" else {}, cache_dir=cache_dir,
@@ -37,27 +38,29 @@ def test_fixture_mixes_three_image_sizes(voc_root, cache_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["full", "weak"])
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_runs_on_mixed_image_sizes(name, mode, voc_root, cache_dir, tmp_path):
+@pytest.mark.parametrize("name", sorted(METHODS) + [ORACLE])
+def test_every_method_runs_on_mixed_image_sizes(name, mode, voc_root, cache_dir, tmp_path, monkeypatch):
     """`quick` keeps every image at its own size: training batches and episodes mix 150x113,
     113x150 and 150x100 images. The run must finish, predict at each query's size (the runner
     checks) and, for 2-way episodes too, return label maps of the right shape."""
     from bench.data.datasets import get_dataset
-    from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes
-    from bench.annotations import annotation_source
-    from bench.records import load_records
-    from bench.runner import fitted_method, run
+    from bench.harness.episodes import build_episode_input, load_or_sample_episodes
+    from bench.harness.views import FitView
+    from bench.harness.annotations import annotation_source
+    from bench.core.records import load_records
+    from bench.harness.runner import fitted_method, run
 
+    monkeypatch.setenv("WSFSS_PASCAL_ROOT", str(voc_root))  # the oracle's own GT handle opens it from there
     req = _request(name, mode, voc_root, cache_dir, tmp_path / "results")
     run(req, log=lambda *_: None)
     (record,) = [r for _, r in load_records(tmp_path / "results")]
     assert record.n_episodes == 40 and record.dataset == "pascal5i" and record.mode == mode
-    if name == "oracle":
+    if name == ORACLE:
         assert record.miou == pytest.approx(100.0)
     preset = get_preset("quick")
     dataset = get_dataset("pascal5i", cache_dir, voc_root)
     annotations = annotation_source(mode, dataset, cache_dir, req.pseudo)
-    method = fitted_method(req, TrainSource(dataset, annotations, preset, 0, cache_dir), 0)  # the saved fit
+    method = fitted_method(req, FitView(dataset, annotations, preset, 0, cache_dir), 0, annotations)  # the saved fit
     specs, _, _ = load_or_sample_episodes(cache_dir, preset, dataset, 0, 2, 1, 0)
     sizes = set()
     for spec in specs[:3]:
@@ -73,16 +76,17 @@ def test_every_method_runs_on_mixed_image_sizes(name, mode, voc_root, cache_dir,
 def test_cached_features_follow_the_presets_sizes(name, voc_root, cache_dir, monkeypatch):
     """Under a resizing preset the feature cache holds test images at eval_size and training
     images at train_size, never at the files' own sizes; episodes read those entries."""
-    from bench.annotations import annotation_source
+    from bench.harness.annotations import annotation_source
     from bench.data.datasets import get_dataset
-    from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes
-    from bench.registry import create_method
+    from bench.harness.episodes import build_episode_input, load_or_sample_episodes
+    from bench.harness.views import FitView
+    from bench.harness.registry import create_method
 
     preset = dataclasses.replace(get_preset("quick"), name="quick-resized", train_size=97, eval_size=81, episodes=4)
     monkeypatch.setitem(PRESETS, preset.name, preset)
     dataset = get_dataset("pascal5i", cache_dir, voc_root)
     annotations = annotation_source("full", dataset, cache_dir)
-    train = TrainSource(dataset, annotations, preset, 0, cache_dir)
+    train = FitView(dataset, annotations, preset, 0, cache_dir)
     method = create_method(name, TINY[name])
     stores = cache_dir / "features"
     before_fit = set(stores.rglob("*.npy")) if stores.is_dir() else set()
@@ -101,9 +105,9 @@ def test_cached_features_follow_the_presets_sizes(name, voc_root, cache_dir, mon
 
 
 def test_a_fit_is_shared_by_presets_that_train_alike(voc_root, cache_dir):
-    from bench.annotations import annotation_source
+    from bench.harness.annotations import annotation_source
     from bench.data.datasets import get_dataset
-    from bench.runner import RunRequest, checkpoint_path
+    from bench.harness.runner import RunRequest, checkpoint_path
 
     annotations = annotation_source("full", get_dataset("pascal5i", cache_dir, voc_root), cache_dir)
 
@@ -124,7 +128,7 @@ def test_fingerprints_follow_file_content_not_paths_or_times(mini, tmp_path, mon
 
     from bench.data import content
     from bench.data.datasets import class_pixel_counts, pascal_dataset
-    from bench.episodes import episode_file_path, load_or_sample_episodes
+    from bench.harness.episodes import episode_file_path, load_or_sample_episodes
 
     root = mixed_size_voc(mini, tmp_path / "VOC2012")
     memo = tmp_path / "cache" / "index"
@@ -165,9 +169,9 @@ def test_fingerprints_follow_file_content_not_paths_or_times(mini, tmp_path, mon
 def test_checkpoints_are_keyed_by_the_weight_files_content(voc_root, cache_dir, tmp_path):
     import torch
 
-    from bench.annotations import annotation_source
+    from bench.harness.annotations import annotation_source
     from bench.data.datasets import get_dataset
-    from bench.runner import RunRequest, checkpoint_path
+    from bench.harness.runner import RunRequest, checkpoint_path
 
     annotations = annotation_source("full", get_dataset("pascal5i", cache_dir, voc_root), cache_dir)
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"

@@ -1,11 +1,14 @@
 """bench sweep (grid, resume, failures, Ray), table layouts with ± std and paper numbers, bench verify."""
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from bench.cli import main
-from bench.records import load_records
-from bench.sweep import Cell, Eta, Outcome, Paths, grid_cells, sweep
+from bench.core.records import load_records
+from bench.harness.sweep import Cell, Eta, Outcome, Paths, grid_cells, sweep
+from oracle import ORACLE
 
 MINI = {"dataset": "openmoji5i-mini", "preset": "quick"}
 
@@ -19,7 +22,7 @@ def record_times(results):
 
 
 def test_grid_expands_methods_variants_and_rejects_bad_keys():
-    cells = grid_cells({**MINI, "methods": ["oracle"], "modes": ["full", "weak"], "folds": [0, 1], "shots": [1, 5],
+    cells = grid_cells({**MINI, "methods": [ORACLE], "modes": ["full", "weak"], "folds": [0, 1], "shots": [1, 5],
                         "variants": [{"method": "ours", "modes": ["weak"], "folds": [0], "pseudo": {"saliency": "none"}}]})
     assert len(cells) == 2 * 2 * 2 + 2  # the variant takes the grid's shots
     assert cells[-2:] == [Cell("ours", "weak", 0, 1, shot, **MINI, pseudo=(("saliency", "none"),)) for shot in (1, 5)]
@@ -32,12 +35,12 @@ def test_grid_expands_methods_variants_and_rejects_bad_keys():
 
 
 def test_variant_lists_replace_the_grids_and_all_means_every_real_method():
-    from bench.registry import METHODS, TEST_ONLY
+    from bench.harness.registry import METHODS
 
-    cells = grid_cells({**MINI, "methods": ["oracle"], "modes": ["full"], "folds": [0], "seeds": [1, 2],
+    cells = grid_cells({**MINI, "methods": [ORACLE], "modes": ["full"], "folds": [0], "seeds": [1, 2],
                         "variants": [{"methods": ["all"], "shots": [5], "seeds": [7]}]})
-    real = [m for m in METHODS if m not in TEST_ONLY]
-    assert cells[0] == Cell("oracle", "full", 0, 1, 1, **MINI, seeds=(1, 2))
+    real = list(METHODS)  # no entry-point methods are installed here
+    assert cells[0] == Cell(ORACLE, "full", 0, 1, 1, **MINI, seeds=(1, 2))
     assert cells[1:] == [Cell(m, "full", 0, 1, 5, **MINI, seeds=(7,)) for m in real]
     assert "oracle" not in real and {"ours", "panet", "amp", "pfenet"} <= set(real)
 
@@ -46,7 +49,7 @@ def test_variant_lists_replace_the_grids_and_all_means_every_real_method():
 def test_committed_grid_files_expand(name):
     from pathlib import Path
 
-    from bench.sweep import load_grid
+    from bench.harness.sweep import load_grid
 
     cells = grid_cells(load_grid(Path(__file__).parents[1] / "grids" / f"{name}.toml"))
     shots = {c.shot for c in cells}
@@ -59,7 +62,7 @@ def test_committed_grid_files_expand(name):
 def test_sampling_grid_pairs_every_row_with_its_class_pixels_0_twin():
     from pathlib import Path
 
-    from bench.sweep import load_grid
+    from bench.harness.sweep import load_grid
 
     cells = grid_cells(load_grid(Path(__file__).parents[1] / "grids" / "ours_sampling.toml"))
     assert len(cells) == 40 and all(c.seeds is None and (c.way, c.shot) == (1, 1) for c in cells)
@@ -75,7 +78,7 @@ def test_artefact_builders_use_every_core_then_the_callers_count(tmp_path):
 
     import torch
 
-    from bench.locks import one_builder
+    from bench.core.locks import one_builder
 
     before = torch.get_num_threads()
     try:
@@ -91,7 +94,7 @@ def test_artefact_builders_use_every_core_then_the_callers_count(tmp_path):
 def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir, tmp_path):
     results = tmp_path / "results"
     paths = Paths(cache_dir, results)
-    grid = {**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1, 2]}
+    grid = {**MINI, "methods": [ORACLE, "background"], "modes": ["full"], "folds": [0, 1, 2]}
     first = grid_cells({**grid, "folds": [0]})
     done = sweep(first, paths, jobs=1, log=lambda *_: None)  # the "killed" sweep: finished fold 0 only
     assert [o.cell for o in done] == first and not any(o.error for o in done)
@@ -99,9 +102,9 @@ def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir,
     assert len(before) == 2
 
     log = []
-    again = sweep(grid_cells(grid) + [Cell("oracle", "full", 9, 1, 1, **MINI)], paths, jobs=1, log=log.append)
+    again = sweep(grid_cells(grid) + [Cell(ORACLE, "full", 9, 1, 1, **MINI)], paths, jobs=1, log=log.append)
     ran = {o.cell for o in again}
-    assert ran == set(grid_cells(grid)) - set(first) | {Cell("oracle", "full", 9, 1, 1, **MINI)}
+    assert ran == set(grid_cells(grid)) - set(first) | {Cell(ORACLE, "full", 9, 1, 1, **MINI)}
     assert {p: t for p, t in record_times(results).items() if p in before} == before  # finished cells untouched
     assert "2 already recorded (skipped)" in log[0]
     [failed] = [o for o in again if o.error]
@@ -112,7 +115,7 @@ def test_sweep_resumes_without_recomputing_and_reports_failures(mini, cache_dir,
     assert oracle == [100.0] * 3
 
     assert sweep(grid_cells(grid), paths, jobs=1, log=lambda *_: None) == []  # nothing left: nothing recomputed
-    assert bench(cache_dir, "sweep", "--method", "oracle", "--mode", "full", "--fold", "0,1,2", "--dataset",
+    assert bench(cache_dir, "sweep", "--method", ORACLE, "--mode", "full", "--fold", "0,1,2", "--dataset",
                  "openmoji5i-mini", "--preset", "quick", "--results-dir", str(results), "--dry-run") == 0
 
 
@@ -130,7 +133,7 @@ def test_eta_expects_each_method_to_cost_its_own_mean():
 
 
 def test_sweep_process_pool_matches_serial(mini, cache_dir, tmp_path):
-    cells = grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1]})
+    cells = grid_cells({**MINI, "methods": [ORACLE, "background"], "modes": ["full"], "folds": [0, 1]})
     serial, pooled = tmp_path / "serial", tmp_path / "pooled"
     sweep(cells, Paths(cache_dir, serial), jobs=1, log=lambda *_: None)
     outcomes = sweep(cells, Paths(cache_dir, pooled), jobs=2, log=lambda *_: None)
@@ -143,6 +146,11 @@ def _numbers(results):
                    json.dumps(r.union, sort_keys=True), r.fb_inter, r.fb_union) for _, r in load_records(results))
 
 
+def _with_tests_on_path() -> dict:
+    """The environment for a sweep run in another process: the oracle is a module path in tests/."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.mark.slow
 def test_ray_executor_on_a_local_two_node_cluster_gives_the_local_records(mini, cache_dir, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
@@ -150,8 +158,10 @@ def test_ray_executor_on_a_local_two_node_cluster_gives_the_local_records(mini, 
 
     # Ray gives a starting worker 60 s to register; on a busy 2-core machine importing torch took longer
     monkeypatch.setenv("RAY_worker_register_timeout_seconds", "600")
+    # the oracle is a module path in tests/: Ray's workers (started by the cluster) import it from there
+    monkeypatch.setenv("PYTHONPATH", _with_tests_on_path()["PYTHONPATH"])
 
-    cells = grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"], "folds": [0, 1]})
+    cells = grid_cells({**MINI, "methods": [ORACLE, "background"], "modes": ["full"], "folds": [0, 1]})
     local, remote = tmp_path / "local", tmp_path / "ray"
     sweep(cells, Paths(cache_dir, local), jobs=1, log=lambda *_: None)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -182,7 +192,7 @@ def two_seed_results(mini, cache_dir, tmp_path):
     from dataclasses import replace
 
     results = tmp_path / "results"
-    assert bench(cache_dir, "run", "--method", "oracle", "--mode", "full", "--dataset", "openmoji5i-mini", "--preset",
+    assert bench(cache_dir, "run", "--method", ORACLE, "--mode", "full", "--dataset", "openmoji5i-mini", "--preset",
                  "quick", "--fold", "0,1", "--seed", "0", "--seed", "1", "--results-dir", str(results)) == 0
     for _, r in load_records(results):
         replace(r, mode="weak", annotation_fingerprint="pseudo-for-the-test").write(results)
@@ -222,7 +232,7 @@ def test_table2a_layout_beside_paper_numbers_and_file_outputs(two_seed_results, 
 def test_layouts_print_every_published_cell(two_seed_results, cache_dir, capsys):
     """Each number of bench/data/paper_numbers.json appears in its layout's published blocks, in
     its row (way, method) and column (mode, split or mean, Δ)."""
-    from bench.tables import paper_numbers
+    from bench.report.tables import paper_numbers
 
     paper = paper_numbers()
     for layout in ("table2a", "table2b"):
@@ -332,8 +342,8 @@ def test_set_variant_is_its_own_record_and_row(mini, cache_dir, tmp_path, capsys
               "--results-dir", str(results)]
     tiny = ["steps=3", "batch=2", "reduce_dim=16", "backbone_steps=3", "backbone_max_images=12"]  # the contract suite's
     assert bench(cache_dir, *common, "--method", "pfenet", *[a for kv in tiny for a in ("--set", kv)]) == 0
-    assert bench(cache_dir, *common, "--method", "oracle") == 0
-    assert bench(cache_dir, *common, "--method", "oracle", "--set", "bogus=1") == 2
+    assert bench(cache_dir, *common, "--method", ORACLE) == 0
+    assert bench(cache_dir, *common, "--method", ORACLE, "--set", "bogus=1") == 2
     assert "does not take the setting(s) bogus" in capsys.readouterr().err
     paths = sorted(str(p.relative_to(results)) for p, _ in load_records(results))
     assert any("pfenet+backbone_max_images=12+backbone_steps=3+batch=2+reduce_dim=16+steps=3/full" in p for p in paths)
@@ -355,8 +365,8 @@ def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, ca
 def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
     from PIL import Image
 
-    from bench.figures import delta_chart
-    from bench.report import write_report
+    from bench.report.figures import delta_chart
+    from bench.report.page import write_report
 
     [png] = delta_chart(two_seed_results, tmp_path / "delta.png")
     assert Image.open(png).size[0] > 400
@@ -396,8 +406,8 @@ def test_class_delta_chart_numbers_and_refusals(two_seed_results, mini, cache_di
 
     from PIL import Image
 
-    from bench.figures import class_delta_chart
-    from bench.types import GroundTruthMasks
+    from bench.report.figures import class_delta_chart
+    from bench.core.types import GroundTruthMasks
 
     for _, r in load_records(two_seed_results):
         if r.mode == "weak":
@@ -425,10 +435,10 @@ def test_episode_figure_of_the_oracle(mini, cache_dir, tmp_path):
     from PIL import Image
     from test_pseudo import TINY as PSEUDO_TINY
 
-    from bench.figures import episode_panels
-    from bench.runner import RunRequest
+    from bench.report.figures import episode_panels
+    from bench.harness.runner import RunRequest
 
-    req = RunRequest(method="oracle", mode="full", dataset="openmoji5i-mini", folds=(1,), preset="quick",
+    req = RunRequest(method=ORACLE, mode="full", dataset="openmoji5i-mini", folds=(1,), preset="quick",
                      pseudo=PSEUDO_TINY, cache_dir=cache_dir)  # pseudo: the yellow query panel's masks
     out, ious = episode_panels(req, [0, 3], 0, 0, tmp_path / "ep.png", log=lambda *_: None)
     assert Image.open(out).size[1] > 400 and ious == [100.0, 100.0]
@@ -446,12 +456,12 @@ def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path
     import time
 
     results = tmp_path / "results"
-    args = ["--method", "oracle", "--method", "background", "--mode", "full", "--fold", "all", "--dataset",
+    args = ["--method", ORACLE, "--method", "background", "--mode", "full", "--fold", "all", "--dataset",
             "openmoji5i-mini", "--preset", "quick", "--results-dir", str(results), "--jobs", "1"]
     log = tmp_path / "sweep.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "--cache-dir", str(cache_dir), "sweep", *args],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, env=_with_tests_on_path())
         deadline = time.time() + 600  # generous: a loaded 2-core machine once needed more than 120 s
         while not list(results.rglob("*.json")) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)
@@ -460,7 +470,7 @@ def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path
     assert results.is_dir(), f"the sweep wrote no record before it was killed; its output:\n{log.read_text()}"
     before = record_times(results)
     assert 1 <= len(before) <= 8
-    again = sweep(grid_cells({**MINI, "methods": ["oracle", "background"], "modes": ["full"]}), Paths(cache_dir, results),
+    again = sweep(grid_cells({**MINI, "methods": [ORACLE, "background"], "modes": ["full"]}), Paths(cache_dir, results),
                   jobs=1, log=lambda *_: None)
     assert len(again) == 8 - len(before) and not any(o.error for o in again)
     after = record_times(results)

@@ -1,7 +1,7 @@
 """Class lists and the fold conventions of PASCAL-5i and COCO-20i (class ids are 1-based)."""
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -12,8 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from bench.errors import BenchError
-from bench.progress import progress
+from bench.core.errors import BenchError
+from bench.core.progress import progress
 
 
 def file_digest(path: Path) -> str:
@@ -53,7 +53,7 @@ def files_fingerprint(root: Path, paths: list[Path], memo_dir: Path | None, head
     for rel, _, _ in stats:
         h.update(f"{rel}:{memo[rel][2]}\0".encode())
     if changed and memo_path is not None:
-        from bench.records import atomic_write_text
+        from bench.core.files import atomic_write_text
 
         atomic_write_text(memo_path, json.dumps(memo))
     return h.hexdigest()[:16]

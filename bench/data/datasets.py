@@ -12,44 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from bench.data.reading import (IGNORE, cached_image, cached_mask, check_same_size, coco_mask,  # noqa: F401
+                                 read_image, read_mask)  # re-exported: the readers' file primitives
 from bench.data.classes import COCO_CLASSES, VOC_CLASSES, coco_fold_classes, pascal_fold_classes
-from bench.errors import BenchError
-from bench.progress import progress
+from bench.core.errors import BenchError
+from bench.core.progress import progress
 
-IGNORE = 255
 DATASETS = ("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini", "pascal5i", "coco20i")
-
-
-def read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise BenchError(f"missing image {path}; fix: restore the file or remove its id from the split list") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise BenchError(f"corrupt image {path} ({exc}); fix: replace the file or remove its id from the split list") from None
-
-
-def read_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise BenchError(f"mask {path} has mode {im.mode}; expected a palette or greyscale PNG of class indices")
-            return np.array(im)
-    except FileNotFoundError:
-        raise BenchError(f"missing mask {path}; fix: restore the file or remove its id from the split list") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise BenchError(f"corrupt mask {path} ({exc}); fix: replace the file or remove its id from the split list") from None
-
-
-def check_same_size(image: np.ndarray, mask: np.ndarray, image_path, mask_path) -> None:
-    if image.shape[:2] != mask.shape[:2]:
-        raise BenchError(
-            f"mask/image size mismatch: {mask_path} is {mask.shape[1]}x{mask.shape[0]} but {image_path} is "
-            f"{image.shape[1]}x{image.shape[0]}; fix: regenerate the mask at the image's size"
-        )
 
 
 @dataclass
@@ -83,13 +53,25 @@ class VocLayoutDataset:
         return self.root / self.mask_dir / f"{image_id}.png"
 
     def image(self, image_id: str) -> np.ndarray:
-        return _cached_image(self.image_path(image_id))
+        return cached_image(self.image_path(image_id))
 
     def mask(self, image_id: str) -> np.ndarray:
-        mask = _cached_mask(self.mask_path(image_id))
+        mask = cached_mask(self.mask_path(image_id))
         image = self.image(image_id)
         check_same_size(image, mask, self.image_path(image_id), self.mask_path(image_id))
         return mask
+
+    def image_store(self, ids) -> "ImageFiles":
+        """The images of `ids` alone, with no way back to this reader (what a method may hold)."""
+        from bench.data.stores import ImageFiles
+
+        return ImageFiles(self.name, self.fingerprint(), {i: self.image_path(i) for i in ids})
+
+    def mask_store(self, ids) -> "MaskFiles":
+        """The GT masks of `ids` alone (full mode's training masks), with no way back to this reader."""
+        from bench.data.stores import MaskFiles
+
+        return MaskFiles({i: (self.mask_path(i), self.image_path(i)) for i in ids})
 
     def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
         if self.family == "coco":
@@ -110,38 +92,6 @@ class VocLayoutDataset:
             head = [self.name] + [f"{s}:{p.read_text()}" for s, p in sorted(self.lists.items())]
             self._fingerprint = files_fingerprint(self.root, files, self.memo_dir, head, f"fingerprinting {self.name}")
         return self._fingerprint
-
-
-def _cached_image(path: Path) -> np.ndarray:
-    return _cached(path, read_image)
-
-
-def _cached_mask(path: Path) -> np.ndarray:
-    return _cached(path, read_mask)
-
-
-_FILES = None  # (reader, path, size, mtime) -> read-only array; bounded in bytes (bench/memo.py)
-
-
-def _cached(path: Path, reader) -> np.ndarray:
-    """Decoded files kept in RAM, keyed by (size, mtime) too so an edited file is read again; a
-    missing file reaches the reader, which names it."""
-    global _FILES
-    if _FILES is None:
-        from bench.memo import BytesLRU
-
-        _FILES = BytesLRU()
-    try:
-        st = os.stat(path)
-        key = (reader.__name__, str(path), st.st_size, st.st_mtime_ns)
-    except OSError:
-        return reader(path)
-    arr = _FILES.get(key)
-    if arr is None:
-        arr = reader(path)
-        arr.setflags(write=False)
-        _FILES.put(key, arr)
-    return arr
 
 
 def embedded_dataset(cache_dir: Path, spec=None, name: str = "openmoji5i") -> VocLayoutDataset:
@@ -170,20 +120,37 @@ def embedded_coco_dataset(cache_dir: Path, spec=None, name: str = "openmoji20i")
                             memo_dir=_memo_dir(cache_dir))
 
 
-def pool_dataset(dataset) -> VocLayoutDataset:
+NO_POOL_FIX = "fix: --pseudo-set cam=vgg16 cam_weights=FILE (and saliency=onnx saliency_path=FILE or saliency=none)"
+
+
+def find_pool(dataset) -> VocLayoutDataset | None:
     """The disjoint-class pool shipped beside an embedded dataset (pool/ in the same VOC layout,
-    labels 1..P in pool/classes.txt order). Real datasets have none: their CAM is VGG-16 on ImageNet."""
+    labels 1..P in pool/classes.txt order), or None: real datasets have none."""
     root = getattr(dataset, "root", None)
     if root is None or not (Path(root) / "pool" / "classes.txt").is_file():
-        raise BenchError(
-            f"dataset {dataset.name} has no disjoint pool to train a CAM or saliency net on; "
-            "fix: --pseudo-set cam=vgg16 cam_weights=FILE (and saliency=onnx saliency_path=FILE or saliency=none)"
-        )
+        return None
     pool = Path(root) / "pool"
     names = tuple(pool.joinpath("classes.txt").read_text().splitlines())
     lists = {s: pool / "ImageSets/Segmentation" / f"{s}.txt" for s in ("train", "val")}
     return VocLayoutDataset(f"{dataset.name}-pool", pool, "SegmentationClass", lists, names, family="pool",
-                           memo_dir=dataset.memo_dir)
+                            memo_dir=dataset.memo_dir)
+
+
+def pool_dataset(dataset) -> VocLayoutDataset:
+    """`find_pool`, or one clear error when the dataset has none."""
+    pool = find_pool(dataset)
+    if pool is None:
+        raise BenchError(f"dataset {dataset.name} has no disjoint pool to train a CAM or saliency net on; {NO_POOL_FIX}")
+    return pool
+
+
+def require_pool(pool: VocLayoutDataset | None, what: str) -> VocLayoutDataset:
+    """`pool` (a method's view holds the pool, not the dataset), or one clear error naming `what` needs it."""
+    if pool is None:
+        raise BenchError(f"{what} is pretrained on the dataset's disjoint pool, and this dataset has none; {NO_POOL_FIX}")
+    if getattr(pool, "family", None) != "pool":  # a benchmark dataset here would pretrain on its own classes
+        raise BenchError(f"{what}: {getattr(pool, 'name', pool)} is not a disjoint pool; pass find_pool(dataset)")
+    return pool
 
 
 def mini_spec():
@@ -256,21 +223,33 @@ class CocoDataset:
         return self.root / f"{split}2014" / info["file_name"]
 
     def image(self, image_id: str) -> np.ndarray:
-        return _cached_image(self.image_path(image_id))
+        return cached_image(self.image_path(image_id))
 
     def mask(self, image_id: str) -> np.ndarray:
+        height, width, anns, image_path, cat_index = self._mask_entry(image_id)
+        mask = coco_mask(height, width, anns, cat_index)
+        check_same_size(cached_image(image_path), mask, image_path, f"annotations of {image_id}")
+        return mask
+
+    def _mask_entry(self, image_id: str) -> tuple[int, int, list[dict], Path, dict[int, int]]:
+        """(height, width, annotations, image file, category id -> class id) of one image."""
         split, num = image_id.split("_", 1)
         api = self._api(split)
         info = api.loadImgs(int(num))[0]
-        cat_ids = sorted(api.getCatIds())
-        mask = np.zeros((info["height"], info["width"]), np.uint8)
         anns = api.loadAnns(api.getAnnIds(imgIds=int(num), iscrowd=None))
-        for ann in sorted(anns, key=lambda a: a["iscrowd"]):  # crowd drawn last so it wins as ignore
-            m = api.annToMask(ann).astype(bool)
-            mask[m] = IGNORE if ann["iscrowd"] else cat_ids.index(ann["category_id"]) + 1
-        image = self.image(image_id)
-        check_same_size(image, mask, self.image_path(image_id), f"annotations of {image_id}")
-        return mask
+        cat_index = {c: k + 1 for k, c in enumerate(sorted(api.getCatIds()))}  # ascending category-id order
+        return info["height"], info["width"], anns, self.image_path(image_id), cat_index
+
+    def image_store(self, ids) -> "ImageFiles":
+        from bench.data.stores import ImageFiles
+
+        return ImageFiles(self.name, self.fingerprint(), {i: self.image_path(i) for i in ids})
+
+    def mask_store(self, ids) -> "CocoMasks":
+        """The GT masks of `ids` alone: their annotations copied out, no COCO index kept."""
+        from bench.data.stores import CocoMasks
+
+        return CocoMasks({i: self._mask_entry(i) for i in ids})
 
     def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
         return coco_fold_classes(fold, coco_split)
@@ -313,7 +292,7 @@ def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
             raise BenchError(f"dataset {name} needs its folder on disk; fix: pass --data-root DIR or set {env}")
         reader = pascal_dataset if name == "pascal5i" else coco_dataset
         return reader(Path(root), _memo_dir(cache_dir))
-    from bench.registry import did_you_mean
+    from bench.core.settings import did_you_mean
 
     raise BenchError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")
 
@@ -329,7 +308,7 @@ def class_pixel_counts(dataset, split: str, cache_dir: Path) -> dict[str, dict[i
     for image_id in progress(dataset.ids(split), desc=f"indexing {dataset.name} {split}"):
         values, n = np.unique(dataset.mask(image_id), return_counts=True)
         counts[image_id] = {int(v): int(k) for v, k in zip(values, n) if v not in (0, IGNORE)}
-    from bench.records import atomic_write_text
+    from bench.core.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(counts))
     return counts

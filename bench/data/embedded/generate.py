@@ -33,8 +33,8 @@ from bench.data.embedded.sprites import (
     render_sprite,
 )
 from bench.data.palette import save_palette_png
-from bench.locks import one_builder
-from bench.progress import progress
+from bench.core.locks import one_builder
+from bench.core.progress import progress
 
 GENERATOR_VERSION = 1
 IGNORE = 255

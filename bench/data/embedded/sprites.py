@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 HERE = Path(__file__).parent
 RENDER_PX = 112  # OpenMoji em size; sprites are later scaled down, never far up

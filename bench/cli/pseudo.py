@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cli import parse_overrides
-from bench.errors import BenchError
+from bench.core.settings import parse_overrides
+from bench.core.errors import BenchError
 from pseudo_labels.config import pseudo_config
 
 
@@ -60,7 +60,7 @@ def neighbours(args, dataset, cache: Path) -> int:
 
     names = list(dataset.class_names)
     if args.class_name not in names:
-        from bench.registry import did_you_mean
+        from bench.core.settings import did_you_mean
 
         raise BenchError(f"unknown class '{args.class_name}'{did_you_mean(args.class_name, names)}; "
                          f"{dataset.name} classes: {', '.join(names)}")

@@ -8,9 +8,10 @@ import platform
 from collections import Counter
 from pathlib import Path
 
-from bench.errors import BenchError
-from bench.records import atomic_write_text, environment_versions, git_commit, load_records
-from bench.tables import LAYOUTS, render_tables
+from bench.core.errors import BenchError
+from bench.core.records import load_records
+from bench.core.files import atomic_write_text, environment_versions, git_commit
+from bench.report.tables import LAYOUTS, render_tables
 
 
 def environment_lines(records) -> list[str]:
@@ -35,7 +36,7 @@ def _cpu_name() -> str:
 
 
 def write_report(results_dir: Path, out: Path) -> Path:
-    from bench.figures import delta_chart
+    from bench.report.figures import delta_chart
 
     records = load_records(results_dir)
     if not records:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from bench.errors import BenchError
-from bench.records import RunRecord, load_records
+from bench.core.errors import BenchError
+from bench.core.records import RunRecord, load_records
 
 FORMATS = ("markdown", "csv", "latex")
 LAYOUTS = ("settings", "table2a", "table2b", "table3")

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _current: torch.device | None = None
 

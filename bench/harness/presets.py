@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ PRESETS = {
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        from bench.registry import did_you_mean
+        from bench.core.settings import did_you_mean
 
         raise BenchError(f"unknown preset '{name}'{did_you_mean(name, PRESETS)}; known: {', '.join(PRESETS)}")
     return PRESETS[name]

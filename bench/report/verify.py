@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.records import load_records
-from bench.tables import check_tableable, row_label
+from bench.core.errors import BenchError
+from bench.core.records import load_records
+from bench.report.tables import check_tableable, row_label
 
 REQUIRED = ("dataset", "preset", "method", "mode", "way", "shot", "fold", "miou")
 

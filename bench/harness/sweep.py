@@ -39,7 +39,7 @@ from itertools import product
 from pathlib import Path
 
 from bench.data.classes import N_FOLDS
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,15 @@ class Cell:
     seeds: tuple | None = None
 
     def label(self) -> str:
+        from bench.core.errors import BenchError
+        from bench.harness.registry import method_label
+
         extra = "".join(f" {k}={v}" for k, v in self.config + self.pseudo)
-        return f"{self.method}{extra} {self.mode} fold {self.fold} {self.way}w{self.shot}s"
+        try:
+            name = method_label(self.method)  # a module path shows as its class's name, as in the records
+        except BenchError:
+            name = self.method
+        return f"{name}{extra} {self.mode} fold {self.fold} {self.way}w{self.shot}s"
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,14 @@ ROW_KEYS = {"method", "methods", "modes", "folds", "ways", "shots", "seeds", "se
 
 
 def _row_methods(row: dict) -> list[str]:
-    """A row's method names; 'all' = every registered method except the test-only ones."""
-    from bench.registry import METHODS, TEST_ONLY
+    """A row's method names; 'all' = every built-in and entry-point method."""
+    from bench.harness.registry import known_methods
 
     names = row.get("methods") or ([row["method"]] if "method" in row else [])
     if not names:
         raise BenchError("a sweep variant names no method; fix: add method = \"NAME\" (or methods = [...]) to it")
     if "all" in names:
-        names = [m for m in METHODS if m not in TEST_ONLY]
+        names = list(known_methods())
     return list(names)
 
 
@@ -131,7 +138,7 @@ def load_grid(path: Path) -> dict:
 
 
 def cell_request(cell: Cell, paths: Paths):
-    from bench.runner import RunRequest
+    from bench.harness.runner import RunRequest
 
     return RunRequest(method=cell.method, mode=cell.mode, dataset=cell.dataset, folds=(cell.fold,), way=cell.way,
                       shot=cell.shot, preset=cell.preset, seeds=cell.seeds, config=dict(cell.config),
@@ -142,11 +149,11 @@ def cell_request(cell: Cell, paths: Paths):
 def pending_cells(cells: list[Cell], paths: Paths) -> list[Cell]:
     """The cells with at least one seed lacking a finished record. Builds what the check needs
     (dataset, episode files, pseudo masks) once, here, before any worker starts."""
-    from bench.annotations import annotation_source
+    from bench.harness.annotations import annotation_source
     from bench.data.datasets import get_dataset
-    from bench.presets import get_preset
-    from bench.registry import create_method
-    from bench.runner import pending_seeds, request_seeds, resolved_request
+    from bench.harness.presets import get_preset
+    from bench.harness.registry import create_method
+    from bench.harness.runner import pending_seeds, request_seeds, resolved_request
 
     sources: dict[tuple, object] = {}
     todo = []
@@ -169,9 +176,9 @@ def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
 
     import torch
 
-    from bench.device import use_device
-    from bench.records import RunRecord
-    from bench.runner import run
+    from bench.core.device import use_device
+    from bench.core.records import RunRecord
+    from bench.harness.runner import run
 
     if threads:
         torch.set_num_threads(threads)

@@ -1,21 +1,20 @@
 """Episode sampling. Test episodes are drawn once per (preset, dataset, fold, way, shot, seed),
 written to a JSON file, and identified by that file's sha256 in every run record. Training
-episodes are drawn on the fly from the base classes by `TrainSource`."""
+episodes are drawn on the fly from the base classes by the fit view (bench/harness/views.py)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.datasets import class_pixel_counts, image_labels
+from bench.data.datasets import class_pixel_counts
 from bench.data.sizes import resized_image, resized_mask
-from bench.errors import BenchError
-from bench.presets import Preset
-from bench.records import atomic_write_text
-from bench.types import EpisodeInput, EpisodeSpec, episode_labels
+from bench.core.errors import BenchError
+from bench.harness.presets import Preset
+from bench.core.files import atomic_write_text
+from bench.core.types import EpisodeInput, EpisodeSpec, episode_labels
 
 
 def eligible_images(counts: dict[str, dict[int, int]], classes, min_fg: int) -> dict[int, list[str]]:
@@ -106,64 +105,7 @@ def query_ground_truth(spec: EpisodeSpec, dataset, preset: Preset) -> list[np.nd
             for i in spec.query_ids]
 
 
-@dataclass
-class TrainSource:
-    """Training data of one fold: base classes only. Which images hold which class comes from the
-    image-level labels; masks come from the AnnotationSource, with every novel-class pixel set to
-    background ("background" presets) or every image holding a novel class dropped ("drop")."""
-
-    dataset: object
-    annotations: object
-    preset: Preset
-    fold: int
-    cache_dir: Path
-
-    def __post_init__(self):
-        self.novel_classes = tuple(self.dataset.fold_classes(self.fold, self.preset.coco_split))
-        n_classes = len(self.dataset.class_names)
-        self.base_classes = tuple(c for c in range(1, n_classes + 1) if c not in self.novel_classes)
-        labels = image_labels(self.dataset, self.preset.train_split, self.cache_dir)
-        if self.preset.novel_in_train == "drop":
-            labels = {i: l for i, l in labels.items() if not (l & set(self.novel_classes))}
-        self.labels = {i: l - set(self.novel_classes) for i, l in labels.items() if l - set(self.novel_classes)}
-        self.ids = sorted(self.labels)
-        self.by_class = {c: [i for i in self.ids if c in self.labels[i]] for c in self.base_classes}
-        self._novel_lut = np.arange(256, dtype=np.uint8)
-        self._novel_lut[list(self.novel_classes)] = 0
-
-    def image(self, image_id: str) -> np.ndarray:
-        """A training image at the preset's `train_size` (its own size when None)."""
-        return resized_image(self.dataset.image(image_id), self.preset.train_size)
-
-    def mask(self, image_id: str) -> np.ndarray:
-        """Training mask in global class ids with no novel class left in it, at `train_size`."""
-        return self._novel_lut[resized_mask(self.annotations.mask(image_id), self.preset.train_size)]
-
-    def test_ids(self) -> list[str]:
-        """The images test episodes draw from (for methods that precompute per-image features)."""
-        return self.dataset.ids(self.preset.test_split)
-
-    def sample_episode(self, rng: np.random.Generator, way: int, shot: int) -> tuple[EpisodeInput, list[np.ndarray]]:
-        """A base-class episode and its query masks (episode labels, from the annotation source)."""
-        classes = [c for c in self.base_classes if len(self.by_class[c]) >= shot + 1]
-        chosen = [classes[k] for k in rng.choice(len(classes), way, replace=False)]
-        used: set[str] = set()
-        s_imgs, s_masks, q_imgs, q_masks, s_ids, q_ids = [], [], [], [], [], []
-        for c in chosen:
-            candidates = [i for i in self.by_class[c] if i not in used]
-            picks = [candidates[k] for k in rng.choice(len(candidates), shot + 1, replace=False)]
-            used.update(picks)
-            masks = [episode_labels(self.mask(i), chosen) for i in picks]
-            s_imgs.append([self.image(i) for i in picks[:-1]])
-            s_masks.append(masks[:-1])
-            q_imgs.append(self.image(picks[-1]))
-            q_masks.append(masks[-1])
-            s_ids.append(tuple(picks[:-1]))
-            q_ids.append(picks[-1])
-        return EpisodeInput(tuple(chosen), s_imgs, s_masks, q_imgs, tuple(s_ids), tuple(q_ids)), q_masks
-
-
-def base_class_iou(method, train: TrainSource, episodes: int, seed: int) -> tuple[float, float]:
+def base_class_iou(method, train, episodes: int, seed: int) -> tuple[float, float]:
     """Pooled (foreground IoU, FB-IoU) in % of a fitted method over 1-way 1-shot episodes of the
     fold's *training* images and classes, scored on the train source's masks: what a default may
     be chosen on without looking at a test class or image (benchmarks/*_schedule.py)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 LOAD_ERRORS = (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError)
 

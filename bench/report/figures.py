@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 GREEN, YELLOW, RED = (0, 200, 0), (255, 215, 0), (230, 20, 20)
 
@@ -50,12 +50,12 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.annotations import annotation_source
+    from bench.harness.annotations import annotation_source
     from bench.data.datasets import get_dataset
-    from bench.episodes import (TrainSource, annotation_labels, build_episode_input, load_or_sample_episodes,
-                                query_ground_truth)
-    from bench.presets import get_preset
-    from bench.runner import fitted_method, request_seeds
+    from bench.harness.episodes import annotation_labels, build_episode_input, load_or_sample_episodes, query_ground_truth
+    from bench.harness.views import FitView
+    from bench.harness.presets import get_preset
+    from bench.harness.runner import fitted_method, request_seeds
 
     preset = get_preset(req.preset)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
@@ -74,7 +74,7 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
         chosen = sorted(np.random.default_rng(seed).choice(len(episodes), min(n_random, len(episodes)), replace=False).tolist())
     log(f"fitting or loading {req.method} ({req.mode}) for fold {fold}")
     fit_req = req if req.mode == "weak" else replace(req, pseudo={})  # the full run's own checkpoint
-    method = fitted_method(fit_req, TrainSource(dataset, annotations, preset, fold, req.cache_dir), fold)
+    method = fitted_method(fit_req, FitView(dataset, annotations, preset, fold, req.cache_dir), fold, annotations)
     fig, axes = plt.subplots(len(chosen), 4, figsize=(10, 2.7 * len(chosen)), squeeze=False)
     support_word = "pseudo mask" if req.mode == "weak" else "GT mask"
     ious = []
@@ -109,7 +109,7 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.tables import (check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell,
+    from bench.report.tables import (check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell,
                               selected_records, setting_header, stat)
 
     records = selected_records(results_dir, filters)
@@ -159,7 +159,7 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
 def class_deltas(recs: list) -> dict[str, dict[int, tuple[float, float]]]:
     """row label -> class id -> (full, weak) class IoU, each the mean over the runs (seeds) both
     modes have for the class's fold. Rows lacking either mode are left out."""
-    from bench.tables import row_label
+    from bench.report.tables import row_label
 
     ious: dict = defaultdict(dict)  # (label, mode, class) -> {seed: IoU}
     for r in recs:
@@ -198,8 +198,8 @@ def class_delta_chart(results_dir: Path, cache_dir: Path, out: Path, filters: di
     method's full / weak / Δ). Tests whether a method's loss under weak supervision follows
     pseudo-mask quality. `source`: the weak masks (default: the ones the weak records used)."""
     from bench.data.datasets import get_dataset, image_labels
-    from bench.records import atomic_write_text
-    from bench.tables import check_tableable, selected_records, setting_header
+    from bench.core.files import atomic_write_text
+    from bench.report.tables import check_tableable, selected_records, setting_header
     from pseudo_labels.report import class_mask_quality
 
     records = selected_records(results_dir, filters)
@@ -298,7 +298,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 def _save(fig, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from bench.records import atomic_write_bytes
+    from bench.core.files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
-from bench.types import GroundTruthMasks
+from bench.core.errors import BenchError
+from bench.core.types import GroundTruthMasks
 
 
 def annotation_source(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None):

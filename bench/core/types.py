@@ -1,5 +1,5 @@
 """The core types that carry data between stages (DESIGN.md: the six typed concepts; the
-IoUAccumulator lives in bench/metrics.py and the RunRecord in bench/records.py)."""
+IoUAccumulator lives in bench/harness/metrics.py and the RunRecord in bench/core/records.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,6 +67,8 @@ class AnnotationSource(Protocol):
 
     def mask(self, image_id: str) -> np.ndarray: ...
 
+    def mask_store(self, ids): ...
+
     def fingerprint(self) -> str: ...
 
 
@@ -78,6 +80,10 @@ class GroundTruthMasks:
 
     def mask(self, image_id: str) -> np.ndarray:
         return self.dataset.mask(image_id)
+
+    def mask_store(self, ids):
+        """The GT masks of `ids` alone (bench/data/stores.py), with no way back to the reader."""
+        return self.dataset.mask_store(ids)
 
     def fingerprint(self) -> str:
         return f"gt:{self.dataset.name}:{self.dataset.fingerprint()}"

@@ -11,18 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.annotations import annotation_source
+from bench.harness.annotations import annotation_source
 from bench.data.classes import N_FOLDS
 from bench.data.datasets import get_dataset
 from bench.data.palette import save_palette_png
-from bench.device import device as current_device
-from bench.episodes import TrainSource, build_episode_input, load_or_sample_episodes, query_ground_truth
-from bench.errors import BenchError
-from bench.metrics import IoUAccumulator
-from bench.presets import Preset, get_preset
-from bench.progress import progress
-from bench.records import RunRecord, environment_versions, git_commit, mode_label, record_relpath, variant_label
-from bench.registry import create_method
+from bench.core.device import device as current_device
+from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth
+from bench.harness.views import FitView
+from bench.core.errors import BenchError
+from bench.harness.metrics import IoUAccumulator
+from bench.harness.presets import Preset, get_preset
+from bench.core.progress import progress
+from bench.core.records import RunRecord, mode_label, record_relpath, variant_label
+from bench.core.files import environment_versions, git_commit
+from bench.harness.registry import create_method, method_label, method_source
 
 
 @dataclass
@@ -64,8 +66,8 @@ def run(req: RunRequest, log=print) -> list[Path]:
         if not todo:
             continue
         t0 = time.perf_counter()
-        train = TrainSource(dataset, annotations, preset, fold, req.cache_dir)
-        method = fitted_method(req, train, fold)
+        train = FitView(dataset, annotations, preset, fold, req.cache_dir)
+        method = fitted_method(req, train, fold, annotations)
         fit_s = time.perf_counter() - t0
         threads = {"fit": fit_threads(req, fold, annotations), "eval": torch_threads()}
         for seed in todo:
@@ -94,7 +96,7 @@ def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(req.method, req.config),
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), req.config),
                                                   mode_label(req.mode, req.pseudo), fold, req.way, req.shot, seed)
 
 
@@ -121,7 +123,7 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
 def input_files(config: dict) -> dict:
     """sha256 (16 hex digits) of every setting that names an existing file (user weights): a fit
     or a record is keyed by what the file holds, not by its path."""
-    from bench.records import file_sha
+    from bench.core.files import file_sha
 
     return {k: file_sha(Path(v)) for k, v in sorted(config.items()) if isinstance(v, str) and v and Path(v).is_file()}
 
@@ -131,7 +133,7 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     minus the settings a method declares test-time only, `test_settings`), the content of any weight
     file it names, the training masks and the preset's training settings
     (so presets that train alike share one fit); changing any of them never loads a stale fit."""
-    from bench.registry import method_class
+    from bench.harness.registry import method_class
 
     test_only = getattr(method_class(req.method), "test_settings", ())  # read at prediction only: one fit serves all
     config = {k: v for k, v in requested_config(req).items() if k not in test_only}
@@ -141,17 +143,17 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     train_tag = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
-    return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / req.method
+    return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / method_label(req.method)
             / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")
 
 
-def fitted_method(req: RunRequest, train: TrainSource, fold: int):
+def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
     """Load the fold's checkpoint if present, else fit and save one. Methods without learned
     state (empty state_dict) are simply fitted each time."""
     import pickle
 
     method = create_method(req.method, req.config)
-    path = checkpoint_path(req, fold, train.annotations)
+    path = checkpoint_path(req, fold, annotations)
     if path.exists() and not req.retrain:
         with open(path, "rb") as f:
             method.load_state_dict(pickle.load(f))
@@ -161,7 +163,7 @@ def fitted_method(req: RunRequest, train: TrainSource, fold: int):
     method.fit(train, dict(req.config))
     state = method.state_dict()
     if state:
-        from bench.records import atomic_write_bytes
+        from bench.core.files import atomic_write_bytes
 
         atomic_write_bytes(path, pickle.dumps(state))
         atomic_write_bytes(fit_info_path(path), json.dumps({"torch_threads": torch_threads()}).encode())
@@ -214,7 +216,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
     scores = acc.compute()
     config = _resolved_config(method)
     return RunRecord(
-        method=req.method, mode=req.mode, dataset=dataset.name, preset=preset.label(), fold=fold, way=req.way,
+        method=method_label(req.method), method_source=method_source(req.method), mode=req.mode, dataset=dataset.name, preset=preset.label(), fold=fold, way=req.way,
         shot=req.shot, seed=seed, class_ids=list(acc.class_ids),
         inter={str(c): v for c, v in acc.inter.items()}, union={str(c): v for c, v in acc.union.items()},
         fb_inter=acc.fb_inter, fb_union=acc.fb_union, miou=scores["miou"], fbiou=scores["fbiou"],

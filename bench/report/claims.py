@@ -2,7 +2,7 @@
 records, each setting a line: holds / fails / not checkable, with our numbers and the paper's.
 
 Numbers are the tables' means: per seed the mean over the setting's folds, then the mean over
-seeds (bench/tables.py). Rows are the base networks (records without --set or --pseudo-set
+seeds (bench/report/tables.py). Rows are the base networks (records without --set or --pseudo-set
 overrides), except Table 3's `ours [saliency=none]`. The tests of each claim:
 1. weak < full for every method with both modes;
 2. `ours` has "by far" the smallest Δ: below half the smallest baseline Δ (the paper: 5.1 against
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from bench.errors import BenchError
-from bench.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fold_mean_per_seed, paper_entries,
+from bench.core.errors import BenchError
+from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fold_mean_per_seed, paper_entries,
                           paper_numbers, row_label, runs_by_cell, selected_records, setting_header, stat)
 
 BASELINES = ("panet", "amp", "pfenet")

@@ -1,0 +1,125 @@
+"""Commands that read records only: `bench table`, `figure`, `report`, `verify`, `claims`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.cli.flags import (dataset_flags, device_flag, filters_of, mode_flag, pseudo_flag, record_filters,
+                             results_flag, set_flag)
+from bench.core.settings import parse_overrides
+
+
+def add_parsers(sub) -> dict:
+    t = sub.add_parser("table", help="tables from run records (no re-running)")
+    results_flag(t)
+    t.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
+    record_filters(t)
+    t.add_argument("--layout", choices=("settings", "table2a", "table2b", "table3"), default="settings",
+                   help="settings: one table per dataset/preset/way/shot; table2a/2b/3: the paper's layouts beside its numbers")
+    t.add_argument("--out", type=Path, default=None, help="also write the table to this file (.md, .csv or .tex)")
+
+    fg = sub.add_parser("figure", help="PNG figures: episode panels (Fig. 5 style) or the Δ bar chart")
+    fsub = fg.add_subparsers(dest="figure_command", required=True)
+    ep = fsub.add_parser("episodes", help="support with its mask, query GT (green), pseudo (yellow), prediction (red)")
+    ep.add_argument("--method", required=True)
+    mode_flag(ep)
+    dataset_flags(ep)
+    ep.add_argument("--preset", default="wacv22")
+    ep.add_argument("--fold", type=int, default=0)
+    ep.add_argument("--way", type=int, default=1)
+    ep.add_argument("--shot", type=int, default=1)
+    ep.add_argument("--seed", type=int, default=None, help="which run's episode file (default: the preset's first)")
+    ep.add_argument("--episode", type=int, action="append", default=None, help="episode index (repeatable)")
+    ep.add_argument("--random", type=int, default=4, help="otherwise this many random episodes")
+    set_flag(ep, None)
+    pseudo_flag(ep)
+    ep.add_argument("--out", type=Path, default=Path("results/figures/episodes.png"))
+    device_flag(ep)
+    dl = fsub.add_parser("delta", help="full vs weak mean mIoU and Δ per method, error bars over runs")
+    results_flag(dl)
+    record_filters(dl)
+    dl.add_argument("--out", type=Path, default=Path("results/figures/delta.png"))
+    cl = fsub.add_parser("classes", help="per class: each method's Δ against the class's pseudo-mask IoU, with a CSV")
+    results_flag(cl)
+    record_filters(cl)
+    cl.add_argument("--data-root", type=Path, default=None)
+    cl.add_argument("--out", type=Path, default=Path("results/figures/classes.png"))
+
+    rp = sub.add_parser("report", help="one Markdown page: every table and figure of a results folder, and the environment")
+    results_flag(rp)
+    rp.add_argument("--out", type=Path, default=None, help="default: <results-dir>/report.md")
+
+    v = sub.add_parser("verify", help="compare records with expected numbers; exit 1 on a miss")
+    v.add_argument("expected", type=Path, help="CSV or JSON: dataset, preset, method, mode, way, shot, fold, miou[, tolerance]")
+    results_flag(v)
+    v.add_argument("--tolerance", type=float, default=0.5, help="absolute mIoU points (default 0.5)")
+
+    c = sub.add_parser("claims", help="the paper's four claims checked on the records: holds / fails, with the numbers")
+    results_flag(c)
+    record_filters(c, way_shot=False)
+    return {"table": cmd_table, "figure": cmd_figure, "report": cmd_report, "verify": cmd_verify, "claims": cmd_claims}
+
+
+def cmd_table(args, cache: Path) -> int:
+    from bench.core.files import atomic_write_text
+    from bench.report.tables import render_tables
+
+    fmt = args.format
+    if args.out is not None:
+        fmt = {".csv": "csv", ".tex": "latex"}.get(args.out.suffix, args.format)
+    text = render_tables(args.results_dir, fmt, filters_of(args), args.layout)
+    print(text, end="")
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_figure(args, cache: Path) -> int:
+    from bench.report import figures
+
+    if args.figure_command == "delta":
+        for path in figures.delta_chart(args.results_dir, args.out, filters_of(args)):
+            print(f"wrote {path}")
+        return 0
+    if args.figure_command == "classes":
+        png, table = figures.class_delta_chart(args.results_dir, cache, args.out, filters_of(args), args.data_root)
+        print(f"wrote {png} and {table}")
+        return 0
+    from bench.harness.runner import RunRequest
+
+    req = RunRequest(method=args.method, mode=args.mode, dataset=args.dataset, folds=(args.fold,), way=args.way,
+                     shot=args.shot, preset=args.preset, seeds=(args.seed,) if args.seed is not None else None,
+                     config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
+                     data_root=args.data_root, cache_dir=cache)
+    path, ious = figures.episode_panels(req, args.episode, args.random, 0, args.out)
+    print(f"wrote {path} (foreground IoU of the drawn episodes: {', '.join(f'{v:.0f}' for v in ious)})")
+    return 0
+
+
+def cmd_report(args, cache: Path) -> int:
+    from bench.report.page import write_report
+
+    path = write_report(args.results_dir, args.out or args.results_dir / "report.md")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_verify(args, cache: Path) -> int:
+    from tabulate import tabulate
+
+    from bench.report.verify import expected_rows, observed_values, verify_rows
+
+    rows = verify_rows(expected_rows(args.expected), observed_values(args.results_dir), args.tolerance)
+    print(tabulate(rows, ["setting", "fold", "expected", "observed", "|diff|", "tolerance", "status"], tablefmt="github",
+                   disable_numparse=True))
+    misses = sum(1 for r in rows if r[-1] != "ok")
+    print(f"{len(rows) - misses} of {len(rows)} within tolerance" + (f"; {misses} missed" if misses else ""))
+    return 1 if misses else 0
+
+
+def cmd_claims(args, cache: Path) -> int:
+    from bench.report.claims import render_claims
+
+    print(render_claims(args.results_dir, {"dataset": args.dataset, "preset": args.preset}), end="")
+    return 0

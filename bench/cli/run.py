@@ -1,0 +1,91 @@
+"""`bench run` and `bench sweep`: fit and evaluate methods, one cell or a resumable grid."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.cli.flags import (dataset_flags, device_flag, fold_flag, folds, mode_flag, pseudo_flag, results_flag,
+                             set_flag)
+from bench.core.settings import parse_overrides
+
+
+def add_parsers(sub) -> dict:
+    r = sub.add_parser("run", help="train if needed, evaluate, write run records")
+    r.add_argument("--method", required=True)
+    mode_flag(r)
+    dataset_flags(r)
+    fold_flag(r, "'all' (default) or e.g. 0 or 0,2 (repeatable)")
+    r.add_argument("--way", type=int, default=1)
+    r.add_argument("--shot", type=int, default=1)
+    r.add_argument("--preset", default="wacv22")
+    r.add_argument("--seed", type=int, action="append", default=None, help="run only these seeds (repeatable)")
+    set_flag(r)
+    pseudo_flag(r)
+    results_flag(r)
+    r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
+    r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint (implies --force)")
+    r.add_argument("--force", action="store_true", help="re-evaluate cells whose matching record already exists")
+    device_flag(r)
+
+    sw = sub.add_parser("sweep", help="run a grid of cells (methods x modes x folds x ways x shots), resumable",
+                        description="Cells whose records exist with the same fingerprint are skipped. Grid file "
+                                    "format: see bench/harness/sweep.py. Flags add to / override the grid file's lists.")
+    sw.add_argument("--grid", type=Path, default=None, help="TOML grid file")
+    sw.add_argument("--method", action="append", default=None, help="repeatable; 'all' = every registered method")
+    sw.add_argument("--mode", action="append", choices=("full", "weak"), default=None)
+    fold_flag(sw)
+    sw.add_argument("--way", type=int, action="append", default=None)
+    sw.add_argument("--shot", type=int, action="append", default=None)
+    sw.add_argument("--seed", type=int, action="append", default=None)
+    dataset_flags(sw, default=None)
+    sw.add_argument("--preset", default=None)
+    results_flag(sw)
+    sw.add_argument("--executor", choices=("local", "ray"), default="local")
+    sw.add_argument("--jobs", type=int, default=None, help="local: parallel cells (default: the machine's cores)")
+    sw.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
+    sw.add_argument("--threads", type=int, default=None,
+                    help="local: torch threads per cell (default: cores / jobs); lower it to share the machine")
+    sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
+    device_flag(sw)
+    return {"run": cmd_run, "sweep": cmd_sweep}
+
+
+def cmd_run(args, cache: Path) -> int:
+    from bench.harness.runner import RunRequest, run
+
+    req = RunRequest(
+        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold or folds("all"),
+        way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
+        config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
+        data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
+        save_predictions=args.save_predictions, retrain=args.retrain, force=args.force,
+    )
+    paths = run(req)
+    print(f"wrote {len(paths)} record(s) under {args.results_dir}/; see them with `bench table`")
+    return 0
+
+
+def cmd_sweep(args, cache: Path) -> int:
+    from bench.harness.sweep import Paths, grid_cells, load_grid, pending_cells, sweep
+    from bench.report.tables import BENCHMARK_OF, LAYOUT_BENCHMARK
+
+    grid = load_grid(args.grid) if args.grid else {}
+    for key, value in (("methods", args.method), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
+                       ("ways", args.way), ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
+                       ("preset", args.preset)):
+        if value is not None:
+            grid[key] = value
+    cells = grid_cells(grid)
+    paths = Paths(cache, args.results_dir, args.data_root, args.device)
+    if args.dry_run:
+        todo = pending_cells(cells, paths)
+        print(f"{len(cells)} cells, {len(cells) - len(todo)} recorded, {len(todo)} to run:")
+        for cell in todo:
+            print(f"  {cell.label()}")
+        return 0
+    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads)
+    failed = sum(1 for o in outcomes if o.error)
+    layouts = sorted({lay for lay, bench in LAYOUT_BENCHMARK.items() for c in cells if BENCHMARK_OF.get(c.dataset) == bench})
+    shown = " and ".join(f"`bench table --layout {lay}`" for lay in layouts) or "`bench table`"
+    print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; {shown} shows them")
+    return 1 if failed else 0
