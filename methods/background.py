@@ -10,7 +10,7 @@ from bench.core.types import EpisodeInput
 class AllBackground:
     name = "background"
 
-    def fit(self, train_source, config: dict) -> None:
+    def fit(self, view, config: dict) -> None:
         pass
 
     def predict(self, episode: EpisodeInput) -> list[np.ndarray]:

@@ -119,7 +119,7 @@ class Ours:
 
     # -- features ------------------------------------------------------------------------------
     def attach(self, train) -> None:
-        """Binds the frozen backbone and the feature cache of the train source's dataset (called by
+        """Binds the frozen backbone and the feature cache of the fit view's images (called by
         `fit`, and by the runner after `load_state_dict`, so a saved fold evaluates without refitting).
         Features are stored at the sizes the method will see: training images at the preset's
         train_size, test images at its eval_size."""

@@ -41,3 +41,30 @@ def pseudo_masks_for(dataset, cache_dir: Path, overrides: dict | None = None, lo
     """Pseudo masks of `dataset` under the given settings, generated on first use."""
     root = generate_pseudo_masks(dataset, pseudo_config(overrides), Path(cache_dir), log)
     return PseudoMasks(dataset, root)
+
+
+def cached_pseudo_masks(dataset, cache_dir: Path, overrides: dict | None = None) -> PseudoMasks | None:
+    """The finished pseudo masks of `dataset` under the given settings if they are in the cache,
+    else None; never generates (for figures drawn from records)."""
+    from dataclasses import asdict
+
+    want = json.loads(json.dumps(asdict(pseudo_config(overrides))))
+    for manifest in sorted((Path(cache_dir) / "pseudo" / "masks").glob(f"{dataset.name}-*/manifest.json")):
+        found = json.loads(manifest.read_text())
+        if (found.get("config") == want and found.get("dataset_fingerprint") == dataset.fingerprint()
+                and (manifest.parent / "COMPLETE").is_file()):
+            return PseudoMasks(dataset, manifest.parent)
+    return None
+
+
+def recorded_pseudo_masks(dataset, cache_dir: Path, annotation_fingerprint: str) -> PseudoMasks:
+    """The pseudo masks a weak record was made with ("pseudo:<dataset>:<fingerprint>"), read from the
+    cache; one clear error when they are gone."""
+    from bench.core.errors import BenchError
+    from pseudo_labels.generate import pseudo_root
+
+    root = pseudo_root(cache_dir, dataset, annotation_fingerprint.rsplit(":", 1)[-1])
+    if not (root / "COMPLETE").is_file():
+        raise BenchError(f"the pseudo masks of this record ({annotation_fingerprint}) are not in {root.parent}; "
+                         f"fix: `bench pseudo generate` with the record's pseudo settings, or re-run the cell")
+    return PseudoMasks(dataset, root)

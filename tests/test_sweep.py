@@ -430,20 +430,43 @@ def test_class_delta_chart_numbers_and_refusals(two_seed_results, mini, cache_di
         class_delta_chart(two_seed_results, cache_dir, tmp_path / "c3.png", {"shot": 1})
 
 
-def test_episode_figure_of_the_oracle(mini, cache_dir, tmp_path):
-    """Oracle predictions equal the query GT: every drawn episode's IoU is 100."""
+def test_episode_figure_is_drawn_from_the_record_with_no_checkpoint(mini, cache_dir, tmp_path, monkeypatch):
+    """The panels come from the predictions saved beside the record: with every checkpoint
+    deleted and the method unable to fit or predict, the oracle's drawn episodes score 100."""
+    import shutil
+    from dataclasses import replace
+
     from PIL import Image
     from test_pseudo import TINY as PSEUDO_TINY
 
+    import oracle
+    from bench.harness.runner import RunRequest, run
     from bench.report.figures import episode_panels
-    from bench.harness.runner import RunRequest
+    from pseudo_labels.source import pseudo_masks_for
 
+    pseudo_masks_for(mini, cache_dir, PSEUDO_TINY, log=lambda *_: None)  # the yellow query panel's masks, cached
     req = RunRequest(method=ORACLE, mode="full", dataset="openmoji5i-mini", folds=(1,), preset="quick",
-                     pseudo=PSEUDO_TINY, cache_dir=cache_dir)  # pseudo: the yellow query panel's masks
-    out, ious = episode_panels(req, [0, 3], 0, 0, tmp_path / "ep.png", log=lambda *_: None)
+                     pseudo={}, cache_dir=cache_dir, results_dir=tmp_path / "results")
+    run(req, log=lambda *_: None)
+    shutil.rmtree(cache_dir / "checkpoints", ignore_errors=True)
+
+    def refuse(*_):
+        raise AssertionError("the figure fitted or ran the method")
+
+    monkeypatch.setattr(oracle.Oracle, "fit", refuse)
+    monkeypatch.setattr(oracle.Oracle, "predict", refuse)
+    with pytest.raises(Exception, match="no record at"):
+        episode_panels(replace(req, folds=(2,)), [0], 0, 0, tmp_path / "none.png", log=lambda *_: None)
+    drawn = replace(req, pseudo=PSEUDO_TINY)
+    out, ious = episode_panels(drawn, [0, 3], 0, 0, tmp_path / "ep.png", log=lambda *_: None)
     assert Image.open(out).size[1] > 400 and ious == [100.0, 100.0]
+    assert not (cache_dir / "checkpoints").exists()
+    _, random_ious = episode_panels(drawn, None, 3, 0, tmp_path / "random.png", log=lambda *_: None)
+    assert random_ious == [100.0] * 3
     with pytest.raises(Exception, match="episode 99 is not in fold 1's 40 episodes"):
-        episode_panels(req, [99], 0, 0, tmp_path / "bad.png", log=lambda *_: None)
+        episode_panels(drawn, [99], 0, 0, tmp_path / "bad.png", log=lambda *_: None)
+    with pytest.raises(Exception, match="episode 20's prediction was not saved"):
+        episode_panels(drawn, [20], 0, 0, tmp_path / "bad.png", log=lambda *_: None)
     assert not (tmp_path / "bad.png").exists()
 
 

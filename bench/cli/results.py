@@ -20,7 +20,8 @@ def add_parsers(sub) -> dict:
 
     fg = sub.add_parser("figure", help="PNG figures: episode panels (Fig. 5 style) or the Δ bar chart")
     fsub = fg.add_subparsers(dest="figure_command", required=True)
-    ep = fsub.add_parser("episodes", help="support with its mask, query GT (green), pseudo (yellow), prediction (red)")
+    ep = fsub.add_parser("episodes", help="support with its mask, query GT (green), pseudo (yellow), prediction (red); "
+                                          "drawn from a record's saved predictions, no model is fitted")
     ep.add_argument("--method", required=True)
     mode_flag(ep)
     dataset_flags(ep)
@@ -34,7 +35,9 @@ def add_parsers(sub) -> dict:
     set_flag(ep, None)
     pseudo_flag(ep)
     ep.add_argument("--out", type=Path, default=Path("results/figures/episodes.png"))
-    device_flag(ep)
+    results_flag(ep)
+    ep.add_argument("--predictions", type=Path, default=None, metavar="DIR",
+                    help="the folder of `bench run --save-predictions DIR` (any episode); default: the sample beside the record")
     dl = fsub.add_parser("delta", help="full vs weak mean mIoU and Δ per method, error bars over runs")
     results_flag(dl)
     record_filters(dl)
@@ -91,8 +94,8 @@ def cmd_figure(args, cache: Path) -> int:
     req = RunRequest(method=args.method, mode=args.mode, dataset=args.dataset, folds=(args.fold,), way=args.way,
                      shot=args.shot, preset=args.preset, seeds=(args.seed,) if args.seed is not None else None,
                      config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
-                     data_root=args.data_root, cache_dir=cache)
-    path, ious = figures.episode_panels(req, args.episode, args.random, 0, args.out)
+                     data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir)
+    path, ious = figures.episode_panels(req, args.episode, args.random, 0, args.out, predictions=args.predictions)
     print(f"wrote {path} (foreground IoU of the drawn episodes: {', '.join(f'{v:.0f}' for v in ious)})")
     return 0
 

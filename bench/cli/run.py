@@ -1,4 +1,5 @@
-"""`bench run` and `bench sweep`: fit and evaluate methods, one cell or a resumable grid."""
+"""`bench run`, `bench sweep` and `bench check-method`: fit and evaluate methods, one cell or a
+resumable grid, and the method contract."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,21 +48,23 @@ def add_parsers(sub) -> dict:
     sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
     device_flag(sw)
-    return {"run": cmd_run, "sweep": cmd_sweep}
+
+    cm = sub.add_parser("check-method", help="the method contract on the mini dataset, one line per check",
+                        description="NAME: a built-in name, an entry point of the group wsfss_bench.methods, or "
+                                    "module:Class. Exit 1 when a check fails.")
+    cm.add_argument("name", metavar="NAME")
+    set_flag(cm)
+    device_flag(cm)
+    return {"run": cmd_run, "sweep": cmd_sweep, "check-method": cmd_check_method}
 
 
 def cmd_run(args, cache: Path) -> int:
-    from bench.harness.runner import RunRequest, run
+    from bench import api
 
-    req = RunRequest(
-        method=args.method, mode=args.mode, dataset=args.dataset, folds=args.fold or folds("all"),
-        way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
-        config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo),
-        data_root=args.data_root, cache_dir=cache, results_dir=args.results_dir,
-        save_predictions=args.save_predictions, retrain=args.retrain, force=args.force,
-    )
-    paths = run(req)
-    print(f"wrote {len(paths)} record(s) under {args.results_dir}/; see them with `bench table`")
+    records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
+                      args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
+                      args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions)
+    print(f"wrote {len(records)} record(s) under {args.results_dir}/; see them with `bench table`")
     return 0
 
 
@@ -88,4 +91,15 @@ def cmd_sweep(args, cache: Path) -> int:
     layouts = sorted({lay for lay, bench in LAYOUT_BENCHMARK.items() for c in cells if BENCHMARK_OF.get(c.dataset) == bench})
     shown = " and ".join(f"`bench table --layout {lay}`" for lay in layouts) or "`bench table`"
     print(f"sweep done: {len(outcomes) - failed} cells run, {failed} failed; {shown} shows them")
+    return 1 if failed else 0
+
+
+def cmd_check_method(args, cache: Path) -> int:
+    from bench import api
+
+    checks = api.check_method(args.name, parse_overrides(args.overrides), cache)
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if not c.ok]
+    print(f"{args.name}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "every check passed"))
     return 1 if failed else 0

@@ -90,12 +90,14 @@ class GroundTruthMasks:
 
 
 class Method(Protocol):
-    """A few-shot segmentation method. `predict` returns one HxW uint8 label map (0..N) per query,
-    at the query image's size. Methods never branch on full/weak: they only see masks."""
+    """A few-shot segmentation method. `fit` gets the fold's FitView (bench/harness/views.py),
+    `predict` an EpisodeInput and returns one HxW uint8 label map (0..N) per query, at the query
+    image's size. Methods never branch on full/weak: they only see masks. `name` labels records
+    and tables (README, "Adding a method")."""
 
     name: str
 
-    def fit(self, train_source: Any, config: dict) -> None: ...
+    def fit(self, view: Any, config: dict) -> None: ...
 
     def predict(self, episode: EpisodeInput) -> list[np.ndarray]: ...
 

@@ -25,7 +25,20 @@ def voc_palette() -> list[int]:
 _PALETTE = voc_palette()
 
 
-def save_palette_png(label: np.ndarray, path: Path) -> None:
+def _palette_image(label: np.ndarray) -> Image.Image:
     im = Image.fromarray(label.astype(np.uint8), mode="P")
     im.putpalette(_PALETTE)
-    im.save(path, optimize=False)
+    return im
+
+
+def save_palette_png(label: np.ndarray, path: Path) -> None:
+    _palette_image(label).save(path, optimize=False)
+
+
+def palette_png_bytes(label: np.ndarray) -> bytes:
+    """The bytes `save_palette_png` would write."""
+    import io
+
+    buf = io.BytesIO()
+    _palette_image(label).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()

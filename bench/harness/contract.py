@@ -72,14 +72,25 @@ def check_method(name: str, config: dict | None, cache_dir: Path, dataset_name: 
     checks.append(Check("determinism", same, error2 or ("a second fit predicts the same" if same else
                                                         "a second fit with the same settings predicts differently")))
     checks.append(_round_trip(name, config, first, view, episodes, preds))
-    findings = hunt({"view": view, "episodes": [e for eps in episodes.values() for e in eps]}, dataset.mask,
-                    [q for eps in episodes.values() for e in eps for q in e.query_ids],
-                    allowed=lambda obj: getattr(obj, "family", None) == "pool")
+    findings = _reachable_query_gt(view, episodes, dataset)
     checks.append(Check("no ground truth reachable", not findings,
                         "the view and episodes it was given reach no query's ground truth" if not findings
                         else "; ".join(findings[:3])))
     checks.append(Check("speed", True, f"{per_episode * 1000:.1f} ms per episode (mean over {len(SETTINGS) * EPISODES})"))
     return checks
+
+
+def _reachable_query_gt(view, episodes: dict, dataset) -> list[str]:
+    """Leak-hunter findings: the view against every query's GT, each episode against its own
+    queries' (in full mode a support's GT is given, and an image may be a support in one episode
+    and the query of another)."""
+    pool = lambda obj: getattr(obj, "family", None) == "pool"  # the disjoint pool's GT is the method's
+    queries = [q for eps in episodes.values() for e in eps for q in e.query_ids]
+    findings = hunt({"view": view}, dataset.mask, queries, allowed=pool)
+    for (way, shot), eps in episodes.items():
+        for k, e in enumerate(eps):
+            findings += hunt({f"episode[{way}w{shot}s #{k}]": e}, dataset.mask, e.query_ids, allowed=pool)
+    return findings
 
 
 def _episodes(dataset, annotations, preset, cache_dir, way: int, shot: int):

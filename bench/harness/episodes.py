@@ -107,7 +107,7 @@ def query_ground_truth(spec: EpisodeSpec, dataset, preset: Preset) -> list[np.nd
 
 def base_class_iou(method, train, episodes: int, seed: int) -> tuple[float, float]:
     """Pooled (foreground IoU, FB-IoU) in % of a fitted method over 1-way 1-shot episodes of the
-    fold's *training* images and classes, scored on the train source's masks: what a default may
+    fold's *training* images and classes, scored on the fit view's masks: what a default may
     be chosen on without looking at a test class or image (benchmarks/*_schedule.py)."""
     rng = np.random.default_rng(seed)
     inter, union = np.zeros(2), np.zeros(2)

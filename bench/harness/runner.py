@@ -14,7 +14,7 @@ import numpy as np
 from bench.harness.annotations import annotation_source
 from bench.data.classes import N_FOLDS
 from bench.data.datasets import get_dataset
-from bench.data.palette import save_palette_png
+from bench.data.palette import palette_png_bytes
 from bench.core.device import device as current_device
 from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth
 from bench.harness.views import FitView
@@ -71,8 +71,9 @@ def run(req: RunRequest, log=print) -> list[Path]:
         fit_s = time.perf_counter() - t0
         threads = {"fit": fit_threads(req, fold, annotations), "eval": torch_threads()}
         for seed in todo:
-            record = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads)
+            record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads)
             written.append(record.write(req.results_dir))
+            sample.close_into(sample_dir(written[-1]))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
     return written
@@ -192,10 +193,13 @@ def fit_threads(req: RunRequest, fold: int, annotations) -> int | None:
 
 
 def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float,
-                 threads: dict | None = None) -> RunRecord:
+                 threads: dict | None = None) -> tuple[RunRecord, "PredictionSaver"]:
+    """The run's record, and the predictions of its first SAMPLE_EPISODES episodes (saved beside
+    the record by the caller: what `bench figure episodes` draws, with no model)."""
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     acc = IoUAccumulator(tuple(dataset.fold_classes(fold, preset.coco_split)))
-    saver = PredictionSaver(req.save_predictions, dataset.name, fold, seed) if req.save_predictions else None
+    saver = PredictionSaver(Path(req.save_predictions) / f"{dataset.name}_fold{fold}_seed{seed}") if req.save_predictions else None
+    sample = PredictionSaver(None)
     t0 = time.perf_counter()
     for spec in progress(episodes, desc=f"fold {fold} seed {seed}"):
         episode = build_episode_input(spec, dataset, annotations, preset)
@@ -210,9 +214,11 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
             acc.update(pred, gt, spec.class_ids)
             if saver:
                 saver.add(spec, j, pred)
+            if spec.index < SAMPLE_EPISODES:
+                sample.add(spec, j, pred)
     eval_s = time.perf_counter() - t0
     if saver:
-        saver.close()
+        saver.close_into(saver.folder)
     scores = acc.compute()
     config = _resolved_config(method)
     return RunRecord(
@@ -226,7 +232,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
         device=str(current_device()), torch_threads=threads or {},
         timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3), "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
-    )
+    ), sample
 
 
 def requested_config(req: RunRequest) -> dict:
@@ -243,24 +249,43 @@ def _resolved_config(method) -> dict:
     return asdict(cfg) if is_dataclass(cfg) else {}
 
 
-class PredictionSaver:
-    """Every query prediction as a palette PNG plus index.csv (episode, query id, class ids), so
-    any third-party metric can re-score a run."""
+SAMPLE_EPISODES = 8  # episodes 0..7 of every run keep their predictions beside the record
 
-    def __init__(self, root: Path, dataset: str, fold: int, seed: int):
-        self.folder = Path(root) / f"{dataset}_fold{fold}_seed{seed}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.rows = []
+
+def sample_dir(record_path: Path) -> Path:
+    """Where a record's sample of predictions lies: beside it, named after it."""
+    return record_path.with_name(record_path.stem + ".predictions")
+
+
+class PredictionSaver:
+    """Query predictions as palette PNGs plus index.csv (episode, query id, class ids, support
+    ids), so any third-party metric can re-score a run and figures can be drawn from records.
+    Kept in memory as PNG bytes and written at close, into a temporary folder renamed into place:
+    an interrupted run leaves no half sample."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = Path(folder) if folder is not None else None
+        self.rows, self.files = [], {}
 
     def add(self, spec, j: int, pred: np.ndarray) -> None:
         name = f"ep{spec.index:05d}_q{j}.png"
-        save_palette_png(pred, self.folder / name)
+        self.files[name] = palette_png_bytes(pred)
         self.rows.append({"file": name, "episode": spec.index, "query_id": spec.query_ids[j],
                           "class_ids": " ".join(str(c) for c in spec.class_ids),
                           "support_ids": " | ".join(" ".join(s) for s in spec.support_ids)})
 
-    def close(self) -> None:
-        with open(self.folder / "index.csv", "w", newline="") as f:
+    def close_into(self, folder: Path) -> None:
+        import shutil
+
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, data in self.files.items():
+            (tmp / name).write_bytes(data)
+        with open(tmp / "index.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else ["file"])
             writer.writeheader()
             writer.writerows(self.rows)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)

@@ -3,8 +3,11 @@ per-class scatter of Δ against pseudo-mask quality.
 
 Episode panels, one row per episode (way 1 shown): the support with its mask as the method saw
 it (pseudo in weak mode, GT in full mode) in yellow; the query with its GT in green; the query's
-pseudo mask in yellow (what weak supervision would have said about the query); the method's
-prediction in red, titled with the episode's foreground IoU."""
+pseudo mask in yellow (what weak supervision would have said about the query; its class's
+pseudo-mask IoU from the quality record of `bench pseudo report` when there is one); the method's
+prediction in red, titled with the episode's foreground IoU. Drawn from records: the prediction is
+the one saved beside the record, the masks are read from the dataset and the pseudo-mask cache;
+no model is fitted and no mask generated."""
 from __future__ import annotations
 
 import csv
@@ -42,63 +45,124 @@ def foreground_iou(pred: np.ndarray, gt: np.ndarray, label: int = 1) -> float:
 
 
 def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: int, out: Path,
-                   log=print) -> tuple[Path, list[float]]:
-    """Trains (or loads) the fold's model of `req`, draws the chosen or random episodes; returns
-    the PNG and each drawn episode's foreground IoU (the number in its prediction title)."""
+                   log=print, predictions: Path | None = None) -> tuple[Path, list[float]]:
+    """Draws the chosen or random episodes of `req`'s record from the predictions saved beside it
+    (its first SAMPLE_EPISODES episodes; every episode from a `--save-predictions` folder given as
+    `predictions`); never fits a method or generates masks. Returns the PNG and each drawn
+    episode's foreground IoU (the number in its prediction title)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.harness.annotations import annotation_source
+    from bench.core.types import GroundTruthMasks
     from bench.data.datasets import get_dataset
     from bench.harness.episodes import annotation_labels, build_episode_input, load_or_sample_episodes, query_ground_truth
-    from bench.harness.views import FitView
     from bench.harness.presets import get_preset
-    from bench.harness.runner import fitted_method, request_seeds
+    from bench.harness.runner import record_path, request_seeds, resolved_request, sample_dir
+    from pseudo_labels.source import cached_pseudo_masks, recorded_pseudo_masks
 
+    req = resolved_request(req)
     preset = get_preset(req.preset)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
     fold = req.folds[0]
-    # full mode: --pseudo-set picks the pseudo masks of the yellow query panel only
-    pseudo = annotation_source("weak", dataset, req.cache_dir, req.pseudo)
-    annotations = pseudo if req.mode == "weak" else annotation_source("full", dataset, req.cache_dir)
     run_seed = request_seeds(req, preset)[0]
+    run_req = req if req.mode == "weak" else replace(req, pseudo={})  # a full run's record has no pseudo settings
+    record = _record_at(record_path(run_req, preset, dataset, fold, run_seed))
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, run_seed)
-    if episode_indices:
-        bad = [i for i in episode_indices if not 0 <= i < len(episodes)]
-        if bad:
-            raise BenchError(f"episode {bad[0]} is not in fold {fold}'s {len(episodes)} episodes; fix: pick 0..{len(episodes) - 1}")
-        chosen = episode_indices
-    else:
-        chosen = sorted(np.random.default_rng(seed).choice(len(episodes), min(n_random, len(episodes)), replace=False).tolist())
-    log(f"fitting or loading {req.method} ({req.mode}) for fold {fold}")
-    fit_req = req if req.mode == "weak" else replace(req, pseudo={})  # the full run's own checkpoint
-    method = fitted_method(fit_req, FitView(dataset, annotations, preset, fold, req.cache_dir), fold, annotations)
+    if sha != record.episode_sha256:
+        raise BenchError(f"the episode file of fold {fold} seed {run_seed} is not the one the record was made on; "
+                         f"fix: re-run the cell")
+    folder = Path(predictions) / f"{dataset.name}_fold{fold}_seed{run_seed}" if predictions else sample_dir(record_path(run_req, preset, dataset, fold, run_seed))
+    saved = _saved_predictions(folder)
+    chosen = _chosen_episodes(episode_indices, n_random, seed, sorted(saved), len(episodes), fold)
+    if req.mode == "weak":
+        annotations = pseudo = recorded_pseudo_masks(dataset, req.cache_dir, record.annotation_fingerprint)
+    else:  # full mode: --pseudo-set picks the cached pseudo masks of the yellow query panel only
+        annotations, pseudo = GroundTruthMasks(dataset), cached_pseudo_masks(dataset, req.cache_dir, req.pseudo)
+    quality = _pseudo_class_iou(req.results_dir, dataset.name, pseudo)
     fig, axes = plt.subplots(len(chosen), 4, figsize=(10, 2.7 * len(chosen)), squeeze=False)
     support_word = "pseudo mask" if req.mode == "weak" else "GT mask"
     ious = []
     for row, index in zip(axes, chosen):
         spec = episodes[index]
         episode = build_episode_input(spec, dataset, annotations, preset)
-        pred = np.asarray(method.predict(episode)[0])
+        pred = saved[index]
         gt = query_ground_truth(spec, dataset, preset)[0]
-        query_pseudo = annotation_labels(spec.query_ids[0], spec.class_ids, dataset, pseudo, preset)
         name = dataset.class_names[spec.class_ids[0] - 1]
         ious.append(foreground_iou(pred, gt))
+        query = episode.query_images[0]
+        if pseudo is not None:
+            query_pseudo = annotation_labels(spec.query_ids[0], spec.class_ids, dataset, pseudo, preset)
+            iou = quality.get(str(spec.class_ids[0]))
+            pseudo_panel = (tint(query, query_pseudo == 1, YELLOW),
+                            "query · pseudo mask" + (f" (class IoU {iou:.0f})" if iou is not None else ""))
+        else:
+            pseudo_panel = (query, "query · no pseudo masks cached")
         panels = [(tint(episode.support_images[0][0], episode.support_masks[0][0] == 1, YELLOW), f"support · {support_word}"),
-                  (tint(episode.query_images[0], gt == 1, GREEN), f"query · GT ({name})"),
-                  (tint(episode.query_images[0], query_pseudo == 1, YELLOW), "query · pseudo mask"),
-                  (tint(episode.query_images[0], pred == 1, RED), f"prediction · IoU {ious[-1]:.0f}")]
+                  (tint(query, gt == 1, GREEN), f"query · GT ({name})"), pseudo_panel,
+                  (tint(query, pred == 1, RED), f"prediction · IoU {ious[-1]:.0f}")]
         for ax, (img, title) in zip(row, panels):
             ax.imshow(img)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
         row[0].text(-8, img.shape[0] / 2, f"ep {index}", rotation=90, va="center", ha="right", fontsize=9)
-    fig.suptitle(f"{req.method} · {req.mode} · {dataset.name} fold {fold} · {preset.label()} seed {run_seed} "
-                 f"(episodes {sha[:8]})", fontsize=10)
+    fig.suptitle(f"{record.method} · {req.mode} · {dataset.name} fold {fold} · {preset.label()} seed {run_seed} "
+                 f"(episodes {sha[:8]}, mIoU {record.miou:.1f})", fontsize=10)
     fig.tight_layout()
     return _save(fig, out), ious
+
+
+def _record_at(path: Path):
+    import json
+
+    from bench.core.records import RunRecord
+
+    if not path.is_file():
+        raise BenchError(f"no record at {path}; fix: run the cell first (`bench run ...` with the same settings), "
+                         f"or pass --results-dir")
+    return RunRecord(**json.loads(path.read_text()))
+
+
+def _saved_predictions(folder: Path) -> dict[int, np.ndarray]:
+    """Episode index -> the saved prediction of its first query."""
+    from PIL import Image
+
+    index = folder / "index.csv"
+    if not index.is_file():
+        raise BenchError(f"no saved predictions at {folder}; fix: re-run the cell (runs save a sample beside their "
+                         f"record since this version) or pass the folder of `bench run --save-predictions`")
+    with open(index, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["file"].endswith("_q0.png")]
+    return {int(r["episode"]): np.array(Image.open(folder / r["file"])) for r in rows}
+
+
+def _chosen_episodes(wanted: list[int] | None, n_random: int, seed: int, saved: list[int], n_episodes: int,
+                     fold: int) -> list[int]:
+    if wanted:
+        bad = [i for i in wanted if not 0 <= i < n_episodes]
+        if bad:
+            raise BenchError(f"episode {bad[0]} is not in fold {fold}'s {n_episodes} episodes; fix: pick 0..{n_episodes - 1}")
+        missing = [i for i in wanted if i not in saved]
+        if missing:
+            raise BenchError(f"episode {missing[0]}'s prediction was not saved (the record keeps episodes "
+                             f"{saved[0]}..{saved[-1]}); fix: pick one of those, or run with --save-predictions DIR "
+                             f"and pass --predictions DIR")
+        return wanted
+    return sorted(np.random.default_rng(seed).choice(saved, min(n_random, len(saved)), replace=False).tolist())
+
+
+def _pseudo_class_iou(results_dir: Path, dataset: str, pseudo) -> dict[str, float]:
+    """Class id -> pseudo-mask IoU (gated) from the pseudo-mask quality record, if one was written."""
+    import json
+
+    if pseudo is None:
+        return {}
+    path = Path(results_dir) / dataset / "pseudo-labels" / f"{pseudo.manifest['fingerprint']}.json"
+    if not path.is_file():
+        return {}
+    class_iou = json.loads(path.read_text()).get("class_iou", {})
+    return class_iou.get("gated", next(iter(class_iou.values()), {}))
 
 
 def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> list[Path]:

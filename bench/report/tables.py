@@ -165,6 +165,30 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def setting_frame(records: list[RunRecord]):
+    """The numbers of every setting's table, long: one row per (dataset, preset, way, shot, row
+    label, mode, split) with the mean over runs, its std and the run count; mode 'Δ' is the paired
+    full − weak of the fold means."""
+    import pandas as pd
+
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
+    rows = []
+    for (dataset, preset, way, shot), recs in sorted(groups.items()):
+        folds, cells = sorted({r.fold for r in recs}), runs_by_cell(recs)
+        for label in sorted({row_label(r) for r in recs}):
+            per_seed = {}
+            for mode in ("full", "weak"):
+                for f in folds:
+                    rows.append((dataset, preset, way, shot, label, mode, str(f), stat(cells.get((label, mode, f)))))
+                per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
+                rows.append((dataset, preset, way, shot, label, mode, "mean", stat(per_seed[mode])))
+            rows.append((dataset, preset, way, shot, label, "Δ", "mean", stat(paired_delta(per_seed["full"], per_seed["weak"]))))
+    columns = ["dataset", "preset", "way", "shot", "method", "mode", "split", "miou", "std", "runs"]
+    return pd.DataFrame([(*row[:-1], *row[-1]) for row in rows if row[-1] is not None], columns=columns)
+
+
 def paired_delta(full: dict | None, weak: dict | None) -> dict | None:
     if not full or not weak:
         return None
