@@ -15,10 +15,12 @@ import pandas as pd
 from bench.core.records import RunRecord, load_records
 from bench.data.classes import N_FOLDS
 from bench.harness.contract import Check
+from bench.harness.control import ControlRecord
+from bench.harness.control import control as _control
 from bench.harness.contract import check_method as _check_method
 from bench.harness.runner import RunRequest
 from bench.harness.runner import run as _run
-from bench.report.tables import check_tableable, selected_records, setting_frame
+from bench.report.tables import check_tableable, rescored, selected_records, setting_frame
 
 
 def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None, way: int = 1, shot: int = 1,
@@ -34,16 +36,28 @@ def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None
     return [r for p, r in load_records(Path(results_dir)) if p.resolve() in paths]
 
 
+def control(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None, way: int = 1, shot: int = 1,
+            preset: str = "wacv22", seed: int | None = None, config: dict | None = None, pseudo: dict | None = None,
+            data_root: Path | None = None, cache_dir: Path = Path("cache"), results_dir: Path = Path("results"),
+            log=print) -> list[ControlRecord]:
+    """`bench control`: the support-sensitivity control (bench/harness/control.py), one record per fold."""
+    req = RunRequest(method=method, mode=mode, dataset=dataset, folds=tuple(folds) if folds is not None else tuple(range(N_FOLDS)),
+                     way=way, shot=shot, preset=preset, seeds=(seed,) if seed is not None else None, config=dict(config or {}),
+                     pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir), results_dir=Path(results_dir))
+    return _control(req, log=log)
+
+
 def records(results_dir: Path = Path("results"), **filters) -> list[RunRecord]:
     """Every run record under `results_dir` whose fields equal the given filters (dataset=..., way=...)."""
     return [r for _, r in selected_records(Path(results_dir), filters)]
 
 
-def table(results_dir: Path = Path("results"), **filters) -> pd.DataFrame:
+def table(results_dir: Path = Path("results"), scoring: dict | None = None, **filters) -> pd.DataFrame:
     """`bench table`'s numbers as a long DataFrame: dataset, preset, way, shot, method (the table's
     row label), mode (full, weak or Δ), split (a fold, or 'mean'), miou (mean over runs), std, runs.
-    Refuses the record sets `bench table` refuses."""
-    chosen = selected_records(Path(results_dir), filters)
+    Refuses the record sets `bench table` refuses. `scoring` re-scores as `bench table --absent-ways
+    --fbiou --iou` do, e.g. {"absent_ways": "skip", "iou": "per-episode"}."""
+    chosen = rescored(selected_records(Path(results_dir), filters), scoring)
     check_tableable(chosen)
     return setting_frame([r for _, r in chosen])
 

@@ -153,7 +153,8 @@ class Amp:
         opt = torch.optim.SGD(self.net.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=5e-4)
         self.net.train()
         self.net.trunk.frozen_norm()
-        for _ in progress(range(self.cfg.steps), desc="training AMP (FCN-8s on base classes)"):
+        bar = progress(range(self.cfg.steps), desc="training AMP (FCN-8s on base classes)")
+        for _ in bar:
             idx = rng.integers(0, len(train.ids), self.cfg.batch)
             flips = rng.random(len(idx)) < 0.5
             images = [train.image(train.ids[i]) for i in idx]
@@ -163,6 +164,7 @@ class Amp:
             loss = self._batch_loss(images, masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            bar.note(loss=loss)
             opt.step()
         self.net.eval()
 

@@ -165,11 +165,13 @@ class Ours:
         from bench.core.progress import progress
 
         self.enc.train()
-        for _ in progress(range(self.cfg.episodes), desc="meta-training E"):
+        bar = progress(range(self.cfg.episodes), desc="meta-training E")
+        for _ in bar:
             episode, q_masks = train.sample_episode(rng, self.cfg.train_way, self.cfg.train_shot)
             loss = self._episode_loss(episode, q_masks, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            bar.note(loss=loss)
             opt.step()
             self.history.append(float(loss.detach()))
         self.enc.eval()

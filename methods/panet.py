@@ -129,11 +129,13 @@ class Panet:
 
         self.trunk.train()
         self.trunk.frozen_norm()
-        for _ in progress(range(n), desc="training PANet"):
+        bar = progress(range(n), desc="training PANet")
+        for _ in bar:
             episode, q_masks = train.sample_episode(rng, self.cfg.train_way, self.cfg.train_shot)
             loss = self._episode_loss(episode, q_masks, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            bar.note(loss=loss)
             opt.step()
             sched.step()
         self.trunk.eval()

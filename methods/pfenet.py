@@ -279,10 +279,12 @@ class Pfenet:
         n = self.cfg.steps
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
         self.fem.train()
-        for _ in progress(range(n), desc="training PFENet (FEM on a frozen trunk)"):
+        bar = progress(range(n), desc="training PFENet (FEM on a frozen trunk)")
+        for _ in bar:
             loss = self._batch_loss(train, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            bar.note(loss=loss)
             opt.step()
             sched.step()
         self.fem.eval()

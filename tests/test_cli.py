@@ -96,7 +96,7 @@ def test_bad_pseudo_label_settings_are_clear_errors(cache_dir, tmp_path, capsys)
     assert bench(cache_dir, *weak, "--pseudo-set", "words=fasttext", "--pseudo-set", "words_path=/no/cc.en.300.bin") == 2
     assert "/no/cc.en.300.bin not found" in capsys.readouterr().err
     assert bench(cache_dir, *run_args(tmp_path / "r", "background"), "--pseudo-set", "saliency=none") == 2
-    assert "only applies to --mode weak" in capsys.readouterr().err
+    assert "only applies to modes that use pseudo masks" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -98,3 +98,36 @@ def test_cli_missing_dataset_folder_is_one_line_exit_2(tmp_path):
 def test_unknown_dataset(tmp_path):
     with pytest.raises(BenchError, match="did you mean 'pascal5i'"):
         get_dataset("pascal5", tmp_path)
+
+
+def test_a_mask_label_outside_the_classes_is_one_line_naming_the_file(tmp_path, capsys):
+    """A wrongly converted SBD mask (colour values, e.g. 77) is refused, not scored."""
+    root = make_voc(tmp_path / "VOC2012")
+    bad = root / "SegmentationClassAug" / "2007_000039.png"
+    m = np.array(Image.open(bad))
+    m[20, 20] = 77
+    Image.fromarray(m, mode="L").save(bad)
+    ds = pascal_dataset(root)
+    with pytest.raises(BenchError, match=r"mask .*2007_000039.png holds label 77, outside 0-20 and 255; fix: convert"):
+        ds.mask("2007_000039")
+    with pytest.raises(BenchError, match="holds label 77"):
+        ds.mask_store(["2007_000039"]).mask("2007_000039")  # what a fit view reads in full mode
+    from bench.cli import main
+
+    code = main(["--cache-dir", str(tmp_path / "c"), "run", "--method", "background", "--mode", "full", "--dataset",
+                 "pascal5i", "--data-root", str(root), "--preset", "quick", "--fold", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds label 77" in err and err.count("\n") == 1
+
+
+def test_a_fold_class_without_images_names_the_class_and_the_list(tmp_path, capsys):
+    """With no size filter, "use a smaller filter" would be the wrong fix: the list lacks the class."""
+    from bench.cli import main
+
+    root = make_voc(tmp_path / "VOC2012")  # val holds one bus image: fold 1's other classes have none
+    code = main(["--cache-dir", str(tmp_path / "c"), "run", "--method", "background", "--mode", "full", "--dataset",
+                 "pascal5i", "--data-root", str(root), "--preset", "quick", "--fold", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "class 6 (bus) has 1 eligible val images" in err or "class 7 (car) has 0 eligible val images" in err
+    assert "smaller filter" not in err and "the val list of pascal5i holds" in err

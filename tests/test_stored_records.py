@@ -1,6 +1,8 @@
 """Records written by the harness at b698898 (before the layering of issue 21: every method ×
 full/weak on openmoji5i-mini, `quick`, fold 0) are tabled byte for byte as that version tabled them
-(its `bench table` output is stored beside them)."""
+(its `bench table` output is stored beside them), but for the legend under each table that tables
+carry since issue 22 (v1 presets: every way scored, merged FB-IoU, pooled IoU; what each mode gave)."""
+import re
 from pathlib import Path
 
 import pytest
@@ -8,9 +10,33 @@ import pytest
 from bench.report.tables import render_tables
 
 DATA = Path(__file__).parent / "data"
+V1 = ("absent ways scored; FB-IoU with merged foreground; IoU pooled over episodes; supervision: full = training GT, "
+      "supports GT, weak = training pseudo, supports pseudo; query class never given")
 
 
-@pytest.mark.parametrize("fmt,suffix", [("markdown", "md"), ("csv", "csv")])
-def test_stored_records_table_as_the_version_that_wrote_them(fmt, suffix):
+@pytest.mark.parametrize("fmt,suffix,legend", [("markdown", "md", f"\n\nscoring: {V1}"), ("csv", "csv", f"\n# scoring: {V1}")])
+def test_stored_records_table_as_the_version_that_wrote_them(fmt, suffix, legend):
     want = (DATA / f"records_b698898.table.{suffix}").read_text()
-    assert render_tables(DATA / "records_b698898", fmt) == want
+    got = render_tables(DATA / "records_b698898", fmt)
+    assert got.count(legend) == 1  # one table (one setting), one legend under it
+    assert got.replace(legend, "") == want
+
+
+def test_stored_records_have_no_sums_for_panets_rule_and_say_so():
+    with pytest.raises(Exception, match=re.escape("has no sums for") + ".*re-run that cell"):
+        render_tables(DATA / "records_b698898", "markdown", scoring={"absent_ways": "skip"})
+    fb = render_tables(DATA / "records_b698898", "csv", scoring={"fbiou": "per_class"})  # from the class sums: fine
+    assert "FB-IoU from per-class sums (PANet)" in fb
+
+
+def test_episode_files_keep_the_sha256_the_stored_records_name(mini, cache_dir):
+    """Presets gained scoring fields; the episodes they draw did not change, and neither did the
+    episode files' bytes: a fresh file for the stored records' setting has their sha256."""
+    from bench.core.records import load_records
+    from bench.harness.episodes import load_or_sample_episodes
+    from bench.harness.presets import get_preset
+
+    record = next(r for _, r in load_records(DATA / "records_b698898") if r.method == "panet" and r.mode == "full")
+    assert mini.fingerprint() == record.dataset_fingerprint  # the embedded generator is deterministic
+    _, sha, _ = load_or_sample_episodes(cache_dir, get_preset("quick"), mini, 0, 1, 1, 0)
+    assert sha == record.episode_sha256

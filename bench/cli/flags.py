@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from bench.data.classes import N_FOLDS
+from bench.harness.annotations import MODES
 
 
 def default_cache() -> Path:
@@ -59,13 +60,15 @@ def pseudo_flag(p: argparse.ArgumentParser) -> None:
 
 
 def mode_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("full", "weak"), default="weak")
+    p.add_argument("--mode", choices=MODES, default="weak",
+                   help="full: GT masks; weak: pseudo masks for training and test supports (the paper); "
+                        "weak-test: GT for training, pseudo for test supports (IMR-HSNet)")
 
 
 def record_filters(p: argparse.ArgumentParser, way_shot: bool = True) -> None:
     """Which records a table, figure or check reads: --dataset/--preset (and --way/--shot)."""
     p.add_argument("--dataset", default=None)
-    p.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v1")
+    p.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v2")
     if way_shot:
         p.add_argument("--way", type=int, default=None)
         p.add_argument("--shot", type=int, default=None)

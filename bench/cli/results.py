@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.cli.flags import (dataset_flags, device_flag, filters_of, mode_flag, pseudo_flag, record_filters,
                              results_flag, set_flag)
 from bench.core.settings import parse_overrides
+from bench.harness.metrics import ABSENT_WAYS, FBIOU, IOU_MEAN
 
 
 def add_parsers(sub) -> dict:
@@ -17,6 +18,10 @@ def add_parsers(sub) -> dict:
     t.add_argument("--layout", choices=("settings", "table2a", "table2b", "table3"), default="settings",
                    help="settings: one table per dataset/preset/way/shot; table2a/2b/3: the paper's layouts beside its numbers")
     t.add_argument("--out", type=Path, default=None, help="also write the table to this file (.md, .csv or .tex)")
+    t.add_argument("--absent-ways", choices=ABSENT_WAYS, default=None,
+                   help="re-score N-way records: score every way on every query, or skip a way on queries without its class (PANet); default: the preset's")
+    t.add_argument("--fbiou", choices=FBIOU, default=None, help="FB-IoU foreground merged over ways, or from per-class sums (PANet); default: the preset's")
+    t.add_argument("--iou", choices=IOU_MEAN, default=None, help="class IoU pooled over all episodes (default), or per episode then averaged")
 
     fg = sub.add_parser("figure", help="PNG figures: episode panels (Fig. 5 style) or the Δ bar chart")
     fsub = fg.add_subparsers(dest="figure_command", required=True)
@@ -70,7 +75,8 @@ def cmd_table(args, cache: Path) -> int:
     fmt = args.format
     if args.out is not None:
         fmt = {".csv": "csv", ".tex": "latex"}.get(args.out.suffix, args.format)
-    text = render_tables(args.results_dir, fmt, filters_of(args), args.layout)
+    scoring = {"absent_ways": args.absent_ways, "fbiou": args.fbiou, "iou": args.iou}
+    text = render_tables(args.results_dir, fmt, filters_of(args), args.layout, scoring)
     print(text, end="")
     if args.out is not None:
         atomic_write_text(args.out, text)

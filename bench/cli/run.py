@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.cli.flags import (dataset_flags, device_flag, fold_flag, folds, mode_flag, pseudo_flag, results_flag,
                              set_flag)
 from bench.core.settings import parse_overrides
+from bench.harness.annotations import MODES
 
 
 def add_parsers(sub) -> dict:
@@ -32,7 +33,7 @@ def add_parsers(sub) -> dict:
                                     "format: see bench/harness/sweep.py. Flags add to / override the grid file's lists.")
     sw.add_argument("--grid", type=Path, default=None, help="TOML grid file")
     sw.add_argument("--method", action="append", default=None, help="repeatable; 'all' = every registered method")
-    sw.add_argument("--mode", action="append", choices=("full", "weak"), default=None)
+    sw.add_argument("--mode", action="append", choices=MODES, default=None)
     fold_flag(sw)
     sw.add_argument("--way", type=int, action="append", default=None)
     sw.add_argument("--shot", type=int, action="append", default=None)
@@ -49,13 +50,28 @@ def add_parsers(sub) -> dict:
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
     device_flag(sw)
 
+    ct = sub.add_parser("control", help="support-sensitivity control: real episodes, supports of another class, "
+                                        "empty support masks; one record per fold")
+    ct.add_argument("--method", required=True)
+    mode_flag(ct)
+    dataset_flags(ct)
+    fold_flag(ct, "'all' (default) or e.g. 0 or 0,2 (repeatable)")
+    ct.add_argument("--way", type=int, default=1)
+    ct.add_argument("--shot", type=int, default=1)
+    ct.add_argument("--preset", default="wacv22")
+    ct.add_argument("--seed", type=int, default=None, help="which run's episodes (default: the preset's first)")
+    set_flag(ct)
+    pseudo_flag(ct)
+    results_flag(ct)
+    device_flag(ct)
+
     cm = sub.add_parser("check-method", help="the method contract on the mini dataset, one line per check",
                         description="NAME: a built-in name, an entry point of the group wsfss_bench.methods, or "
                                     "module:Class. Exit 1 when a check fails.")
     cm.add_argument("name", metavar="NAME")
     set_flag(cm)
     device_flag(cm)
-    return {"run": cmd_run, "sweep": cmd_sweep, "check-method": cmd_check_method}
+    return {"run": cmd_run, "sweep": cmd_sweep, "control": cmd_control, "check-method": cmd_check_method}
 
 
 def cmd_run(args, cache: Path) -> int:
@@ -103,3 +119,13 @@ def cmd_check_method(args, cache: Path) -> int:
     failed = [c.name for c in checks if not c.ok]
     print(f"{args.name}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "every check passed"))
     return 1 if failed else 0
+
+
+def cmd_control(args, cache: Path) -> int:
+    from bench import api
+
+    records = api.control(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot,
+                          args.preset, args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo),
+                          args.data_root, cache, args.results_dir)
+    print(f"wrote {len(records)} control record(s) under {args.results_dir}/; `bench report` tables them")
+    return 0

@@ -24,7 +24,7 @@ class RunRecord:
     shot: int
     seed: int
     class_ids: list[int]
-    inter: dict[str, int]  # per class id
+    inter: dict[str, int]  # per class id, every way scored on every query (absent_ways=score)
     union: dict[str, int]
     fb_inter: list[int]
     fb_union: list[int]
@@ -45,7 +45,12 @@ class RunRecord:
     input_files: dict = field(default_factory=dict)  # setting -> sha256 of the weight file it names
     device: str = ""  # where the method ran (cpu, cuda:0)
     torch_threads: dict = field(default_factory=dict)  # {"fit": n, "eval": m}: CPU results depend on them
-    method_source: str = ""  # "module:Class" the method came from (built-in, entry point or module path)
+    method_source: str = ""
+    inter_skip: dict = field(default_factory=dict)  # per class id, a way scored only where the query holds it (PANet)
+    union_skip: dict = field(default_factory=dict)
+    episode_iou: dict = field(default_factory=dict)
+    supervision: dict = field(default_factory=dict)
+    small_objects: dict = field(default_factory=dict)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.reading import (IGNORE, cached_image, cached_mask, check_same_size, coco_mask,  # noqa: F401
+from bench.data.reading import (IGNORE, cached_image, cached_mask, check_labels, check_same_size, coco_mask,  # noqa: F401
                                  read_image, read_mask)  # re-exported: the readers' file primitives
 from bench.data.classes import COCO_CLASSES, VOC_CLASSES, coco_fold_classes, pascal_fold_classes
 from bench.core.errors import BenchError
@@ -59,6 +59,7 @@ class VocLayoutDataset:
         mask = cached_mask(self.mask_path(image_id))
         image = self.image(image_id)
         check_same_size(image, mask, self.image_path(image_id), self.mask_path(image_id))
+        check_labels(mask, len(self.class_names), self.mask_path(image_id))
         return mask
 
     def image_store(self, ids) -> "ImageFiles":
@@ -71,7 +72,7 @@ class VocLayoutDataset:
         """The GT masks of `ids` alone (full mode's training masks), with no way back to this reader."""
         from bench.data.stores import MaskFiles
 
-        return MaskFiles({i: (self.mask_path(i), self.image_path(i)) for i in ids})
+        return MaskFiles({i: (self.mask_path(i), self.image_path(i)) for i in ids}, len(self.class_names))
 
     def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
         if self.family == "coco":

@@ -44,6 +44,15 @@ def check_same_size(image: np.ndarray, mask: np.ndarray, image_path, mask_path) 
         )
 
 
+def check_labels(mask: np.ndarray, n_classes: int, path) -> None:
+    """A class mask holds 0..n_classes and 255 only (a wrongly converted SBD mask holds e.g. 77)."""
+    bad = (mask > n_classes) & (mask != IGNORE)
+    if bad.any():
+        raise BenchError(f"mask {path} holds label {int(mask[bad][0])}, outside 0-{n_classes} and 255; fix: convert it to "
+                         f"class indices (VOC palette index = class id; SBD's .mat files through their GTcls.Segmentation "
+                         f"field) or remove the image from the split list")
+
+
 def cached_image(path: Path) -> np.ndarray:
     return _cached(path, read_image)
 

@@ -36,20 +36,23 @@ class MaskFiles:
     """Masks of some ids, read from PNG files (GT of a VOC-layout set, or pseudo masks), each
     checked against its image's size."""
 
-    __slots__ = ("_paths",)
+    __slots__ = ("_paths", "_n_classes")
 
-    def __init__(self, paths: dict[str, tuple[Path, Path]]):
+    def __init__(self, paths: dict[str, tuple[Path, Path]], n_classes: int | None = None):
         self._paths = dict(paths)  # id -> (mask file, image file)
+        self._n_classes = n_classes  # GT masks: labels checked against the dataset's classes
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self._paths
 
     def mask(self, image_id: str) -> np.ndarray:
-        from bench.data.reading import cached_image, cached_mask, check_same_size
+        from bench.data.reading import cached_image, cached_mask, check_labels, check_same_size
 
         mask_path, image_path = _lookup(self._paths, image_id, "mask")
         mask = cached_mask(mask_path)
         check_same_size(cached_image(image_path), mask, image_path, mask_path)
+        if self._n_classes is not None:
+            check_labels(mask, self._n_classes, mask_path)
         return mask
 
 

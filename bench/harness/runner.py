@@ -2,6 +2,7 @@
 episode files, one run per seed, and write one RunRecord per (fold, seed)."""
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import json
@@ -11,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness.annotations import annotation_source
+from bench.harness.annotations import SUPERVISION, annotation_sources, check_mode, training_mode
 from bench.data.classes import N_FOLDS
 from bench.data.datasets import get_dataset
 from bench.data.palette import palette_png_bytes
 from bench.core.device import device as current_device
-from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth
+from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth, small_object_flags
 from bench.harness.views import FitView
 from bench.core.errors import BenchError
 from bench.harness.metrics import IoUAccumulator
@@ -48,12 +49,11 @@ class RunRequest:
 
 
 def run(req: RunRequest, log=print) -> list[Path]:
-    if req.mode not in ("full", "weak"):
-        raise BenchError(f"unknown mode '{req.mode}'; use full or weak")
+    check_mode(req.mode)
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
-    annotations = annotation_source(req.mode, dataset, req.cache_dir, req.pseudo)
+    train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = request_seeds(req, preset)
     written = []
     redo = req.force or req.retrain or req.save_predictions is not None
@@ -66,12 +66,13 @@ def run(req: RunRequest, log=print) -> list[Path]:
         if not todo:
             continue
         t0 = time.perf_counter()
-        train = FitView(dataset, annotations, preset, fold, req.cache_dir)
-        method = fitted_method(req, train, fold, annotations)
+        train = FitView(dataset, train_annotations, preset, fold, req.cache_dir)
+        method = fitted_method(req, train, fold, train_annotations)
         fit_s = time.perf_counter() - t0
-        threads = {"fit": fit_threads(req, fold, annotations), "eval": torch_threads()}
+        threads = {"fit": fit_threads(req, fold, train_annotations), "eval": torch_threads()}
         for seed in todo:
-            record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads)
+            record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads,
+                                          train_annotations)
             written.append(record.write(req.results_dir))
             sample.close_into(sample_dir(written[-1]))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
@@ -144,8 +145,9 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     train_tag = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
+    trained_as = training_mode(req.mode)  # weak-test trains on GT: full's fit
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / method_label(req.method)
-            / mode_label(req.mode, req.pseudo) / f"fold{fold}-{tag}.pt")
+            / mode_label(trained_as, req.pseudo if trained_as == "weak" else {}) / f"fold{fold}-{tag}.pt")
 
 
 def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
@@ -193,13 +195,14 @@ def fit_threads(req: RunRequest, fold: int, annotations) -> int | None:
 
 
 def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float,
-                 threads: dict | None = None) -> tuple[RunRecord, "PredictionSaver"]:
+                 threads: dict | None = None, train_annotations=None) -> tuple[RunRecord, "PredictionSaver"]:
     """The run's record, and the predictions of its first SAMPLE_EPISODES episodes (saved beside
     the record by the caller: what `bench figure episodes` draws, with no model)."""
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     acc = IoUAccumulator(tuple(dataset.fold_classes(fold, preset.coco_split)))
     saver = PredictionSaver(Path(req.save_predictions) / f"{dataset.name}_fold{fold}_seed{seed}") if req.save_predictions else None
     sample = PredictionSaver(None)
+    small = collections.Counter()
     t0 = time.perf_counter()
     for spec in progress(episodes, desc=f"fold {fold} seed {seed}"):
         episode = build_episode_input(spec, dataset, annotations, preset)
@@ -207,11 +210,13 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         gts = query_ground_truth(spec, dataset, preset)
         if len(preds) != len(gts):
             raise BenchError(f"method {req.method} returned {len(preds)} predictions for {len(gts)} queries")
-        for j, (pred, gt) in enumerate(zip(preds, gts)):
-            pred = np.asarray(pred, dtype=np.uint8)
+        preds = [np.asarray(pred, dtype=np.uint8) for pred in preds]
+        for pred, gt in zip(preds, gts):
             if pred.shape != gt.shape:
                 raise BenchError(f"method {req.method} predicted {pred.shape} for a {gt.shape} query (episode {spec.index})")
-            acc.update(pred, gt, spec.class_ids)
+        acc.update_episode(preds, gts, spec.class_ids)
+        small.update(small_object_flags(spec, episode, gts, dataset, annotations, preset))
+        for j, pred in enumerate(preds):
             if saver:
                 saver.add(spec, j, pred)
             if spec.index < SAMPLE_EPISODES:
@@ -219,18 +224,21 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
     eval_s = time.perf_counter() - t0
     if saver:
         saver.close_into(saver.folder)
-    scores = acc.compute()
+    scores = acc.compute(preset.conventions())
     config = _resolved_config(method)
     return RunRecord(
         method=method_label(req.method), method_source=method_source(req.method), mode=req.mode, dataset=dataset.name, preset=preset.label(), fold=fold, way=req.way,
         shot=req.shot, seed=seed, class_ids=list(acc.class_ids),
-        inter={str(c): v for c, v in acc.inter.items()}, union={str(c): v for c, v in acc.union.items()},
-        fb_inter=acc.fb_inter, fb_union=acc.fb_union, miou=scores["miou"], fbiou=scores["fbiou"],
+        **acc.sums(), miou=scores["miou"], fbiou=scores["fbiou"],
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
         device=str(current_device()), torch_threads=threads or {},
+        small_objects={"rule": preset.small_object_rule(), "episodes": len(episodes),
+                       **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
+        supervision={**SUPERVISION[req.mode],
+                     "train_annotation_fingerprint": (train_annotations or annotations).fingerprint()},
         timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3), "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     ), sample
 

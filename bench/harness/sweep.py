@@ -40,6 +40,7 @@ from pathlib import Path
 
 from bench.data.classes import N_FOLDS
 from bench.core.errors import BenchError
+from bench.harness.annotations import MODES
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,14 @@ def grid_cells(grid: dict) -> list[Cell]:
         seeds = row.get("seeds", grid.get("seeds"))
         methods, modes = _row_methods(row), row.get("modes", grid.get("modes", ["full", "weak"]))
         for mode in modes:
-            if mode not in ("full", "weak"):
-                raise BenchError(f"unknown mode '{mode}' in the sweep grid; use full or weak")
+            if mode not in MODES:
+                raise BenchError(f"unknown mode '{mode}' in the sweep grid; use {', '.join(MODES)}")
         for method, mode, way, shot, fold in product(methods, modes, row.get("ways", grid.get("ways", [1])),
                                                      row.get("shots", grid.get("shots", [1])),
                                                      row.get("folds", grid.get("folds", list(range(N_FOLDS))))):
             cells.append(Cell(method, mode, int(fold), int(way), int(shot), **base,
                               config=tuple(sorted(row.get("set", {}).items())),
-                              pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode == "weak" else (),
+                              pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode != "full" else (),
                               seeds=tuple(seeds) if seeds else None))
     return list(dict.fromkeys(cells))
 

@@ -57,6 +57,7 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
 
     from bench.core.types import GroundTruthMasks
     from bench.data.datasets import get_dataset
+    from bench.harness.annotations import SUPERVISION
     from bench.harness.episodes import annotation_labels, build_episode_input, load_or_sample_episodes, query_ground_truth
     from bench.harness.presets import get_preset
     from bench.harness.runner import record_path, request_seeds, resolved_request, sample_dir
@@ -67,7 +68,7 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
     fold = req.folds[0]
     run_seed = request_seeds(req, preset)[0]
-    run_req = req if req.mode == "weak" else replace(req, pseudo={})  # a full run's record has no pseudo settings
+    run_req = req if req.mode != "full" else replace(req, pseudo={})  # a full run's record has no pseudo settings
     record = _record_at(record_path(run_req, preset, dataset, fold, run_seed))
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, run_seed)
     if sha != record.episode_sha256:
@@ -76,13 +77,13 @@ def episode_panels(req, episode_indices: list[int] | None, n_random: int, seed: 
     folder = Path(predictions) / f"{dataset.name}_fold{fold}_seed{run_seed}" if predictions else sample_dir(record_path(run_req, preset, dataset, fold, run_seed))
     saved = _saved_predictions(folder)
     chosen = _chosen_episodes(episode_indices, n_random, seed, sorted(saved), len(episodes), fold)
-    if req.mode == "weak":
+    if SUPERVISION[req.mode]["support_masks"] == "pseudo":  # weak, weak-test
         annotations = pseudo = recorded_pseudo_masks(dataset, req.cache_dir, record.annotation_fingerprint)
     else:  # full mode: --pseudo-set picks the cached pseudo masks of the yellow query panel only
         annotations, pseudo = GroundTruthMasks(dataset), cached_pseudo_masks(dataset, req.cache_dir, req.pseudo)
     quality = _pseudo_class_iou(req.results_dir, dataset.name, pseudo)
     fig, axes = plt.subplots(len(chosen), 4, figsize=(10, 2.7 * len(chosen)), squeeze=False)
-    support_word = "pseudo mask" if req.mode == "weak" else "GT mask"
+    support_word = "pseudo mask" if SUPERVISION[req.mode]["support_masks"] == "pseudo" else "GT mask"
     ious = []
     for row, index in zip(axes, chosen):
         spec = episodes[index]

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.records import load_records
 from bench.core.files import atomic_write_text, environment_versions, git_commit
+from bench.harness.control import VARIANTS, load_controls
 from bench.report.tables import LAYOUTS, render_tables
 
 
@@ -54,8 +55,34 @@ def write_report(results_dir: Path, out: Path) -> Path:
         sections += ["## Δ = full − weak"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in charts]
     except BenchError as exc:
         sections += ["## Δ = full − weak", f"_not shown: {exc}_"]
+    controls = load_controls(results_dir)
+    sections += ["## Support-sensitivity control (`bench control`)",
+                 control_table(controls) if controls else "_not run: `bench control --method M --mode weak` adds it_"]
     others = sorted(p for p in figures.glob("*.png") if not p.name.startswith("delta"))
     if others:
         sections += ["## Figures"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in others]
     atomic_write_text(Path(out), "\n\n".join(sections) + "\n")
     return Path(out)
+
+
+def control_table(controls: list[dict]) -> str:
+    """One row per (dataset, preset, setting, method, mode): mIoU over the control's folds for the
+    real episodes, wrong-class supports and empty support masks, and what each control drops."""
+    from collections import defaultdict
+
+    import numpy as np
+    from tabulate import tabulate
+
+    groups = defaultdict(list)
+    for c in controls:
+        label = c["method"] + "".join(f" {k}={v}" for k, v in sorted({**c["config"], **c["pseudo"]}.items()))
+        groups[(c["dataset"], c["preset"], f"{c['way']}w{c['shot']}s", label, c["mode"])].append(c)
+    rows = []
+    for key, recs in sorted(groups.items()):
+        means = {v: float(np.mean([r["miou"][v] for r in recs])) for v in VARIANTS}
+        rows.append([*key, ",".join(str(r["fold"]) for r in sorted(recs, key=lambda r: r["fold"])),
+                     *(f"{means[v]:.1f}" for v in VARIANTS), f"{means['real'] - means['wrong_class']:.1f}",
+                     f"{means['real'] - means['empty_masks']:.1f}"])
+    header = ["dataset", "preset", "setting", "method", "mode", "folds", "real", "wrong class", "empty masks",
+              "drop (wrong)", "drop (empty)"]
+    return tabulate(rows, header, tablefmt="github", disable_numparse=True)

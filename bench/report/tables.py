@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tabulate import tabulate
 
 from bench.core.errors import BenchError
 from bench.core.records import RunRecord, load_records
+from bench.harness.annotations import MODES, supervision_legend
+from bench.harness.metrics import Conventions, scores
 
 FORMATS = ("markdown", "csv", "latex")
 LAYOUTS = ("settings", "table2a", "table2b", "table3")
@@ -146,12 +149,12 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     folds = sorted({r.fold for r in records})
     dataset = records[0].dataset
     cells = runs_by_cell(records)
-    modes = [m for m in ("full", "weak") if any(r.mode == m for r in records)]
+    modes = [m for m in MODES if any(r.mode == m for r in records)]
+    deltas = [m for m in modes if m != "full" and "full" in modes]  # Δ = full − each other mode
     header = ["method"]
     for mode in modes:
         header += [f"{mode} {split_header(dataset, f)}" for f in folds] + [f"{mode} mean"]
-    if len(modes) == 2:
-        header.append("Δ (full−weak)")
+    header += [f"Δ (full−{m})" for m in deltas]
     rows = []
     for label in sorted({row_label(r) for r in records}):
         row, per_seed = [label], {}
@@ -159,8 +162,7 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
             row += [fmt(stat(cells.get((label, mode, f)))) for f in folds]
             per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
             row.append(fmt(stat(per_seed[mode])))
-        if len(modes) == 2:
-            row.append(fmt(stat(paired_delta(per_seed["full"], per_seed["weak"]))))
+        row += [fmt(stat(paired_delta(per_seed["full"], per_seed[m]))) for m in deltas]
         rows.append(row)
     return header, rows
 
@@ -179,12 +181,14 @@ def setting_frame(records: list[RunRecord]):
         folds, cells = sorted({r.fold for r in recs}), runs_by_cell(recs)
         for label in sorted({row_label(r) for r in recs}):
             per_seed = {}
-            for mode in ("full", "weak"):
+            for mode in MODES:
                 for f in folds:
                     rows.append((dataset, preset, way, shot, label, mode, str(f), stat(cells.get((label, mode, f)))))
                 per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
                 rows.append((dataset, preset, way, shot, label, mode, "mean", stat(per_seed[mode])))
-            rows.append((dataset, preset, way, shot, label, "Δ", "mean", stat(paired_delta(per_seed["full"], per_seed["weak"]))))
+            for m in MODES[1:]:  # "Δ" = full − weak, "Δ weak-test" = full − weak-test
+                rows.append((dataset, preset, way, shot, label, "Δ" + ("" if m == "weak" else f" {m}"), "mean",
+                             stat(paired_delta(per_seed["full"], per_seed[m]))))
     columns = ["dataset", "preset", "way", "shot", "method", "mode", "split", "miou", "std", "runs"]
     return pd.DataFrame([(*row[:-1], *row[-1]) for row in rows if row[-1] is not None], columns=columns)
 
@@ -205,12 +209,46 @@ def _csv(header, rows) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def titled_table(title: str, header: list[str], rows: list[list], fmt_name: str) -> str:
+def titled_table(title: str, header: list[str], rows: list[list], fmt_name: str, legend: str = "") -> str:
+    """A table with its title, and `legend` (the scoring conventions) as a line under it."""
     if fmt_name == "csv":
-        return "# " + title + "\n" + _csv(header, rows)
+        return "# " + title + "\n" + _csv(header, rows) + (f"\n# scoring: {legend}" if legend else "")
     if fmt_name == "latex":
-        return f"% {title}\n" + tabulate(rows, header, tablefmt="latex_booktabs", disable_numparse=True)
-    return f"### {title}\n\n" + tabulate(rows, header, tablefmt="github", disable_numparse=True)
+        return (f"% {title}\n" + tabulate(rows, header, tablefmt="latex_booktabs", disable_numparse=True)
+                + (f"\n% scoring: {legend}" if legend else ""))
+    return (f"### {title}\n\n" + tabulate(rows, header, tablefmt="github", disable_numparse=True)
+            + (f"\n\nscoring: {legend}" if legend else ""))
+
+
+def record_conventions(r: RunRecord, overrides: dict | None = None) -> Conventions:
+    """The scoring conventions of a record's preset (v1 presets had none: every way scored, merged
+    FB-IoU), with a table's overrides (--absent-ways, --fbiou, --iou) applied."""
+    preset = r.preset_config or {}
+    conv = Conventions(preset.get("absent_ways", "score"), preset.get("fbiou", "merged"))
+    return replace(conv, **{k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+def rescored(records: list[tuple[Path, RunRecord]], overrides: dict | None) -> list[tuple[Path, RunRecord]]:
+    """Records with miou, fbiou and class_iou recomputed from their sums under the overridden
+    conventions; one clear error for a record that lacks the sums a convention needs."""
+    if not any((overrides or {}).values()):
+        return records
+    out = []
+    for path, r in records:
+        conv = record_conventions(r, overrides)
+        if (conv.absent_ways == "skip" and not r.inter_skip) or (conv.iou == "per-episode" and not r.episode_iou):
+            raise BenchError(f"record {path} has no sums for '{conv.legend()}' (written before they were kept); "
+                             f"fix: re-run that cell, or table it without --absent-ways/--iou")
+        sums = {"inter": r.inter, "union": r.union, "inter_skip": r.inter_skip, "union_skip": r.union_skip,
+                "fb_inter": r.fb_inter, "fb_union": r.fb_union, "episode_iou": r.episode_iou}
+        new = scores(sums, r.class_ids, conv)
+        out.append((path, replace(r, miou=new["miou"], fbiou=new["fbiou"], class_iou=new["class_iou"])))
+    return out
+
+
+def scoring_legend(recs: list[RunRecord], overrides: dict | None) -> str:
+    """The line under a table: its scoring conventions and what each of its modes gave."""
+    return f"{record_conventions(recs[0], overrides).legend()}; supervision: {supervision_legend({r.mode for r in recs})}"
 
 
 def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
@@ -221,14 +259,17 @@ def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path
     return records
 
 
-def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict | None = None, layout: str = "settings") -> str:
+def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict | None = None, layout: str = "settings",
+                  scoring: dict | None = None) -> str:
+    """Every table of the records under `results_dir` matching `filters`; `scoring` overrides the
+    records' conventions ({"absent_ways": "skip", "fbiou": "per_class", "iou": "per-episode"})."""
     if fmt_name not in FORMATS:
         raise BenchError(f"unknown table format '{fmt_name}'; use one of {', '.join(FORMATS)}")
     if layout not in LAYOUTS:
         raise BenchError(f"unknown table layout '{layout}'; use one of {', '.join(LAYOUTS)}")
-    records = selected_records(results_dir, filters)
+    records = rescored(selected_records(results_dir, filters), scoring)
     if layout != "settings":
-        return layout_tables(records, layout, fmt_name, results_dir, (filters or {}).get("shot"))
+        return layout_tables(records, layout, fmt_name, results_dir, (filters or {}).get("shot"), scoring)
     quality = _quality_sections(results_dir, fmt_name, (filters or {}).get("dataset"))
     if not records and not quality:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench run ...` first")
@@ -240,7 +281,7 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
     for (dataset, preset, way, shot), recs in sorted(groups.items()):
         header, rows = setting_rows(recs)
         title = f"{dataset} · {preset} · {setting_header(way, shot)} · mIoU (%) · {_runs_note(recs)}"
-        out.append(titled_table(title, header, rows, fmt_name))
+        out.append(titled_table(title, header, rows, fmt_name, scoring_legend(recs, scoring)))
     return "\n\n".join(out + quality) + "\n"
 
 
@@ -260,7 +301,7 @@ def _runs_note_by_setting(recs: list[RunRecord]) -> str:
 
 
 def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: str, results_dir: Path,
-                  shot: int | None = None) -> str:
+                  shot: int | None = None, scoring: dict | None = None) -> str:
     """The paper's layout of the records, each shot followed by every published cell of it (only
     `shot`'s block when the table was asked for one shot)."""
     if layout == "table3":
@@ -282,7 +323,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         if layout == "table3":
             header, rows = ablation_rows(recs)
             out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
-                                    f"{_runs_note_by_setting(recs)}", header, rows, fmt_name))
+                                    f"{_runs_note_by_setting(recs)}", header, rows, fmt_name, scoring_legend(recs, scoring)))
             out.append(published_table3(paper, fmt_name))
             continue
         shots = [shot] if shot else sorted({r.shot for r in recs} | {e["shot"] for e in paper["numbers"] if e["table"] == layout})
@@ -291,7 +332,8 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
                 block = [r for r in recs if (r.way, r.shot) == (way, k)]
                 header, rows = setting_rows(block)
                 out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · {setting_header(way, k)} · "
-                                        f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name))
+                                        f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name,
+                                        scoring_legend(block, scoring)))
             out.append(published_table2(paper, layout, k, fmt_name))
     return "\n\n".join(b for b in out if b) + "\n"
 
