@@ -137,6 +137,11 @@ class Amp:
         return Fcn8s(trunk, n_classes, self.cfg.fc, self.cfg.embed)
 
     # -- training -----------------------------------------------------------------------------
+    def weights_needed(self) -> str | None:
+        """The flags that give AMP its trunk on a dataset without a disjoint pool (see panet.py)."""
+        return None if self.cfg.trunk_checkpoint else ("--set trunk_width=1 fc=4096 embed=256 trunk_bn=false "
+                                                        "trunk_checkpoint=vgg16-397923af.pth")
+
     def fit(self, train, config: dict) -> None:
         from backbones.trunks import method_trunk, pretrained_vgg16
         from bench.core.progress import progress

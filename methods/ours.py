@@ -118,6 +118,11 @@ class Ours:
         self._grid = BytesLRU()  # (image id, size) -> (h*w, dim) embeddings on the feature grid
 
     # -- features ------------------------------------------------------------------------------
+    def weights_needed(self) -> str | None:
+        """The flags that give ours its frozen DeepLabV3+ on a dataset without a disjoint pool."""
+        return None if self.cfg.backbone_checkpoint else ("--set backbone_arch=r50-os8 backbone_checkpoint=FILE "
+                                                           "(an mmsegmentation DeepLabV3+ trained on classes disjoint from the benchmark's)")
+
     def attach(self, train) -> None:
         """Binds the frozen backbone and the feature cache of the fit view's images (called by
         `fit`, and by the runner after `load_state_dict`, so a saved fold evaluates without refitting).

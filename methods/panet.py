@@ -117,6 +117,11 @@ class Panet:
         return by_size(images, lambda batch: list(self.trunk(as_batch(batch), final_relu=self.cfg.final_relu)))
 
     # -- training -----------------------------------------------------------------------------
+    def weights_needed(self) -> str | None:
+        """The flags that give this method its pretrained trunk when the dataset has no disjoint pool
+        to pretrain one on (real data), or None when it is given."""
+        return None if self.cfg.trunk_checkpoint else "--set trunk_width=1 trunk_bn=false trunk_checkpoint=vgg16-397923af.pth"
+
     def fit(self, train, config: dict) -> None:
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)

@@ -267,6 +267,10 @@ class Pfenet:
                                per_shot(s_high), per_shot(masks))
 
     # -- training -------------------------------------------------------------------------------
+    def weights_needed(self) -> str | None:
+        """The flags that give PFENet its ResNet on a dataset without a disjoint pool (see panet.py)."""
+        return None if self.cfg.trunk_checkpoint else "--set trunk_depth=50 trunk_checkpoint=resnet50_v2.pth"
+
     def fit(self, train, config: dict) -> None:
         from bench.core.progress import progress
 

@@ -164,18 +164,23 @@ def test_ray_executor_on_a_local_two_node_cluster_gives_the_local_records(mini, 
     cells = grid_cells({**MINI, "methods": [ORACLE, "background"], "modes": ["full"], "folds": [0, 1]})
     local, remote = tmp_path / "local", tmp_path / "ray"
     sweep(cells, Paths(cache_dir, local), jobs=1, log=lambda *_: None)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    # nodes that declare a GPU they do not have: Ray places each cell on one and sets its
+    # CUDA_VISIBLE_DEVICES; torch finds no CUDA here, so the work itself runs on the CPU
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1, num_gpus=1)
     try:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-        outcomes = sweep(cells, Paths(cache_dir, remote), executor="ray", log=lambda *_: None)
+        outcomes = sweep(cells, Paths(cache_dir, remote), executor="ray", log=lambda *_: None, gpus_per_cell=1)
     finally:
         ray.shutdown()
         cluster.shutdown()
     assert len(outcomes) == 4 and not any(o.error for o in outcomes)
     assert _numbers(local) == _numbers(remote)
+    placed = [r.placement for _, r in load_records(remote)]
+    assert placed == [{"device_request": "auto", "cuda_visible_devices": "0"}] * 4
+    assert all(r.placement["cuda_visible_devices"] is None and r.device == "cpu" for _, r in load_records(local))
 
 
 def _set_miou(results, method, mode, fold, seed, value):
@@ -499,3 +504,9 @@ def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path
     after = record_times(results)
     assert len(after) == 8 and {p: after[p] for p in before} == before
     assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_gpus_per_cell_needs_the_ray_executor(mini, cache_dir, tmp_path):
+    cells = grid_cells({**MINI, "methods": ["background"], "modes": ["full"], "folds": [0]})
+    with pytest.raises(Exception, match="--gpus-per-cell reserves GPUs through Ray; fix: add --executor ray"):
+        sweep(cells, Paths(cache_dir, tmp_path), gpus_per_cell=1, log=lambda *_: None)

@@ -47,6 +47,7 @@ def add_parsers(sub) -> dict:
     sw.add_argument("--threads", type=int, default=None,
                     help="local: torch threads per cell (default: cores / jobs); lower it to share the machine")
     sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
+    sw.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell reserves (Ray's num_gpus); the cell runs on them")
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")
     device_flag(sw)
 
@@ -102,7 +103,8 @@ def cmd_sweep(args, cache: Path) -> int:
         for cell in todo:
             print(f"  {cell.label()}")
         return 0
-    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads)
+    outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads,
+                     gpus_per_cell=args.gpus_per_cell)
     failed = sum(1 for o in outcomes if o.error)
     layouts = sorted({lay for lay, bench in LAYOUT_BENCHMARK.items() for c in cells if BENCHMARK_OF.get(c.dataset) == bench})
     shown = " and ".join(f"`bench table --layout {lay}`" for lay in layouts) or "`bench table`"

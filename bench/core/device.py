@@ -15,6 +15,7 @@ import torch
 from bench.core.errors import BenchError
 
 _current: torch.device | None = None
+_requested: str | None = None
 
 
 def parse_device(spec: str | None) -> torch.device:
@@ -35,9 +36,18 @@ def parse_device(spec: str | None) -> torch.device:
 
 def use_device(spec: str | None) -> torch.device:
     """Sets the process-wide device (validated) and returns it."""
-    global _current
+    global _current, _requested
     _current = parse_device(spec)
+    _requested = spec
     return _current
+
+
+def placement() -> dict:
+    """What a record says about where it ran: the device asked for ('auto' = cuda when available)
+    and the GPUs the process was given (CUDA_VISIBLE_DEVICES, as a scheduler such as Ray sets it)."""
+    import os
+
+    return {"device_request": _requested or "auto", "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def device() -> torch.device:

@@ -50,7 +50,8 @@ class RunRecord:
     union_skip: dict = field(default_factory=dict)
     episode_iou: dict = field(default_factory=dict)
     supervision: dict = field(default_factory=dict)
-    small_objects: dict = field(default_factory=dict)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
+    small_objects: dict = field(default_factory=dict)
+    placement: dict = field(default_factory=dict)  # device asked for, CUDA_VISIBLE_DEVICES (bench/core/device.py)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

@@ -14,9 +14,10 @@ import numpy as np
 
 from bench.harness.annotations import SUPERVISION, annotation_sources, check_mode, training_mode
 from bench.data.classes import N_FOLDS
-from bench.data.datasets import get_dataset
+from bench.data.datasets import find_pool, get_dataset
 from bench.data.palette import palette_png_bytes
 from bench.core.device import device as current_device
+from bench.core.device import placement
 from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth, small_object_flags
 from bench.harness.views import FitView
 from bench.core.errors import BenchError
@@ -53,6 +54,7 @@ def run(req: RunRequest, log=print) -> list[Path]:
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
+    check_weights_given(req, dataset)
     train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = request_seeds(req, preset)
     written = []
@@ -78,6 +80,29 @@ def run(req: RunRequest, log=print) -> list[Path]:
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
     return written
+
+
+def check_weights_given(req: RunRequest, dataset) -> None:
+    """On a dataset without a disjoint pool (real data), every network the run would pretrain on the
+    pool must come from the user: one line naming each flag this method and mode need, before
+    anything is built."""
+    if find_pool(dataset) is not None:
+        return
+    needs = []
+    method_flags = getattr(create_method(req.method, req.config), "weights_needed", lambda: None)()
+    if method_flags:
+        needs.append(method_flags)
+    if "pseudo" in SUPERVISION[req.mode].values():
+        from pseudo_labels.config import pseudo_config
+
+        cfg = pseudo_config(req.pseudo)
+        pseudo = (["cam=vgg16 cam_weights=vgg16-397923af.pth"] if cfg.cam == "pool" else []) + (
+            ["saliency=onnx saliency_path=FILE (or saliency=none)"] if cfg.saliency == "pool" else [])
+        if pseudo:
+            needs.append("--pseudo-set " + " ".join(pseudo))
+    if needs:
+        raise BenchError(f"{dataset.name} has no disjoint pool to pretrain networks on, so {method_label(req.method)} in "
+                         f"{req.mode} mode needs pretrained weights from you; fix: {'; and '.join(needs)}")
 
 
 def resolved_request(req: RunRequest) -> RunRequest:
@@ -234,7 +259,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
-        device=str(current_device()), torch_threads=threads or {},
+        device=str(current_device()), placement=placement(), torch_threads=threads or {},
         small_objects={"rule": preset.small_object_rule(), "episodes": len(episodes),
                        **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
         supervision={**SUPERVISION[req.mode],

@@ -245,9 +245,12 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
                 yield f.result()
 
 
-def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_cell: float):
+def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_cell: float, gpus_per_cell: float = 0):
     """Each cell as a Ray task on an existing cluster (`address`; None starts a local one). The
-    cache and results folders must be one shared filesystem path on every node."""
+    cache and results folders must be one shared filesystem path on every node. With
+    `gpus_per_cell`, Ray places each cell on a node with that many free GPUs and sets the task's
+    CUDA_VISIBLE_DEVICES to them; the cell then runs on cuda (its first visible GPU) unless
+    --device says otherwise, and its records keep both (`placement`)."""
     try:
         import ray
     except ImportError:
@@ -256,7 +259,7 @@ def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_
     if started:
         ray.init(address=address, log_to_driver=False, include_dashboard=False)
     try:
-        task = ray.remote(num_cpus=cpus_per_cell)(run_cell)
+        task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell)(run_cell)
         threads = max(1, int(cpus_per_cell))
         pending = [task.remote(c, paths, threads) for c in cells]
         while pending:
@@ -268,14 +271,17 @@ def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_
 
 
 def sweep(cells: list[Cell], paths: Paths, executor: str = "local", jobs: int | None = None, address: str | None = None,
-          cpus_per_cell: float = 1.0, threads: int | None = None, log=print) -> list[Outcome]:
+          cpus_per_cell: float = 1.0, threads: int | None = None, log=print, gpus_per_cell: float = 0) -> list[Outcome]:
+    if gpus_per_cell and executor != "ray":
+        raise BenchError("--gpus-per-cell reserves GPUs through Ray; fix: add --executor ray, or use --device cuda:N "
+                         "for the local executor")
     todo = pending_cells(cells, paths)
     log(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already recorded (skipped), {len(todo)} to run"
         + (f" on {executor}" if todo else ""))
     if not todo:
         return []
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    outcomes_iter = (ray_outcomes(todo, paths, address, cpus_per_cell) if executor == "ray"
+    outcomes_iter = (ray_outcomes(todo, paths, address, cpus_per_cell, gpus_per_cell) if executor == "ray"
                      else local_outcomes(todo, paths, jobs, threads))
     eta = Eta(todo, jobs)
     outcomes = []
