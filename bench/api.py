@@ -26,12 +26,14 @@ from bench.report.tables import check_tableable, rescored, selected_records, set
 def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None, way: int = 1, shot: int = 1,
         preset: str = "wacv22", seeds=None, config: dict | None = None, pseudo: dict | None = None,
         data_root: Path | None = None, cache_dir: Path = Path("cache"), results_dir: Path = Path("results"),
-        force: bool = False, retrain: bool = False, save_predictions: Path | None = None, log=print) -> list[RunRecord]:
+        force: bool = False, retrain: bool = False, save_predictions: Path | None = None, allow_leak: bool = False,
+        log=print) -> list[RunRecord]:
     """`bench run`: fits (or loads) and evaluates, writes the records, and returns them."""
     req = RunRequest(method=method, mode=mode, dataset=dataset, folds=tuple(folds) if folds is not None else tuple(range(N_FOLDS)),
                      way=way, shot=shot, preset=preset, seeds=tuple(seeds) if seeds is not None else None,
                      config=dict(config or {}), pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir),
-                     results_dir=Path(results_dir), force=force, retrain=retrain, save_predictions=save_predictions)
+                     results_dir=Path(results_dir), force=force, retrain=retrain, save_predictions=save_predictions,
+                     allow_leak=allow_leak)
     paths = {Path(p).resolve() for p in _run(req, log=log)}
     return [r for p, r in load_records(Path(results_dir)) if p.resolve() in paths]
 

@@ -137,6 +137,11 @@ class Amp:
         return Fcn8s(trunk, n_classes, self.cfg.fc, self.cfg.embed)
 
     # -- training -----------------------------------------------------------------------------
+    def networks(self) -> list[tuple[str, str]]:
+        """(role, weight file) of each pretrained network it stands on; "" = trained here on the pool
+        (bench/harness/declared.py checks their classes against the benchmark's)."""
+        return [("trunk", self.cfg.trunk_checkpoint)]
+
     def weights_needed(self) -> str | None:
         """The flags that give AMP its trunk on a dataset without a disjoint pool (see panet.py)."""
         return None if self.cfg.trunk_checkpoint else ("--set trunk_width=1 fc=4096 embed=256 trunk_bn=false "

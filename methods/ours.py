@@ -118,6 +118,11 @@ class Ours:
         self._grid = BytesLRU()  # (image id, size) -> (h*w, dim) embeddings on the feature grid
 
     # -- features ------------------------------------------------------------------------------
+    def networks(self) -> list[tuple[str, str]]:
+        """(role, weight file) of each pretrained network it stands on; "" = trained here on the pool
+        (bench/harness/declared.py checks their classes against the benchmark's)."""
+        return [("backbone", self.cfg.backbone_checkpoint)]
+
     def weights_needed(self) -> str | None:
         """The flags that give ours its frozen DeepLabV3+ on a dataset without a disjoint pool."""
         return None if self.cfg.backbone_checkpoint else ("--set backbone_arch=r50-os8 backbone_checkpoint=FILE "

@@ -117,6 +117,11 @@ class Panet:
         return by_size(images, lambda batch: list(self.trunk(as_batch(batch), final_relu=self.cfg.final_relu)))
 
     # -- training -----------------------------------------------------------------------------
+    def networks(self) -> list[tuple[str, str]]:
+        """(role, weight file) of each pretrained network it stands on; "" = trained here on the pool
+        (bench/harness/declared.py checks their classes against the benchmark's)."""
+        return [("trunk", self.cfg.trunk_checkpoint)]
+
     def weights_needed(self) -> str | None:
         """The flags that give this method its pretrained trunk when the dataset has no disjoint pool
         to pretrain one on (real data), or None when it is given."""

@@ -267,6 +267,11 @@ class Pfenet:
                                per_shot(s_high), per_shot(masks))
 
     # -- training -------------------------------------------------------------------------------
+    def networks(self) -> list[tuple[str, str]]:
+        """(role, weight file) of each pretrained network it stands on; "" = trained here on the pool
+        (bench/harness/declared.py checks their classes against the benchmark's)."""
+        return [("trunk", self.cfg.trunk_checkpoint)]
+
     def weights_needed(self) -> str | None:
         """The flags that give PFENet its ResNet on a dataset without a disjoint pool (see panet.py)."""
         return None if self.cfg.trunk_checkpoint else "--set trunk_depth=50 trunk_checkpoint=resnet50_v2.pth"

@@ -17,7 +17,9 @@ NEEDS = {
     "ours-noE": ["--set backbone_arch=r50-os8 backbone_checkpoint=FILE"],
     "background": [],
 }
-PSEUDO = "--pseudo-set cam=vgg16 cam_weights=vgg16-397923af.pth saliency=onnx saliency_path=FILE (or saliency=none)"
+PSEUDO = ("--pseudo-set cam=vgg16 cam_weights=FILE (a VGG-16 whose FILE.classes.txt shows no benchmark class; "
+          "torchvision's vgg16-397923af.pth saw them and runs only with --allow-leak) saliency=onnx saliency_path=FILE "
+          "(or saliency=none)")
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ def add_parsers(sub) -> dict:
     r.add_argument("--save-predictions", type=Path, default=None, metavar="DIR")
     r.add_argument("--retrain", action="store_true", help="ignore a saved checkpoint (implies --force)")
     r.add_argument("--force", action="store_true", help="re-evaluate cells whose matching record already exists")
+    r.add_argument("--allow-leak", action="store_true",
+                   help="run although a pretrained network that must be disjoint saw benchmark classes; the row is marked ‡")
     device_flag(r)
 
     sw = sub.add_parser("sweep", help="run a grid of cells (methods x modes x folds x ways x shots), resumable",
@@ -80,7 +82,8 @@ def cmd_run(args, cache: Path) -> int:
 
     records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
                       args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
-                      args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions)
+                      args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions,
+                      allow_leak=args.allow_leak)
     print(f"wrote {len(records)} record(s) under {args.results_dir}/; see them with `bench table`")
     return 0
 

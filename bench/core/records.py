@@ -51,7 +51,9 @@ class RunRecord:
     episode_iou: dict = field(default_factory=dict)
     supervision: dict = field(default_factory=dict)
     small_objects: dict = field(default_factory=dict)
-    placement: dict = field(default_factory=dict)  # device asked for, CUDA_VISIBLE_DEVICES (bench/core/device.py)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
+    placement: dict = field(default_factory=dict)
+    networks: dict = field(default_factory=dict)  # role -> weight file and the classes it saw (bench/harness/declared.py)
+    leaks: dict = field(default_factory=dict)  # role -> benchmark classes it saw (--allow-leak); tables mark the row ‡  # device asked for, CUDA_VISIBLE_DEVICES (bench/core/device.py)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

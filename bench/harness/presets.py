@@ -21,7 +21,7 @@ from bench.core.errors import BenchError
 from bench.harness.metrics import Conventions
 
 
-SCORING_FIELDS = ("absent_ways", "fbiou")
+SCORING_FIELDS = ("absent_ways", "fbiou", "disjoint")  # fields that do not change which episodes are drawn
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class Preset:
     episode_list: str = ""  # fixed episodes: a folder under bench/data/protocols (or a path) of imgs_paths_{fold}_{shot}.txt
     absent_ways: str = "score"  # N-way scoring of a way absent from a query: "score" it or "skip" it (PANet)
     fbiou: str = "merged"  # FB-IoU foreground: "merged" over ways, or "per_class" sums (PANet's binary mIoU)
+    # roles of pretrained networks that must not have seen a benchmark class (bench/harness/declared.py);
+    # ImageNet trunks ("trunk") are the FSS convention and allowed, their classes stated in the record
+    disjoint: tuple[str, ...] = ("cam", "saliency", "backbone")
 
     def conventions(self) -> Conventions:
         """The scoring conventions of this preset (bench/harness/metrics.py), pooled IoU."""

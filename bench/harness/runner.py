@@ -47,6 +47,7 @@ class RunRequest:
     save_predictions: Path | None = None
     retrain: bool = False
     force: bool = False  # re-evaluate cells whose record already exists and matches
+    allow_leak: bool = False  # run even when a network that must be disjoint saw benchmark classes (row marked)
 
 
 def run(req: RunRequest, log=print) -> list[Path]:
@@ -55,6 +56,7 @@ def run(req: RunRequest, log=print) -> list[Path]:
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
     check_weights_given(req, dataset)
+    networks, leaks = run_networks(req, dataset, preset)
     train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = request_seeds(req, preset)
     written = []
@@ -75,11 +77,30 @@ def run(req: RunRequest, log=print) -> list[Path]:
         for seed in todo:
             record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads,
                                           train_annotations)
+            record.networks, record.leaks = networks, leaks
             written.append(record.write(req.results_dir))
             sample.close_into(sample_dir(written[-1]))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
     return written
+
+
+def run_networks(req: RunRequest, dataset, preset: Preset) -> tuple[dict, dict]:
+    """Every pretrained network the run stands on (the method's, and the CAM and saliency nets of
+    a pseudo-mask mode) with the classes it saw, checked against the benchmark's: ({role: ...},
+    leaks). Stops on an overlap where the preset wants none, unless req.allow_leak."""
+    from bench.harness.declared import checked_networks
+
+    nets = list(getattr(create_method(req.method, req.config), "networks", lambda: [])())
+    if "pseudo" in SUPERVISION[req.mode].values():
+        from pseudo_labels.config import pseudo_config
+
+        cfg = pseudo_config(req.pseudo)
+        nets.append(("cam", cfg.cam_weights if cfg.cam == "vgg16" else ""))
+        if cfg.saliency != "none":
+            nets.append(("saliency", cfg.saliency_path if cfg.saliency == "onnx" else ""))
+    return checked_networks(nets, find_pool(dataset), dataset.class_names, preset.disjoint, req.allow_leak,
+                            f"{dataset.name}'s classes")
 
 
 def check_weights_given(req: RunRequest, dataset) -> None:
@@ -96,7 +117,8 @@ def check_weights_given(req: RunRequest, dataset) -> None:
         from pseudo_labels.config import pseudo_config
 
         cfg = pseudo_config(req.pseudo)
-        pseudo = (["cam=vgg16 cam_weights=vgg16-397923af.pth"] if cfg.cam == "pool" else []) + (
+        pseudo = (["cam=vgg16 cam_weights=FILE (a VGG-16 whose FILE.classes.txt shows no benchmark class; "
+                   "torchvision's vgg16-397923af.pth saw them and runs only with --allow-leak)"] if cfg.cam == "pool" else []) + (
             ["saliency=onnx saliency_path=FILE (or saliency=none)"] if cfg.saliency == "pool" else [])
         if pseudo:
             needs.append("--pseudo-set " + " ".join(pseudo))

@@ -94,7 +94,8 @@ def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
     """'ours', 'ours [k=5]' (a --set variant), 'ours [saliency=none]' (weak on other pseudo masks);
     with_pseudo=False: the row whose full-mode numbers such a weak run is compared with."""
     settings = sorted(r.config.items()) + (sorted(r.pseudo.items()) if with_pseudo else [])
-    return f"{r.method} [{', '.join(f'{k}={v}' for k, v in settings)}]" if settings else r.method
+    label = f"{r.method} [{', '.join(f'{k}={v}' for k, v in settings)}]" if settings else r.method
+    return label + (" ‡" if r.leaks else "")  # a network saw benchmark classes (--allow-leak): never averaged with clean runs
 
 
 def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
@@ -248,7 +249,11 @@ def rescored(records: list[tuple[Path, RunRecord]], overrides: dict | None) -> l
 
 def scoring_legend(recs: list[RunRecord], overrides: dict | None) -> str:
     """The line under a table: its scoring conventions and what each of its modes gave."""
-    return f"{record_conventions(recs[0], overrides).legend()}; supervision: {supervision_legend({r.mode for r in recs})}"
+    legend = f"{record_conventions(recs[0], overrides).legend()}; supervision: {supervision_legend({r.mode for r in recs})}"
+    leaks = sorted({f"{role}: {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}"
+                    for r in recs for role, found in r.leaks.items()})
+    return legend + (f"; ‡ = run with --allow-leak, a pretrained network saw benchmark classes ({'; '.join(leaks)})"
+                     if leaks else "")
 
 
 def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
