@@ -45,36 +45,6 @@ class PoolSaliency:
         return f"pool-saliency:{file_sha(self.path)}"
 
 
-class OnnxSaliency:
-    """A user's ONNX saliency model: input (N, 3, H, W) float, ImageNet-normalised; output
-    (N, 1, H', W') or (N, H', W') foreground probability in [0, 1] (resized to the image here)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise BenchError(f"ONNX saliency model {self.path} not found; fix: pass an existing file with --pseudo-set saliency_path=FILE")
-        try:
-            import onnxruntime
-        except ImportError:
-            raise BenchError("the onnx saliency back-end needs onnxruntime; fix: pip install onnxruntime") from None
-        try:
-            self.session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise BenchError(f"ONNX saliency model {self.path} could not be loaded ({exc}); fix: export a model with one image input") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def maps(self, images: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: to_numpy(as_batch(images))})[0]
-        out = torch.from_numpy(np.asarray(out, np.float32))
-        if out.ndim == 3:
-            out = out[:, None]
-        out = torch.nn.functional.interpolate(out, size=images.shape[1:3], mode="bilinear", align_corners=False)
-        return out[:, 0].clamp(0, 1).numpy()
-
-    def fingerprint(self) -> str:
-        return f"onnx:{self.path.name}:{file_sha(self.path)}"
-
-
 class NoSaliency:
     def maps(self, images: np.ndarray) -> None:
         return None
@@ -105,7 +75,9 @@ def saliency_backend(dataset, cfg: PseudoConfig, cache_dir: Path, log=print):
     if cfg.saliency == "onnx":
         if not cfg.saliency_path:
             raise BenchError("saliency=onnx needs a model file; fix: --pseudo-set saliency_path=/path/to/model.onnx")
-        return OnnxSaliency(Path(cfg.saliency_path))
+        from pseudo_labels.onnx_saliency import OnnxSaliency, convention_of
+
+        return OnnxSaliency(Path(cfg.saliency_path), convention_of(cfg))
     if cfg.saliency == "none":
         return NoSaliency()
     raise BenchError(f"unknown saliency back-end '{cfg.saliency}'; use pool, onnx or none")

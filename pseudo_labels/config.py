@@ -32,6 +32,15 @@ class PseudoConfig:
     # saliency back-end: `pool` = SaliencyNet trained fg/bg on the pool; `onnx` = a user model; `none`
     saliency: str = "pool"
     saliency_path: str = ""
+    # how the onnx model wants its input and gives its output (pseudo_labels/onnx_saliency.py); "" = the convention's
+    saliency_convention: str = "imagenet-rgb"
+    saliency_channels: str = ""
+    saliency_mean: str = ""
+    saliency_std: str = ""
+    saliency_size: str = ""
+    saliency_outputs: str = ""
+    saliency_sigmoid: str = ""
+    saliency_minmax: str = ""
     saliency_width: int = 16
     saliency_epochs: int = 3
     saliency_threshold: float = 0.5
@@ -46,7 +55,7 @@ class PseudoConfig:
 
 
 CAM_FIELDS = ("cam", "cam_weights", "cam_width", "cam_crop_epochs", "cam_epochs", "cam_batch", "cam_lr", "seed")
-SALIENCY_FIELDS = ("saliency", "saliency_path", "saliency_width", "saliency_epochs", "seed")
+SALIENCY_FIELDS = ("saliency", "saliency_path", "saliency_width", "saliency_epochs", "seed")  # what the pool net's training reads
 CHOICES = {"cam": ("pool", "vgg16"), "cam_norm": ("minmax", "relu_max"), "words": ("glove", "fasttext"), "weighting": ("cosine", "topk", "softmax"),
            "saliency": ("pool", "onnx", "none"), "gate": ("hard", "soft")}
 

@@ -48,10 +48,14 @@ def cached_pseudo_masks(dataset, cache_dir: Path, overrides: dict | None = None)
     else None; never generates (for figures drawn from records)."""
     from dataclasses import asdict
 
+    from pseudo_labels.config import PseudoConfig
+
     want = json.loads(json.dumps(asdict(pseudo_config(overrides))))
+    defaults = json.loads(json.dumps(asdict(PseudoConfig())))
     for manifest in sorted((Path(cache_dir) / "pseudo" / "masks").glob(f"{dataset.name}-*/manifest.json")):
         found = json.loads(manifest.read_text())
-        if (found.get("config") == want and found.get("dataset_fingerprint") == dataset.fingerprint()
+        config = found.get("config", {})  # a setting added since it was written had its default value
+        if (all(config.get(k, defaults[k]) == v for k, v in want.items()) and found.get("dataset_fingerprint") == dataset.fingerprint()
                 and (manifest.parent / "COMPLETE").is_file()):
             return PseudoMasks(dataset, manifest.parent)
     return None

@@ -213,7 +213,7 @@ def test_fully_convolutional_head_reproduces_the_linear_classifier():
 
 
 def test_missing_or_wrong_weight_files_are_clear_errors(tmp_path, mini, cache_dir):
-    from pseudo_labels.backends import OnnxSaliency
+    from pseudo_labels.onnx_saliency import OnnxSaliency
     from pseudo_labels.vgg_cam import load_vgg16
 
     with pytest.raises(BenchError, match="nope.pth not found.*cam_weights="):
@@ -250,7 +250,7 @@ def test_onnx_saliency_back_end_runs_a_user_model(tmp_path):
     pytest.importorskip("onnxruntime")
     from torch import nn
 
-    from pseudo_labels.backends import OnnxSaliency
+    from pseudo_labels.onnx_saliency import OnnxSaliency
     from pseudo_labels.nets import as_batch
 
     net = nn.Sequential(nn.Conv2d(3, 1, 3, stride=2, padding=1), nn.Sigmoid()).eval()
