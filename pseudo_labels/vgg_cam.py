@@ -47,6 +47,15 @@ def kept_imagenet_classes(benchmark_classes) -> list[tuple[int, str]]:
     return [(i, n) for i, n in enumerate(imagenet_categories()) if i not in dropped]
 
 
+def _class_list(path: Path, k: int) -> list[str]:
+    sidecar = path.with_name(path.name + ".classes.txt")
+    names = [l.strip() for l in sidecar.read_text().splitlines() if l.strip()] if sidecar.is_file() else []
+    if len(names) != k:
+        raise BenchError(f"{path} has a {k}-way head but {sidecar} lists {len(names)} classes; fix: write its {k} class "
+                         f"names there, one per line (bench pseudo train-cam --imagenet writes it)")
+    return names
+
+
 def fully_convolutional(classifier: nn.Sequential, kernel: int) -> nn.Sequential:
     """Linear layers -> convolutions with the same weights (the first with `kernel`, the rest 1x1);
     dropout removed, activations kept. On a kernel x kernel input it reproduces the classifier."""
@@ -66,18 +75,24 @@ def fully_convolutional(classifier: nn.Sequential, kernel: int) -> nn.Sequential
 
 
 def load_vgg16(path: Path | None) -> nn.Module:
+    """A torchvision VGG state dict: ImageNet's 1000 classes, or a K-way head trained here
+    (`bench pseudo train-cam --imagenet`, whose `<weights>.json` names the VGG variant)."""
     if path is None or not Path(path).is_file():
         raise BenchError(
             f"VGG-16 weight file {path or '(none given)'} not found; fix: download torchvision's "
             "vgg16-397923af.pth elsewhere and pass --pseudo-set cam_weights=/path/to/vgg16-397923af.pth"
         )
-    from torchvision.models import vgg16
+    import torchvision
 
     fix = "pass torchvision's vgg16-397923af.pth as --pseudo-set cam_weights=FILE"
     state = load_weights(Path(path), "VGG-16 weight file", fix)
-    net = vgg16(weights=None)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    meta = Path(path).with_suffix(".json")
+    arch = json.loads(meta.read_text()).get("arch", "vgg16") if meta.is_file() else "vgg16"
+    head = state.get("classifier.6.weight") if isinstance(state, dict) else None
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=head.shape[0] if head is not None else 1000)
     try:
-        net.load_state_dict(state.get("state_dict", state))
+        net.load_state_dict(state)
     except (RuntimeError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise BenchError(f"{path} is not a torchvision VGG-16 state dict ({first}); fix: pass vgg16-397923af.pth") from None
@@ -86,10 +101,14 @@ def load_vgg16(path: Path | None) -> nn.Module:
 
 class VggCam:
     def __init__(self, path: Path | None, benchmark_classes, cfg):
-        kept = kept_imagenet_classes(benchmark_classes)
+        net = load_vgg16(path)
+        k = net.classifier[-1].out_features
+        if k == 1000:  # ImageNet's head: its benchmark rows dropped (its features still saw them: declared.py)
+            kept = kept_imagenet_classes(benchmark_classes)
+        else:  # a K-way head trained without the benchmark's classes: every row, named by its class list
+            kept = list(enumerate(_class_list(Path(path), k)))
         self.keep = torch.tensor([i for i, _ in kept], device=device())
         self.class_names = [n for _, n in kept]
-        net = load_vgg16(path)
         self.features = net.features
         self.head = fully_convolutional(net.classifier, kernel=7).to(device())  # new conv layers: on the device too
         self.path, self.size, self.prob_scale, self.norm = Path(path), cfg.vgg_input, cfg.cam_prob_scale, cfg.cam_norm

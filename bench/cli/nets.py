@@ -40,6 +40,19 @@ def add_parsers(sub) -> dict:
         if name == "neighbours":
             q.add_argument("class_name", metavar="CLASS")
             q.add_argument("--top", type=int, default=10)
+        if name == "train-cam":
+            q.add_argument("--imagenet", type=Path, default=None, metavar="DIR",
+                           help="train the paper's CAM instead: a VGG on an ImageNet-layout folder (train/<wnid>/*.JPEG) "
+                                "without the benchmark's classes and hyponyms")
+            q.add_argument("--benchmark", choices=("pascal", "coco"), default="pascal", help="whose classes to leave out")
+            q.add_argument("--synsets", type=Path, default=None, help="LOC_synset_mapping.txt (default: DIR/LOC_synset_mapping.txt)")
+            q.add_argument("--out", type=Path, default=None, help="weight file to write (default: cache/cam/<arch>-<benchmark>-free.pth)")
+            q.add_argument("--arch", default="vgg16")
+            q.add_argument("--epochs", type=int, default=90)
+            q.add_argument("--batch", type=int, default=64)
+            q.add_argument("--lr", type=float, default=0.01)
+            q.add_argument("--size", type=int, default=224)
+            q.add_argument("--max-per-class", type=int, default=0, help="cap images per synset (0: all)")
         if name == "report":
             results_flag(q)
             q.add_argument("--figure", type=Path, default=None, help="examples PNG (default results/<dataset>/pseudo-labels/<fp>.png)")
@@ -51,6 +64,8 @@ def cmd_pseudo(args, cache: Path) -> int:
     from bench.cli import pseudo
     from bench.data.datasets import get_dataset
 
+    if args.pseudo_command == "train-cam" and args.imagenet:
+        return pseudo.train_imagenet_cam(args, cache)
     dataset = get_dataset(args.dataset, cache, args.data_root)
     return pseudo.COMMANDS[args.pseudo_command](args, dataset, cache)
 

@@ -96,5 +96,30 @@ def report(args, dataset, cache: Path) -> int:
     return 0
 
 
+def train_imagenet_cam(args, cache: Path) -> int:
+    """`bench pseudo train-cam --imagenet DIR`: the synsets left after the benchmark's classes, their
+    synonyms and hyponyms (bench/harness/declared.py) are the CAM's classes."""
+    from bench.data.classes import COCO_CLASSES, VOC_CLASSES
+    from bench.harness.declared import overlap
+    from pseudo_labels.imagenet_cam import folder_synsets, synset_names, train_imagenet_cam as train
+
+    names = synset_names(args.imagenet, args.synsets)
+    benchmark = VOC_CLASSES if args.benchmark == "pascal" else COCO_CLASSES
+    kept, excluded = [], []
+    for wnid in folder_synsets(args.imagenet):
+        aliases = tuple(names.get(wnid, []))
+        if not aliases:
+            raise BenchError(f"synset {wnid} in {args.imagenet}/train has no name in the synset file; fix: pass the "
+                             f"LOC_synset_mapping.txt of this ImageNet copy with --synsets")
+        (excluded if overlap(aliases, benchmark) else kept).append((wnid, aliases[0]))
+    out = args.out or Path(cache) / "cam" / f"{args.arch}-{args.benchmark}-free.pth"
+    train(args.imagenet, kept, [w for w, _ in excluded], out, args.arch, args.epochs, args.batch, args.lr, args.size,
+          args.max_per_class)
+    print(f"CAM classifier {args.arch}: {len(kept)} synsets, {len(excluded)} left out as {args.benchmark} classes "
+          f"({', '.join(n for _, n in excluded[:6])}{' ...' if len(excluded) > 6 else ''})")
+    print(f"weights: {out} (classes in {out}.classes.txt); use it with --pseudo-set cam=vgg16 cam_weights={out}")
+    return 0
+
+
 COMMANDS = {"train-cam": train_cam, "train-saliency": train_saliency, "generate": generate,
             "neighbours": neighbours, "report": report}
