@@ -1,7 +1,8 @@
 """The paper's real-data CAM: torchvision VGG-16 with ImageNet weights from a user's file
 (e.g. torchvision's vgg16-397923af.pth), run fully convolutionally (fc6 -> 7x7 conv, fc7/fc8 -> 1x1),
 so every kept ImageNet class gets a score map. Classes of the benchmark and their hyponyms are
-removed (data/imagenet_exclusions.json), which is what makes the CAM classes disjoint.
+removed from its outputs (bench/data/imagenet_exclusions.json); its features still saw them, which
+the class check of bench/harness/declared.py reports.
 """
 from __future__ import annotations
 
@@ -18,21 +19,15 @@ from bench.core.device import device
 from bench.core.errors import BenchError
 from bench.core.files import file_sha
 from bench.core.weights import load_weights
+from bench.data.vocabulary import EXCLUSIONS_FILE, exclusions
 from pseudo_labels.nets import as_batch, normalised_cams
 
-EXCLUSIONS_FILE = Path(__file__).parent / "data" / "imagenet_exclusions.json"
 
 
 def imagenet_categories() -> list[str]:
     from torchvision.models import VGG16_Weights
 
     return list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-@lru_cache(maxsize=1)
-def exclusions() -> dict[str, dict[str, list]]:
-    raw = json.loads(EXCLUSIONS_FILE.read_text())
-    return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
 def kept_imagenet_classes(benchmark_classes) -> list[tuple[int, str]]:

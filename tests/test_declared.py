@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.core.records import load_records
-from bench.harness.declared import IMAGENET, declared_classes, overlap
+from bench.data.vocabulary import IMAGENET, declared_classes, overlap
 from bench.harness.presets import get_preset
 from bench.harness.runner import RunRequest, run_networks
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.harness.declared import declared_classes, overlap
+from bench.data.vocabulary import declared_classes, overlap
 
 SYNSETS = {  # wnid: names (LOC_synset_mapping.txt); the first three are VOC classes or hyponyms
     "n02085620": "Chihuahua", "n01530575": "brambling, Fringilla montifringilla", "n02690373": "airliner",

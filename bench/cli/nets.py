@@ -17,6 +17,13 @@ def add_parsers(sub) -> dict:
         dataset_flags(q)
         set_flag(q, "fields of backbones/pretrain.py:BackboneConfig, e.g. arch=r18-os16 steps=300")
         device_flag(q)
+        if name == "pretrain":
+            q.add_argument("--layout", choices=("voc", "ade20k", "coco"), default=None,
+                           help="pretrain on your own segmentation set: --dataset is then its folder; the benchmark's "
+                                "classes become ignore, images dominated by them are dropped")
+            q.add_argument("--benchmark", choices=("pascal", "coco"), default="pascal", help="whose classes to leave out")
+            q.add_argument("--size", type=int, default=129, help="side the set's images are resized to")
+            q.add_argument("--out", type=Path, default=None, help="copy the weights here with FILE.classes.txt beside them")
 
     tr = sub.add_parser("trunk", help="the baselines' VGG-16 trunk, pretrained on the disjoint pool's object crops")
     tsub = tr.add_subparsers(dest="trunk_command", required=True)
@@ -75,6 +82,8 @@ def cmd_backbone(args, cache: Path) -> int:
     from backbones.pretrain import backbone_config, pretrained_backbone
     from bench.data.datasets import find_pool, get_dataset
 
+    if args.backbone_command == "pretrain" and args.layout:
+        return pretrain_on_user_set(args, cache)
     dataset = get_dataset(args.dataset, cache, args.data_root)
     model, meta, path = pretrained_backbone(find_pool(dataset), backbone_config(parse_overrides(args.overrides)), cache)
     if args.backbone_command == "pretrain":
@@ -101,4 +110,36 @@ def cmd_trunk(args, cache: Path) -> int:
     if "val_top1" in meta:
         print(f"VGG-16 trunk (width {meta['width']:g}) pretrained on pool crops in {meta['train_s']:.0f} s: "
               f"held-out top-1 {meta['val_top1']:.1f}% over the pool's classes")
+    return 0
+
+
+def pretrain_on_user_set(args, cache: Path) -> int:
+    """`bench backbone pretrain --dataset DIR --layout ...`: DeepLabV3+ on a user's set without the
+    benchmark's classes (backbones/external.py), its class list beside the weights."""
+    import hashlib
+    import shutil
+
+    from backbones.external import pretraining_set
+    from backbones.pretrain import backbone_config, pretrained_backbone
+    from bench.core.files import atomic_write_text
+    from bench.data.classes import COCO_CLASSES, VOC_CLASSES
+
+    root = Path(args.dataset).resolve()
+    if not root.is_dir():
+        from bench.core.errors import BenchError
+
+        raise BenchError(f"--dataset {args.dataset} is not a folder; with --layout it is your segmentation set's root")
+    tag = hashlib.sha256(f"{root}|{args.layout}|{args.benchmark}|{args.size}".encode()).hexdigest()[:12]
+    benchmark = VOC_CLASSES if args.benchmark == "pascal" else COCO_CLASSES
+    pool, summary = pretraining_set(root, args.layout, benchmark, Path(cache) / "pretraining" / f"{root.name}-{tag}", args.size)
+    model, meta, path = pretrained_backbone(pool, backbone_config(parse_overrides(args.overrides)), cache)
+    out = args.out or path
+    if args.out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    atomic_write_text(Path(str(out) + ".classes.txt"), "\n".join(summary["kept"]) + "\n")
+    print(f"{root}: {len(summary['kept'])} classes kept, {len(summary['ignored'])} set to ignore as {args.benchmark} classes "
+          f"({', '.join(summary['ignored'][:6])}), {summary['images']} images, {summary['dropped']} dropped as dominated by them")
+    print(f"DeepLabV3+ {meta['arch']}: held-out mIoU {meta.get('val_miou', float('nan')):.1f}% -> {out} (classes in "
+          f"{out}.classes.txt); use it with --set backbone_arch={meta['arch']} backbone_checkpoint={out}")
     return 0

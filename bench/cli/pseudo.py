@@ -100,7 +100,7 @@ def train_imagenet_cam(args, cache: Path) -> int:
     """`bench pseudo train-cam --imagenet DIR`: the synsets left after the benchmark's classes, their
     synonyms and hyponyms (bench/harness/declared.py) are the CAM's classes."""
     from bench.data.classes import COCO_CLASSES, VOC_CLASSES
-    from bench.harness.declared import overlap
+    from bench.data.vocabulary import overlap
     from pseudo_labels.imagenet_cam import folder_synsets, synset_names, train_imagenet_cam as train
 
     names = synset_names(args.imagenet, args.synsets)

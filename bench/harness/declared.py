@@ -10,77 +10,18 @@ Where a network's class list comes from:
   known as `imagenet-1k`; any other file must be declared where the preset wants its role disjoint,
   and is stated as "undeclared" elsewhere.
 A class overlaps the benchmark when it is a benchmark class, a synonym, or a hyponym or part that
-shows one (for ImageNet: the exclusion table pseudo_labels/data/imagenet_exclusions.json, e.g. the
-121 dog breeds and 59 birds for PASCAL). The preset names the roles that must be disjoint (`wacv22`:
+shows one (bench/data/vocabulary.py; for ImageNet the exclusion table bench/data/imagenet_exclusions.json,
+e.g. the 121 dog breeds and 59 birds for PASCAL). The preset names the roles that must be disjoint (`wacv22`:
 cam, saliency, backbone, as the paper pretrains them on "irrelevant categories"); an ImageNet trunk
 (role "trunk") is the FSS convention, allowed and stated in the record. A violation stops the run
 with one line naming the network, its file and the overlapping classes; `--allow-leak` runs it,
 the record keeps `leaks`, and tables mark its row with ‡ and a footnote."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from bench.core.errors import BenchError
-
-IMAGENET = "imagenet-1k"
-AGNOSTIC = "class-agnostic"
-UNDECLARED = "undeclared"  # a user file in a role the preset allows to overlap, without a class list
-TORCHVISION_IMAGENET = re.compile(r"(vgg\d+(_bn)?|resnet\d+|resnext\d+_\w+|wide_resnet\d+_\d+)-[0-9a-f]{8}\.pth")
-SYNONYMS = {  # benchmark class -> other names of it (VOC's joined names split, common synonyms)
-    "aeroplane": ("airplane", "aircraft", "plane", "airliner", "jet"), "bicycle": ("bike",), "boat": ("ship",),
-    "car": ("automobile",), "diningtable": ("dining table", "table"), "motorbike": ("motorcycle", "moped"),
-    "person": ("people", "human", "man", "woman", "child", "pedestrian"), "pottedplant": ("potted plant", "houseplant"),
-    "sofa": ("couch",), "tvmonitor": ("tv", "television", "monitor", "tv monitor"), "airplane": ("aeroplane", "plane"),
-    "motorcycle": ("motorbike",), "couch": ("sofa",), "tv": ("television", "tvmonitor"), "dining table": ("diningtable",),
-    "potted plant": ("pottedplant",),
-}
-
-
-def declared_classes(weights: str, role: str) -> tuple[str, ...] | str:
-    """The classes a user's weight file saw: IMAGENET, AGNOSTIC or a tuple of names."""
-    path = Path(weights)
-    sidecar = path.with_name(path.name + ".classes.txt")
-    if sidecar.is_file():
-        names = tuple(l.strip() for l in sidecar.read_text().splitlines() if l.strip() and not l.startswith("#"))
-        if names in ((IMAGENET,), (AGNOSTIC,)):
-            return names[0]
-        return names
-    if TORCHVISION_IMAGENET.fullmatch(path.name):
-        return IMAGENET
-    raise BenchError(f"the {role} weights {path} do not say which classes they were trained on; fix: write "
-                     f"{sidecar} (one class name per line, or the single line {IMAGENET} or {AGNOSTIC})")
-
-
-def overlap(classes: tuple[str, ...] | str, benchmark_classes) -> list[str]:
-    """The declared classes that are, or show, a benchmark class, as 'name (benchmark class)'."""
-    if classes in (AGNOSTIC, UNDECLARED):
-        return []
-    table = _imagenet_table(benchmark_classes)
-    if classes == IMAGENET:
-        return [f"{name} ({c})" for c in benchmark_classes for _, name in table.get(c, [])]
-    terms = _terms(benchmark_classes, table)
-    return [f"{name} ({terms[_norm(name)]})" for name in classes if _norm(name) in terms]
-
-
-def _imagenet_table(benchmark_classes) -> dict:
-    from pseudo_labels.vgg_cam import exclusions
-
-    return next((t for t in exclusions().values() if set(benchmark_classes) <= set(t)), {})
-
-
-def _terms(benchmark_classes, table) -> dict[str, str]:
-    """Every name that denotes a benchmark class (normalised) -> that class."""
-    terms = {}
-    for c in benchmark_classes:
-        for name in (c, *SYNONYMS.get(c, ()), *(n for _, n in table.get(c, []))):
-            terms[_norm(name)] = c
-    return terms
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
-
+from bench.data.vocabulary import UNDECLARED, declared_classes, overlap
 
 def network_classes(role: str, weights: str, pool) -> tuple[str, ...] | str:
     """A network's classes: the pool's when it is trained here (`weights` empty), else the file's."""
