@@ -36,6 +36,7 @@ from bench.core.locks import one_builder
 from bench.core.device import device, forked_rng, tensor, to_numpy
 from bench.core.files import atomic_write_bytes
 from bench.core.weights import load_weights
+from bench.data.vocabulary import write_class_list
 from bench.core.settings import settings_from
 
 BACKBONE_VERSION = 3  # bump when the recipe changes: cached weights of an older recipe are then not reused
@@ -181,6 +182,7 @@ def pretrained_backbone(pool, cfg: BackboneConfig, cache_dir: Path, log=print) -
             buf = io.BytesIO()
             torch.save({"state_dict": model.state_dict(), "meta": meta}, buf)
             atomic_write_bytes(path, buf.getvalue())
+            write_class_list(path, pool.class_names)
             path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=1) + "\n")
             log(f"DeepLabV3+ on the pool: held-out mIoU {meta['val_miou']:.1f}% ({len(pool.class_names)} classes), object-vs-background IoU "
                 f"{meta['val_object_iou']:.1f}%, pixel accuracy {meta['val_pixel_acc']:.1f}% -> {path}")

@@ -128,7 +128,7 @@ def pretrained_vgg16(pool, cfg: TrunkConfig, cache_dir: Path, log=print) -> tupl
             log(f"pretraining a VGG-16 trunk (width {cfg.width:g}) on {pool.name} object crops, {cfg.epochs} epochs")
             with forked_rng():  # a method seeded before calling us draws the same numbers, trained here or cached
                 trunk, meta = _train_vgg16(pool, cfg)
-            save_model(path, trunk, meta)
+            save_model(path, trunk, meta, pool.class_names)
             log(f"VGG-16 trunk on the pool: held-out crop top-1 {meta['val_top1']:.1f}% -> {path}")
     blob = load_weights(path, "pool-pretrained VGG-16 trunk", "delete it; the next run pretrains it again")
     trunk = Vgg16Trunk.like(cfg)

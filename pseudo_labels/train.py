@@ -54,11 +54,15 @@ def model_path(cache_dir: Path, kind: str, pool, cfg: PseudoConfig) -> Path:
     return Path(cache_dir) / "pseudo" / "models" / name
 
 
-def save_model(path: Path, net: torch.nn.Module, meta: dict) -> None:
+def save_model(path: Path, net: torch.nn.Module, meta: dict, classes=()) -> None:
+    """Weights, their meta as JSON, and the classes they saw (`<weights>.classes.txt`)."""
+    from bench.data.vocabulary import write_class_list
+
     buf = io.BytesIO()
     torch.save({"state_dict": net.state_dict(), "meta": meta}, buf)
     atomic_write_bytes(path, buf.getvalue())
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_class_list(path, classes)
 
 
 def _batches(rng: np.random.Generator, n: int, batch: int):
@@ -197,7 +201,7 @@ def pool_cam(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tuple[Ca
             log(f"training the CAM classifier on {pool.name} ({len(pool.class_names)} classes, "
                 f"{cfg.cam_crop_epochs} epochs on object crops + {cfg.cam_epochs} on whole images)")
             net, meta = train_cam(pool, cfg)
-            save_model(path, net, meta)
+            save_model(path, net, meta, pool.class_names)
             log(f"CAM classifier: held-out top-1 {meta['val_top1']:.1f}%, label recall {meta['val_label_recall']:.1f}% -> {path}")
     blob = load_weights(path, "CAM classifier", "delete it; the next run retrains it")
     net = CamNet(len(blob["meta"]["classes"]), cfg.cam_width)
@@ -212,7 +216,7 @@ def pool_saliency(dataset, cfg: PseudoConfig, cache_dir: Path, log=print) -> tup
         if not path.is_file():
             log(f"training the saliency net on {pool.name} masks, classes merged ({cfg.saliency_epochs} epochs)")
             net, meta = train_saliency(pool, cfg)
-            save_model(path, net, meta)
+            save_model(path, net, meta, pool.class_names)  # trained fg/bg on these classes' objects
             log(f"saliency net: held-out foreground IoU {meta['val_fg_iou']:.1f}% -> {path}")
     blob = load_weights(path, "saliency net", "delete it; the next run retrains it")
     net = SaliencyNet(cfg.saliency_width)

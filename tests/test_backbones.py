@@ -60,6 +60,9 @@ def test_pool_pretraining_is_cached_frozen_and_reports_held_out_miou(mini, cache
     assert path.is_file() and path.with_suffix(".json").is_file()
     assert 0.0 <= meta["val_miou"] <= 100.0 and meta["n_train"] == 12
     assert meta["classes"][1:] == list(pool_dataset(mini).class_names)  # pool classes only
+    from bench.data.vocabulary import declared_classes
+
+    assert declared_classes(str(path), "backbone") == pool_dataset(mini).class_names  # the list written beside it
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     stamp = path.stat().st_mtime_ns
     again, _, same = pretrained_backbone(pool_dataset(mini), backbone_config(TINY), cache_dir, log=lambda *_: None)

@@ -42,6 +42,15 @@ def test_train_cam_skips_the_benchmarks_synsets_and_its_head_loads(imagenet, tmp
     classes = declared_classes(str(out), "cam")
     assert classes == ("crutch", "soccer ball", "orange") and overlap(classes, VOC_CLASSES) == []
     assert overlap("imagenet-1k", VOC_CLASSES)  # what torchvision's file fails
+    from bench.data.datasets import get_dataset
+    from bench.harness.presets import get_preset
+    from bench.harness.runner import RunRequest, run_networks
+
+    mini = get_dataset("openmoji5i-mini", tmp_path / "c")
+    req = RunRequest(method="background", mode="weak", dataset="openmoji5i-mini",
+                     pseudo={"cam": "vgg16", "cam_weights": str(out), "saliency": "none"}, cache_dir=tmp_path / "c")
+    networks, leaks = run_networks(req, mini, get_preset("wacv22"))  # the run's own check
+    assert leaks == {} and networks["cam"]["classes"] == ["crutch", "soccer ball", "orange"]
 
     from pseudo_labels.config import pseudo_config
     from pseudo_labels.vgg_cam import VggCam

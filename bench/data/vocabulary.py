@@ -28,6 +28,13 @@ SYNONYMS = {  # benchmark class -> other names of it (VOC's joined names split, 
 }
 
 
+def write_class_list(weights: Path, names) -> None:
+    """`<weights>.classes.txt`: the classes a network trained here saw (its pool's), one per line."""
+    from bench.core.files import atomic_write_text
+
+    atomic_write_text(Path(weights).with_name(Path(weights).name + ".classes.txt"), "\n".join(names) + "\n")
+
+
 def declared_classes(weights: str, role: str) -> tuple[str, ...] | str:
     """The classes a user's weight file saw: IMAGENET, AGNOSTIC or a tuple of names."""
     path = Path(weights)
