@@ -133,7 +133,10 @@ def test_backbone_cli_prints_held_out_miou_and_stores_features(mini, cache_dir, 
     assert f"held-out mIoU {tiny_backbone[1]['val_miou']:.1f}%" in out and str(tiny_backbone[2]) in out
     assert main(base + ["features", "--dataset", "openmoji5i-mini", *sets]) == 0
     n = len(mini.ids("train")) + len(mini.ids("val"))
-    assert f"features of {n} images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"features of {n} images" in printed
+    # the store `ours` reads (keyed by the weights' id; it was keyed by their path, a folder ours never read)
+    assert printed.rstrip().endswith(f"features/{mini.name}-{mini.fingerprint()}-{tiny_backbone[1]['weights_id']}")
     assert main(base + ["pretrain", "--dataset", "openmoji5i-mini", "--set", "arch=r34"]) == 2
     assert "arch=r34 is not one of r18-os16" in capsys.readouterr().err
 

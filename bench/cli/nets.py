@@ -94,7 +94,8 @@ def cmd_backbone(args, cache: Path) -> int:
         print(f"weights: {path}")
         return 0
     ids = dataset.ids("train") + dataset.ids("val")
-    features = FeatureCache(dataset.image_store(ids), model, path, cache)
+    # keyed as `ours` keys it (the weights' id, not their path): a store `ours` then reads instead of recomputing
+    features = FeatureCache(dataset.image_store(ids), model, meta["weights_id"], cache)
     features.ensure(ids)
     print(f"features of {len(ids)} images at {features.root}")
     return 0
