@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bench.core.device import device, forked_rng, tensor, to_numpy
+from bench.core.device import device, forked_rng
 from bench.core.errors import BenchError
 from bench.core.locks import one_builder
-from bench.core.progress import progress
 from backbones.crops import classify_crops, crop_accuracy
 from bench.core.weights import load_weights
 

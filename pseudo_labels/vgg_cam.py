@@ -7,7 +7,6 @@ the class check of bench/harness/declared.py reports.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np

@@ -1,10 +1,8 @@
 """`bench control`: the same episodes with real supports, supports of another class and empty
 support masks. The oracle ignores its supports (no drop); a method that copies its support's mask
 position drops to the hand-checkable floor; the report tables the control."""
-import json
 
 import numpy as np
-import pytest
 
 from bench.cli import main
 from bench.harness.control import load_controls

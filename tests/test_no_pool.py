@@ -1,7 +1,6 @@
 """A real tree has no emoji pool: every method and mode either runs or stops with one line naming
 the exact flags that method needs (its pretrained trunk or backbone, and in weak modes the CAM and
 saliency weights), before anything is built."""
-import shutil
 
 import pytest
 

@@ -5,7 +5,6 @@ import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from bench.core.records import load_records

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.cli.flags import (dataset_flags, device_flag, filters_of, mode_flag, pseudo_flag, record_filters,
+from bench.cli.flags import (dataset_flags, filters_of, mode_flag, pseudo_flag, record_filters,
                              results_flag, set_flag)
 from bench.core.settings import parse_overrides
 from bench.harness.metrics import ABSENT_WAYS, FBIOU, IOU_MEAN

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from bench.data.reading import (IGNORE, cached_image, cached_mask, check_labels,
 from bench.data.classes import COCO_CLASSES, VOC_CLASSES, coco_fold_classes, pascal_fold_classes
 from bench.core.errors import BenchError
 from bench.core.progress import progress
+
+if TYPE_CHECKING:
+    from bench.data.stores import CocoMasks, ImageFiles, MaskFiles
 
 DATASETS = ("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini", "pascal5i", "coco20i")
 

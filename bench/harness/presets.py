@@ -56,7 +56,7 @@ class Preset:
         """What this preset does with small objects, in words (records carry the counts)."""
         sized = f"resized to {self.eval_size}x{self.eval_size}" if self.eval_size else "at their own size"
         if self.episode_list:
-            rule = f"the fixed lists' own rule (OSLSM: objects over 2 px after /32, applied when the lists were made)"
+            rule = "the fixed lists' own rule (OSLSM: objects over 2 px after /32, applied when the lists were made)"
         elif self.min_fg_pixels:
             rule = f"support and query images need >= {self.min_fg_pixels} px of the class at original size"
         else:

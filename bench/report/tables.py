@@ -324,7 +324,6 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
     for _, r in records:
         by_dataset[r.dataset].append(r)
     for dataset, recs in sorted(by_dataset.items()):
-        benchmark = BENCHMARK_OF.get(dataset, dataset)
         if layout == "table3":
             header, rows = ablation_rows(recs)
             out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
