@@ -65,6 +65,17 @@ def mode_flag(p: argparse.ArgumentParser) -> None:
                         "weak-test: GT for training, pseudo for test supports (IMR-HSNet)")
 
 
+def cell_flags(p: argparse.ArgumentParser) -> None:
+    """What names one setting of a method's runs: method, mode, dataset, folds, way, shot, preset."""
+    p.add_argument("--method", required=True)
+    mode_flag(p)
+    dataset_flags(p)
+    fold_flag(p, "'all' (default) or e.g. 0 or 0,2 (repeatable)")
+    p.add_argument("--way", type=int, default=1)
+    p.add_argument("--shot", type=int, default=1)
+    p.add_argument("--preset", default="wacv22")
+
+
 def record_filters(p: argparse.ArgumentParser, way_shot: bool = True) -> None:
     """Which records a table, figure or check reads: --dataset/--preset (and --way/--shot)."""
     p.add_argument("--dataset", default=None)

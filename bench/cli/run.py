@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.cli.flags import (dataset_flags, device_flag, fold_flag, folds, mode_flag, pseudo_flag, results_flag,
+from bench.cli.flags import (cell_flags, dataset_flags, device_flag, fold_flag, folds, pseudo_flag, results_flag,
                              set_flag)
 from bench.core.settings import parse_overrides
 from bench.harness.annotations import MODES
@@ -12,13 +12,7 @@ from bench.harness.annotations import MODES
 
 def add_parsers(sub) -> dict:
     r = sub.add_parser("run", help="train if needed, evaluate, write run records")
-    r.add_argument("--method", required=True)
-    mode_flag(r)
-    dataset_flags(r)
-    fold_flag(r, "'all' (default) or e.g. 0 or 0,2 (repeatable)")
-    r.add_argument("--way", type=int, default=1)
-    r.add_argument("--shot", type=int, default=1)
-    r.add_argument("--preset", default="wacv22")
+    cell_flags(r)
     r.add_argument("--seed", type=int, action="append", default=None, help="run only these seeds (repeatable)")
     set_flag(r)
     pseudo_flag(r)
@@ -55,13 +49,7 @@ def add_parsers(sub) -> dict:
 
     ct = sub.add_parser("control", help="support-sensitivity control: real episodes, supports of another class, "
                                         "empty support masks; one record per fold")
-    ct.add_argument("--method", required=True)
-    mode_flag(ct)
-    dataset_flags(ct)
-    fold_flag(ct, "'all' (default) or e.g. 0 or 0,2 (repeatable)")
-    ct.add_argument("--way", type=int, default=1)
-    ct.add_argument("--shot", type=int, default=1)
-    ct.add_argument("--preset", default="wacv22")
+    cell_flags(ct)
     ct.add_argument("--seed", type=int, default=None, help="which run's episodes (default: the preset's first)")
     set_flag(ct)
     pseudo_flag(ct)
