@@ -23,7 +23,7 @@ from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import get_dataset
 from bench.data.sizes import resized_image, resized_mask
 from bench.harness.annotations import annotation_sources
-from bench.harness.episodes import build_episode_input, load_or_sample_episodes, query_ground_truth
+from bench.harness.episodes import build_episode_input, eligible_images, load_or_sample_episodes, query_ground_truth
 from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import get_preset
 from bench.harness.registry import method_label
@@ -94,11 +94,9 @@ def _donor_images(dataset, preset, classes, cache_dir) -> dict[int, list[str]]:
     """Test images holding each fold class: where another class's supports come from."""
     from bench.data.datasets import class_pixel_counts
 
-    counts = class_pixel_counts(dataset, preset.test_split, cache_dir)
-    donors = {c: sorted(i for i, cc in counts.items() if cc.get(c, 0) > 0) for c in classes}
     if len(classes) < 2:
         raise BenchError(f"the wrong-class control needs two fold classes; fold has {classes}")
-    return donors
+    return eligible_images(class_pixel_counts(dataset, preset.test_split, cache_dir), classes, 0)
 
 
 def _wrong_class(spec, real: EpisodeInput, classes, donors, dataset, annotations, preset, rng) -> EpisodeInput:

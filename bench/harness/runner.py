@@ -55,8 +55,9 @@ def run(req: RunRequest, log=print) -> list[Path]:
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
-    check_weights_given(req, dataset)
-    networks, leaks = run_networks(req, dataset, preset)
+    probe = create_method(req.method, req.config)  # what the method declares, read before anything is built
+    check_weights_given(req, dataset, probe)
+    networks, leaks = run_networks(req, dataset, preset, probe)
     train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = request_seeds(req, preset)
     written = []
@@ -85,13 +86,14 @@ def run(req: RunRequest, log=print) -> list[Path]:
     return written
 
 
-def run_networks(req: RunRequest, dataset, preset: Preset) -> tuple[dict, dict]:
+def run_networks(req: RunRequest, dataset, preset: Preset, method=None) -> tuple[dict, dict]:
     """Every pretrained network the run stands on (the method's, and the CAM and saliency nets of
     a pseudo-mask mode) with the classes it saw, checked against the benchmark's: ({role: ...},
     leaks). Stops on an overlap where the preset wants none, unless req.allow_leak."""
     from bench.harness.declared import checked_networks
 
-    nets = list(getattr(create_method(req.method, req.config), "networks", lambda: [])())
+    method = method or create_method(req.method, req.config)
+    nets = list(getattr(method, "networks", lambda: [])())
     if "pseudo" in SUPERVISION[req.mode].values():
         from pseudo_labels.config import pseudo_config
 
@@ -103,14 +105,14 @@ def run_networks(req: RunRequest, dataset, preset: Preset) -> tuple[dict, dict]:
                             f"{dataset.name}'s classes")
 
 
-def check_weights_given(req: RunRequest, dataset) -> None:
+def check_weights_given(req: RunRequest, dataset, method) -> None:
     """On a dataset without a disjoint pool (real data), every network the run would pretrain on the
     pool must come from the user: one line naming each flag this method and mode need, before
     anything is built."""
     if find_pool(dataset) is not None:
         return
     needs = []
-    method_flags = getattr(create_method(req.method, req.config), "weights_needed", lambda: None)()
+    method_flags = getattr(method, "weights_needed", lambda: None)()
     if method_flags:
         needs.append(method_flags)
     if "pseudo" in SUPERVISION[req.mode].values():
