@@ -164,7 +164,8 @@ class Amp:
         self.net.train()
         self.net.trunk.frozen_norm()
         bar = progress(range(self.cfg.steps), desc="training AMP (FCN-8s on base classes)")
-        for _ in bar:
+        curve = train.curve(self.cfg.steps, self)
+        for step in bar:
             idx = rng.integers(0, len(train.ids), self.cfg.batch)
             flips = rng.random(len(idx)) < 0.5
             images = [train.image(train.ids[i]) for i in idx]
@@ -176,6 +177,7 @@ class Amp:
             loss.backward()
             bar.note(loss=loss)
             opt.step()
+            curve.step(step + 1, loss)
         self.net.eval()
 
     def _batch_loss(self, images: list[np.ndarray], masks: list[np.ndarray]) -> torch.Tensor:
@@ -234,6 +236,11 @@ class Amp:
         return preds
 
     # -- state --------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        """Forgets the trunk embeddings memoised so far: a mid-fit validation (bench/core/curves.py) made them
+        with weights that are still changing."""
+        self._memo.clear()
+
     def state_dict(self) -> dict:
         return {"config": asdict(self.cfg), "base_classes": list(self.base_classes), "net": cpu_state(self.net)}
 

@@ -176,7 +176,8 @@ class Ours:
 
         self.enc.train()
         bar = progress(range(self.cfg.episodes), desc="meta-training E")
-        for _ in bar:
+        curve = train.curve(self.cfg.episodes, self)
+        for step in bar:
             episode, q_masks = train.sample_episode(rng, self.cfg.train_way, self.cfg.train_shot)
             loss = self._episode_loss(episode, q_masks, rng)
             opt.zero_grad(set_to_none=True)
@@ -184,6 +185,7 @@ class Ours:
             bar.note(loss=loss)
             opt.step()
             self.history.append(float(loss.detach()))
+            curve.step(step + 1, loss)
         self.enc.eval()
 
     def _episode_loss(self, episode, q_masks, rng) -> torch.Tensor:
@@ -254,6 +256,11 @@ class Ours:
         return torch.where(present[None], -d, torch.full_like(d, -float("inf"))).softmax(1)
 
     # -- state ---------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        """Forgets the embeddings made by E memoised so far: a mid-fit validation (bench/core/curves.py) made them
+        with weights that are still changing."""
+        self._grid.clear()
+
     def state_dict(self) -> dict:
         return {"config": asdict(self.cfg), "encoder": None if self.enc is None else cpu_state(self.enc),
                 "backbone": self._trained_on, "loss_history": self.history}

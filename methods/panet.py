@@ -140,7 +140,8 @@ class Panet:
         self.trunk.train()
         self.trunk.frozen_norm()
         bar = progress(range(n), desc="training PANet")
-        for _ in bar:
+        curve = train.curve(n, self)
+        for step in bar:
             episode, q_masks = train.sample_episode(rng, self.cfg.train_way, self.cfg.train_shot)
             loss = self._episode_loss(episode, q_masks, rng)
             opt.zero_grad(set_to_none=True)
@@ -148,6 +149,7 @@ class Panet:
             bar.note(loss=loss)
             opt.step()
             sched.step()
+            curve.step(step + 1, loss)
         self.trunk.eval()
 
     def _episode_loss(self, episode, q_masks, rng) -> torch.Tensor:
@@ -193,6 +195,11 @@ class Panet:
         return preds
 
     # -- state --------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        """Forgets the trunk features memoised so far: a mid-fit validation (bench/core/curves.py) made them
+        with weights that are still changing."""
+        self._memo.clear()
+
     def state_dict(self) -> dict:
         return {"config": asdict(self.cfg), "trunk": cpu_state(self.trunk)}
 

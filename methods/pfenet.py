@@ -289,13 +289,15 @@ class Pfenet:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
         self.fem.train()
         bar = progress(range(n), desc="training PFENet (FEM on a frozen trunk)")
-        for _ in bar:
+        curve = train.curve(n, self)
+        for step in bar:
             loss = self._batch_loss(train, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             bar.note(loss=loss)
             opt.step()
             sched.step()
+            curve.step(step + 1, loss)
         self.fem.eval()
         self._support_memo.clear()
 
@@ -342,6 +344,11 @@ class Pfenet:
         return preds
 
     # -- state ----------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        """Forgets the support features memoised so far: a mid-fit validation (bench/core/curves.py) made them
+        with weights that are still changing."""
+        self._support_memo.clear()
+
     def state_dict(self) -> dict:
         """The FEM and the name of the frozen trunk it was trained on (the trunk itself is
         re-derived by `attach`, as `ours` does with its backbone)."""

@@ -166,7 +166,7 @@ def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(m
             "--preset", "quick", "--fold", "0", "--results-dir", str(tmp_path), *sets]
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # the caller's count: the pin (bench/core/pinning.py) overrides it
         assert main(args) == 0
         (first,) = [r for _, r in load_records(tmp_path)]
         assert first.method_config["loss"] == "ce" and first.method_config["k"] == 5 and 0 <= first.miou <= 100
@@ -174,14 +174,22 @@ def test_bench_run_ours_records_its_config_and_reevaluates_from_the_checkpoint(m
         assert main(args + ["--force"]) == 0  # the fold's checkpoint is loaded and the backbone re-attached
         (second,) = [r for _, r in load_records(tmp_path)]
         assert second.miou == first.miou and second.episode_sha256 == first.episode_sha256
-        torch.set_num_threads(2)
+        monkeypatch.setenv("WSFSS_PIN", "0")  # unpinned: evaluated with the caller's count
         assert main(args + ["--force"]) == 0
         (third,) = [r for _, r in load_records(tmp_path)]
+        monkeypatch.delenv("WSFSS_PIN")
         assert main(args + ["--set", "k=3", "classifier=prototype"]) == 0  # test-time settings: the same fit
         (other,) = [r for p, r in load_records(tmp_path) if r.config.get("k") == 3]
-        assert other.method_config["classifier"] == "prototype" and other.torch_threads["fit"] == 1
+        assert other.method_config["classifier"] == "prototype" and other.torch_threads["fit"] == 2
+        assert torch.get_num_threads() == 1  # the caller's count is given back
     finally:
         torch.set_num_threads(threads)
-    # the fit's thread count travels with its checkpoint (CPU training is reproducible only at the same count)
-    assert first.torch_threads == second.torch_threads == {"fit": 1, "eval": 1}
-    assert third.torch_threads == {"fit": 1, "eval": 2}
+    # the fit's thread count and code paths travel with its checkpoint (CPU training is reproducible only with them)
+    assert first.torch_threads == second.torch_threads == {"fit": 2, "eval": 2}
+    assert third.torch_threads == {"fit": 2, "eval": 1} and third.pinning["eval"]["pinned"] is False
+    assert first.pinning["fit"]["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE" and first.pinning["fit"]["threads"] == 2
+    # every fit has a curve and a verdict by the one rule (bench/core/curves.py)
+    curve = first.fit
+    assert [s for s, _ in curve["validation"]] == [int(round(TINY["episodes"] * (i + 1) / min(8, TINY["episodes"])))
+                                                   for i in range(min(8, TINY["episodes"]))]
+    assert curve["loss"][-1][0] == TINY["episodes"] and curve["verdict"]["converged"] in (True, False)

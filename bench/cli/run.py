@@ -41,7 +41,8 @@ def add_parsers(sub) -> dict:
     sw.add_argument("--jobs", type=int, default=None, help="local: parallel cells (default: the machine's cores)")
     sw.add_argument("--address", default=None, help="ray: address of an existing cluster (default: start a local one)")
     sw.add_argument("--threads", type=int, default=None,
-                    help="local: torch threads per cell (default: cores / jobs); lower it to share the machine")
+                    help="local, with WSFSS_PIN=0 only: torch threads per cell (default: cores / jobs); pinned (the default), "
+                         "every fit and evaluation runs at $WSFSS_THREADS (2) threads, so that numbers do not depend on --jobs")
     sw.add_argument("--cpus-per-cell", type=float, default=1.0, help="ray: CPUs each cell reserves")
     sw.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell reserves (Ray's num_gpus); the cell runs on them")
     sw.add_argument("--dry-run", action="store_true", help="list the cells to run and stop")

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench.core.pinning import fixed_threads, pinned_threads
 
 
 @contextmanager
 def one_builder(artefact: Path):
     """Blocks while another process builds `artefact`; the caller checks again inside whether it
     exists. An advisory flock on `<artefact>.lock`, released when the process dies, so a killed
-    worker never leaves the artefact locked. The holder runs with every core (see build_threads)."""
+    worker never leaves the artefact locked. The holder runs with the pinned thread count (see build_threads)."""
     lock = Path(artefact).with_name(Path(artefact).name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -30,18 +31,9 @@ def one_builder(artefact: Path):
 
 @contextmanager
 def build_threads():
-    """Torch uses every core while building a shared artefact, then the caller's count again. A
-    sweep worker runs with cores / jobs threads, and while it builds (a pool pretraining of
-    20 min) the other workers wait on the same lock: one thread would leave their cores idle.
-    Also, a CPU-trained net depends on the thread count, so a fixed count makes `bench run` and
-    `bench sweep` build the same artefact on one machine."""
-    torch = sys.modules.get("torch")  # builders that never import torch (dataset drawing) stay torch-free
-    if torch is None:
+    """A shared artefact is built with the pinned thread count (bench/core/pinning.py), whatever the
+    caller's: a CPU-trained net depends on the thread count, so `bench run`, `bench sweep` (cores /
+    jobs threads per worker) and another machine build the same artefact. While one worker builds
+    (a pool pretraining of 20 min) the others wait on its lock, so their cores are free for it."""
+    with fixed_threads(pinned_threads()):
         yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -45,15 +45,17 @@ class RunRecord:
     input_files: dict = field(default_factory=dict)  # setting -> sha256 of the weight file it names
     device: str = ""  # where the method ran (cpu, cuda:0)
     torch_threads: dict = field(default_factory=dict)  # {"fit": n, "eval": m}: CPU results depend on them
-    method_source: str = ""
+    method_source: str = ""  # "module:Class" the method came from (built-in, entry point or module path)
     inter_skip: dict = field(default_factory=dict)  # per class id, a way scored only where the query holds it (PANet)
     union_skip: dict = field(default_factory=dict)
-    episode_iou: dict = field(default_factory=dict)
-    supervision: dict = field(default_factory=dict)
-    small_objects: dict = field(default_factory=dict)
-    placement: dict = field(default_factory=dict)
+    episode_iou: dict = field(default_factory=dict)  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}
+    supervision: dict = field(default_factory=dict)  # the mode's train_masks, support_masks (gt|pseudo), query_class_given
+    small_objects: dict = field(default_factory=dict)  # the preset's rule in words and counts of affected episodes
+    placement: dict = field(default_factory=dict)  # device asked for, CUDA_VISIBLE_DEVICES (bench/core/device.py)
     networks: dict = field(default_factory=dict)  # role -> weight file and the classes it saw (bench/harness/declared.py)
-    leaks: dict = field(default_factory=dict)  # role -> benchmark classes it saw (--allow-leak); tables mark the row ‡  # device asked for, CUDA_VISIBLE_DEVICES (bench/core/device.py)  # the preset's rule in words and counts of affected episodes  # the mode's train_masks, support_masks (gt|pseudo), query_class_given  # {"score"|"skip": {class id: [sum of per-episode IoU, episodes]}}  # "module:Class" the method came from (built-in, entry point or module path)
+    leaks: dict = field(default_factory=dict)  # role -> benchmark classes it saw (--allow-leak); tables mark the row ‡
+    pinning: dict = field(default_factory=dict)  # {"fit": ..., "eval": ...}: CPU code paths and threads (bench/core/pinning.py)
+    fit: dict = field(default_factory=dict)  # the fit's curve and convergence verdict (bench/harness/curves.py)
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:

@@ -26,6 +26,7 @@ from bench.harness.presets import Preset, get_preset
 from bench.core.progress import progress
 from bench.core.records import RunRecord, mode_label, record_relpath, variant_label
 from bench.core.files import environment_versions, git_commit
+from bench.core.pinning import fixed_threads, pinning
 from bench.harness.registry import create_method, method_label, method_source
 
 
@@ -51,6 +52,14 @@ class RunRequest:
 
 
 def run(req: RunRequest, log=print) -> list[Path]:
+    """Fits (or loads) and evaluates every fold and seed of the request; the record paths. Fits and
+    evaluations run with the pinned thread count (bench/core/pinning.py), whatever the caller set:
+    CPU numbers depend on it."""
+    with fixed_threads():
+        return _run(req, log)
+
+
+def _run(req: RunRequest, log=print) -> list[Path]:
     check_mode(req.mode)
     preset = get_preset(req.preset)
     req = resolved_request(req)
@@ -74,10 +83,11 @@ def run(req: RunRequest, log=print) -> list[Path]:
         train = FitView(dataset, train_annotations, preset, fold, req.cache_dir)
         method = fitted_method(req, train, fold, train_annotations)
         fit_s = time.perf_counter() - t0
-        threads = {"fit": fit_threads(req, fold, train_annotations), "eval": torch_threads()}
+        fitted = fit_info(req, fold, train_annotations, train)
+        threads = {"fit": fitted["torch_threads"], "eval": torch_threads()}
         for seed in todo:
             record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads,
-                                          train_annotations)
+                                          train_annotations, fitted)
             record.networks, record.leaks = networks, leaks
             written.append(record.write(req.results_dir))
             sample.close_into(sample_dir(written[-1]))
@@ -218,7 +228,7 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         from bench.core.files import atomic_write_bytes
 
         atomic_write_bytes(path, pickle.dumps(state))
-        atomic_write_bytes(fit_info_path(path), json.dumps({"torch_threads": torch_threads()}).encode())
+        atomic_write_bytes(fit_info_path(path), json.dumps(fit_summary(train), sort_keys=True).encode())
     return method
 
 
@@ -232,19 +242,34 @@ def fit_info_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".json")
 
 
-def fit_threads(req: RunRequest, fold: int, annotations) -> int | None:
-    """Torch CPU threads the fold's fit ran with. Training on the CPU is deterministic only at a
-    fixed thread count (float sums are split across threads: PANet's fold 0 gives 13.8 with 2
-    threads and 14.2 with 1, seed 1234), so records say it. None: a checkpoint older than this."""
+def fit_summary(train: FitView) -> dict:
+    """What a fit done in this process depends on and how it went: torch threads, the pinned CPU
+    code paths, its curve and convergence verdict (bench/core/curves.py)."""
+    from bench.core import curves
+    from bench.core.pinning import pinning
+
+    curve = train.fit_curve() or curves.no_curve("the method reports no training steps (FitView.curve)")
+    return {"torch_threads": torch_threads(), "pinning": pinning(), "curve": curve}
+
+
+def fit_info(req: RunRequest, fold: int, annotations, train: FitView) -> dict:
+    """The fold's fit summary: from the checkpoint's sidecar, or of the fit just done in this
+    process (methods without learned state). Training on the CPU is deterministic only at a fixed
+    thread count and code path (PANet's fold 0 gave 13.8 with 2 threads and 14.2 with 1, seed 1234),
+    so records say both. A checkpoint older than curves has none ("no curve": --retrain)."""
+    from bench.core import curves
+
     path = checkpoint_path(req, fold, annotations)
     if not path.exists():
-        return torch_threads()  # no learned state: fitted in this process, now
+        return fit_summary(train)
     info = fit_info_path(path)
-    return json.loads(info.read_text()).get("torch_threads") if info.exists() else None
+    old = json.loads(info.read_text()) if info.exists() else {}
+    return {"torch_threads": old.get("torch_threads"), "pinning": old.get("pinning", {}),
+            "curve": old.get("curve") or curves.no_curve("fitted before curves were recorded: --retrain gives one")}
 
 
 def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float,
-                 threads: dict | None = None, train_annotations=None) -> tuple[RunRecord, "PredictionSaver"]:
+                 threads: dict | None = None, train_annotations=None, fitted: dict | None = None) -> tuple[RunRecord, "PredictionSaver"]:
     """The run's record, and the predictions of its first SAMPLE_EPISODES episodes (saved beside
     the record by the caller: what `bench figure episodes` draws, with no model)."""
     episodes, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
@@ -284,6 +309,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
         device=str(current_device()), placement=placement(), torch_threads=threads or {},
+        pinning={"fit": (fitted or {}).get("pinning", {}), "eval": pinning()}, fit=(fitted or {}).get("curve", {}),
         small_objects={"rule": preset.small_object_rule(), "episodes": len(episodes),
                        **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
         supervision={**SUPERVISION[req.mode],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core import curves
 from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import find_pool, image_labels
 from bench.data.sizes import resized_image, resized_mask
@@ -26,7 +27,7 @@ class FitView:
     background ("background" presets) or every image holding a novel class dropped ("drop")."""
 
     __slots__ = ("dataset_name", "ids", "base_classes", "labels", "by_class", "train_size", "eval_size", "cache_dir",
-                 "pool", "images", "test_images", "_masks", "_novel_lut")
+                 "pool", "images", "test_images", "_masks", "_novel_lut", "_validation", "_tracker")
 
     def __init__(self, dataset, annotations, preset: Preset, fold: int, cache_dir: Path):
         novel = tuple(dataset.fold_classes(fold, preset.coco_split))
@@ -47,6 +48,8 @@ class FitView:
         self._masks = annotations.mask_store(self.ids)  # training ids only
         self._novel_lut = np.arange(256, dtype=np.uint8)
         self._novel_lut[list(novel)] = 0
+        self._validation = None  # the fixed validation episodes, drawn on first use
+        self._tracker = None
 
     def image(self, image_id: str) -> np.ndarray:
         """A training image at the preset's `train_size` (its own size when None)."""
@@ -78,3 +81,29 @@ class FitView:
             s_ids.append(tuple(picks[:-1]))
             q_ids.append(picks[-1])
         return EpisodeInput(tuple(chosen), s_imgs, s_masks, q_imgs, tuple(s_ids), tuple(q_ids)), q_masks
+
+    def curve(self, total_steps: int, method) -> curves.Tracker:
+        """The fit's curve recorder (bench/core/curves.py): the training loop calls `.step(i, loss)`
+        after step i (from 1); validation runs `method.predict` on fixed base-class episodes."""
+        self._tracker = curves.Tracker(total_steps, method, self.validation_score)
+        return self._tracker
+
+    def fit_curve(self) -> dict | None:
+        """The curve and verdict of the fit this view served, or None if the method kept none."""
+        return None if self._tracker is None else self._tracker.curve.as_dict()
+
+    def validation_score(self, predict) -> float:
+        """Foreground IoU (%) of `predict` pooled over the fixed validation episodes: 1-way 1-shot,
+        base classes, training images and training masks (what this view gives the method anyway),
+        drawn with their own seed so that training never samples the same stream."""
+        if self._validation is None:
+            rng = np.random.default_rng(curves.VALIDATION_SEED)
+            self._validation = [self.sample_episode(rng, 1, 1) for _ in range(curves.VALIDATION_EPISODES)]
+        inter = union = 0
+        for episode, q_masks in self._validation:
+            for pred, gt in zip(predict(episode), q_masks):
+                valid = gt != 255
+                p, g = (pred == 1) & valid, (gt == 1) & valid
+                inter += int((p & g).sum())
+                union += int((p | g).sum())
+        return 100.0 * inter / union if union else 0.0

@@ -1,0 +1,126 @@
+"""A fit's learning curve and the one convergence rule every method is judged by.
+
+A method's training loop calls `curve.step(step, loss)` after each step (`curve` comes from its
+`FitView`, `train.curve(total_steps, self)`). The curve keeps the mean loss of every
+`LOSS_EVERY` steps and, at `VALIDATION_POINTS` evenly spaced steps (the last one included), a
+validation score: foreground IoU (%) on a fixed set of `VALIDATION_EPISODES` 1-way 1-shot episodes
+of base classes drawn from the fold's training images, masks from the training annotations (pseudo
+masks in weak mode: the method's own supervision; never a test class, a test image or, in weak
+mode, a GT mask). The episodes are held out in the sense that training never draws them (a separate
+seed), not their images: the score says whether the fit still learns, not how it generalises.
+
+Validation leaves the fit as it was: the torch and numpy global random states are restored, every
+module's train/eval flag is put back, and the method's `clear_caches()` (if any) forgets what it
+memoised with the half-trained weights. So a fit with a curve gives the same weights as one without
+(tests/test_curves.py checks it on `ours`).
+
+The rule (`verdict`): a fit has converged when its validation score gained less than
+`MIN_GAIN` points over the last quarter of its steps (the point at 3/4 of the steps to the last).
+Fits without steps (`ours-noE`: nothing is trained) are "no training"; checkpoints made before curves
+existed are "no curve". Every record carries the curve and the verdict; tables mark a row whose fit
+did not converge, and `bench claims` says which claims stand on such rows."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+
+LOSS_EVERY = 25
+VALIDATION_POINTS = 8
+VALIDATION_EPISODES = 50
+VALIDATION_SEED = 97_531  # never a training or test episode seed
+MIN_GAIN = 1.0  # IoU points over the last quarter of the steps
+RULE = (f"converged: validation foreground IoU gained < {MIN_GAIN:g} point over the last quarter of the steps "
+        f"({VALIDATION_EPISODES} fixed 1-way 1-shot base-class episodes of training images, training masks)")
+
+
+@dataclass
+class FitCurve:
+    total: int
+    loss: list = field(default_factory=list)  # [step, mean loss of the steps since the previous entry]
+    validation: list = field(default_factory=list)  # [step, foreground IoU %]
+    _sum: float = 0.0
+    _n: int = 0
+
+    def points(self) -> list[int]:
+        """The steps after which validation runs: VALIDATION_POINTS evenly spaced, the last step included."""
+        k = min(VALIDATION_POINTS, self.total)
+        return sorted({round(self.total * (i + 1) / k) for i in range(k)}) if self.total else []
+
+    def add_loss(self, step: int, value) -> None:
+        self._sum += float(value.detach()) if hasattr(value, "detach") else float(value)
+        self._n += 1
+        if step % LOSS_EVERY == 0 or step == self.total:
+            self.loss.append([step, round(self._sum / self._n, 6)])
+            self._sum, self._n = 0.0, 0
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {**d, "verdict": verdict(self.validation, self.total)}
+
+
+def verdict(validation: list, total: int) -> dict:
+    """The rule applied to [step, score] points: {"converged": bool | None, "gain": points, "why": text}."""
+    if not total:
+        return {"converged": None, "why": "no training"}
+    if len(validation) < 2:
+        return {"converged": None, "why": "too few validation points"}
+    steps = [s for s, _ in validation]
+    start = min(range(len(steps)), key=lambda i: abs(steps[i] - 0.75 * total))
+    if start == len(steps) - 1:
+        start -= 1
+    gain = validation[-1][1] - validation[start][1]
+    ok = gain < MIN_GAIN
+    return {"converged": ok, "gain": round(gain, 2), "from_step": steps[start], "to_step": steps[-1],
+            "why": f"{gain:+.1f} IoU points from step {steps[start]} to {steps[-1]} "
+                   f"({'below' if ok else 'not below'} {MIN_GAIN:g}: {'converged' if ok else 'still learning'})"}
+
+
+def no_curve(why: str) -> dict:
+    return {"loss": [], "validation": [], "verdict": {"converged": None, "why": why}}
+
+
+class Tracker:
+    """What a training loop talks to: `step(i, loss)` with i counted from 1. Validation runs through
+    `score(predict)` (FitView's, on its fixed episodes), with the method's state protected."""
+
+    def __init__(self, total: int, method, score):
+        self.curve = FitCurve(total)
+        self._method, self._score = method, score
+        self._due = set(self.curve.points())
+
+    def step(self, step: int, loss) -> None:
+        self.curve.add_loss(step, loss)
+        if step in self._due:
+            self.curve.validation.append([step, round(self._validate(), 3)])
+
+    def _validate(self) -> float:
+        torch = sys.modules.get("torch")
+        modes = _module_modes(self._method)
+        states = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch and torch.cuda.is_available() else None) if torch else None
+        import numpy as np
+
+        np_state = np.random.get_state()
+        try:
+            return self._score(self._method.predict)
+        finally:
+            np.random.set_state(np_state)
+            if states:
+                torch.set_rng_state(states[0])
+                if states[1] is not None:
+                    torch.cuda.set_rng_state_all(states[1])
+            for module, flag in modes:
+                module.train(flag)
+            if hasattr(self._method, "clear_caches"):
+                self._method.clear_caches()
+
+
+def _module_modes(method) -> list:
+    """(module, training flag) of every torch module the method holds, submodules included."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return []
+    found = []
+    for value in vars(method).values():
+        if isinstance(value, torch.nn.Module):
+            found += [(m, m.training) for m in value.modules()]
+    return found

@@ -1,0 +1,95 @@
+"""What a CPU fit's numbers depend on besides code, data and seed, pinned so that two machines of
+one kind (2 cores, AVX-512; Intel or AMD) train the same weights.
+
+Measured on the 2-core AMD EPYC (AVX-512, no AMX) this project runs on, three steps of a
+DeepLabV3+ r18 fit (hash of the weights):
+- the torch thread count changes the weights (1 vs 2 threads): float sums are split per thread;
+- oneDNN's instruction set changes them (ONEDNN_MAX_CPU_ISA=AVX2 vs this CPU's AVX512_CORE_BF16;
+  AVX512_CORE gives this CPU's default weights), and oneDNN picks it by CPU (an Intel CPU with AMX
+  reports AVX512_CORE_AMX);
+- MKL's code path: on AMD MKL takes its AVX2 path by default, on an Intel AVX-512 CPU its AVX-512
+  one; MKL_CBWR=AVX2 makes Intel take the AVX2 path too (MKL_CBWR=COMPATIBLE changes this
+  machine's weights and is 2x slower on matrix products);
+- ATen's own kernels (ATEN_CPU_CAPABILITY avx2 vs avx512) gave the same weights here; pinned to
+  avx512 anyway, the capability of the kind;
+- numpy's OpenBLAS picks a kernel by CPU (Zen vs SkylakeX); OPENBLAS_CORETYPE=Haswell fixes it
+  (read when numpy loads: only effective if `bench` is imported before numpy).
+The pins are this machine's own defaults, so weights trained here before the pins existed are
+unchanged by them. What they cannot pin: a CPU without AVX-512 (oneDNN and ATen fall back to
+AVX2 and the weights differ: `pinning()` says so), and oneDNN's blocking by cache size.
+WSFSS_PIN=0 turns all of it off (each library's fastest path, the machine's core count);
+WSFSS_THREADS sets the pinned thread count (default 2, the count the README's numbers used).
+Every record keeps `pinning()`, and `golden_fit` (bench/harness) compares a short fit with the hash
+committed from this machine."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+ENV_PINS = {
+    "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+    "ATEN_CPU_CAPABILITY": "avx512",
+    "MKL_CBWR": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+DEFAULT_THREADS = 2
+_state: dict = {}
+
+
+def pinned() -> bool:
+    return os.environ.get("WSFSS_PIN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def apply_pins() -> None:
+    """Sets the library pins in this process's environment (and so its spawned workers'). The
+    libraries read them when they first run (torch's, oneDNN's, MKL's) or load (OpenBLAS), so this
+    runs when `bench` is imported; a user's own value of a pinned variable is overridden, and kept
+    in the record."""
+    if _state or not pinned():
+        return
+    _state["overridden"] = {k: os.environ[k] for k in ENV_PINS if k in os.environ and os.environ[k] != ENV_PINS[k]}
+    _state["loaded_before"] = sorted(m for m in ("torch", "numpy") if m in sys.modules)
+    os.environ.update(ENV_PINS)
+
+
+def pinned_threads() -> int:
+    """Torch threads of every fit and evaluation: fixed under the pin, the machine's cores otherwise."""
+    if pinned():
+        return max(1, int(os.environ.get("WSFSS_THREADS", DEFAULT_THREADS)))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def fixed_threads(count: int | None = None):
+    """The block runs with `count` torch threads, then the caller's again. By default the pinned
+    count, or, unpinned (WSFSS_PIN=0), the caller's own (e.g. a sweep worker's cores / jobs)."""
+    count = count or (pinned_threads() if pinned() else None)
+    torch = sys.modules.get("torch")  # code that never imports torch stays torch-free
+    if torch is None or count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def pinning() -> dict:
+    """What was pinned, for records: the pins in force, the thread count, and what escaped them."""
+    if not pinned():
+        return {"pinned": False, "threads": pinned_threads()}
+    info: dict = {"pinned": True, "env": dict(ENV_PINS), "threads": pinned_threads()}
+    if _state.get("overridden"):
+        info["overridden"] = _state["overridden"]
+    if "numpy" in _state.get("loaded_before", []):
+        info["openblas_not_pinned"] = "numpy was imported before bench"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        capability = torch.backends.cpu.get_cpu_capability()
+        info["aten_capability"] = capability
+        if capability != ENV_PINS["ATEN_CPU_CAPABILITY"].upper():
+            info["cpu_below_pin"] = f"this CPU runs ATen at {capability}, below the pinned AVX-512: numbers may differ"
+    return info

@@ -1,0 +1,118 @@
+"""Curves and the convergence rule (bench/core/curves.py): the rule on hand-made curves, the
+validation points, and that a fit recorded with a curve is the fit without one (validation restores
+every random state, module flag and cache), shown to catch a validation that does not."""
+import numpy as np
+import pytest
+import torch
+
+from bench.core import curves
+from bench.core.curves import FitCurve, Tracker, verdict
+
+TINY = {"episodes": 8, "backbone_steps": 3, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
+
+
+def test_the_rule_on_hand_made_curves():
+    # 1000 steps, points every 125: the last quarter runs from step 750 to 1000
+    rising = [[125 * (i + 1), 10.0 + 2 * i] for i in range(8)]  # +2 per point: 750 -> 1000 gains 4
+    flat = [[125 * (i + 1), 20.0 + (0.3 if i == 7 else 0.0)] for i in range(8)]
+    assert verdict(rising, 1000) == {"converged": False, "gain": 4.0, "from_step": 750, "to_step": 1000,
+                                     "why": "+4.0 IoU points from step 750 to 1000 (not below 1: still learning)"}
+    assert verdict(flat, 1000)["converged"] is True and verdict(flat, 1000)["gain"] == 0.3
+    falling = [[s, 30.0 - s / 100] for s, _ in rising]  # overfitting still counts as no gain
+    assert verdict(falling, 1000)["converged"] is True
+    assert verdict([], 0) == {"converged": None, "why": "no training"}
+    assert verdict([[5, 1.0]], 5)["converged"] is None
+
+
+def test_validation_points_and_loss_means():
+    assert FitCurve(1000).points() == [125, 250, 375, 500, 625, 750, 875, 1000]
+    assert FitCurve(3).points() == [1, 2, 3]
+    c = FitCurve(60)
+    for step in range(1, 61):
+        c.add_loss(step, float(step))
+    # means of steps 1-25, 26-50, 51-60
+    assert c.loss == [[25, 13.0], [50, 38.0], [60, 55.5]]
+
+
+def _episode(mini, cache_dir):
+    from bench.harness.annotations import annotation_source
+    from bench.harness.episodes import build_episode_input, load_or_sample_episodes
+    from bench.harness.presets import get_preset
+
+    preset = get_preset("quick")
+    specs, _, _ = load_or_sample_episodes(cache_dir, preset, mini, 0, 1, 1, 0)
+    return build_episode_input(specs[0], mini, annotation_source("full", mini, cache_dir), preset)
+
+
+class NoValidation(Tracker):
+    def __init__(self, total, method, score):
+        super().__init__(total, method, score)
+        self._due = set()
+
+
+class Careless(Tracker):
+    """Validates without putting anything back."""
+
+    def _validate(self):
+        torch.rand(1)  # a predict that draws from the global stream
+        return self._score(self._method.predict)
+
+
+def _fit(mini, cache_dir, monkeypatch, tracker=Tracker):
+    from bench.harness.annotations import annotation_source
+    from bench.harness.presets import get_preset
+    from bench.harness.views import FitView
+    from methods.ours import Ours
+
+    def curve(view, total, method):
+        view._tracker = tracker(total, method, view.validation_score)
+        return view._tracker
+
+    monkeypatch.setattr(FitView, "curve", curve)
+    train = FitView(mini, annotation_source("full", mini, cache_dir), get_preset("quick"), 0, cache_dir)
+    method = Ours(**TINY, train_way=2)
+    method.fit(train, {})
+    return method, train
+
+
+def _same(a, b, episodes) -> bool:
+    weights = all(torch.equal(v, b.state_dict()["encoder"][k]) for k, v in a.state_dict()["encoder"].items())
+    return weights and all(np.array_equal(x, y) for ep in episodes for x, y in zip(a.predict(ep), b.predict(ep)))
+
+
+def test_a_fit_with_a_curve_is_the_fit_without_one(mini, cache_dir, monkeypatch):
+    plain, _ = _fit(mini, cache_dir, monkeypatch, NoValidation)
+    traced, train = _fit(mini, cache_dir, monkeypatch)
+    # a test episode, and a validation episode (training images: what a stale memo of validation would hold)
+    episodes = [_episode(mini, cache_dir), train._validation[0][0]]
+    assert _same(plain, traced, episodes)
+    curve = train.fit_curve()
+    assert [s for s, _ in curve["validation"]] == list(range(1, 9)) and all(0 <= v <= 100 for _, v in curve["validation"])
+    assert curve["verdict"]["converged"] in (True, False) and curve["verdict"]["to_step"] == 8
+    careless, _ = _fit(mini, cache_dir, monkeypatch, Careless)
+    assert not _same(plain, careless, episodes)  # the check above catches a validation that disturbs the fit
+
+
+def test_validation_reads_training_masks_only(mini, cache_dir):
+    """The validation episodes are base-class episodes of training images: no novel class, no test image."""
+    from bench.harness.annotations import annotation_source
+    from bench.harness.presets import get_preset
+    from bench.harness.views import FitView
+
+    preset = get_preset("quick")
+    train = FitView(mini, annotation_source("full", mini, cache_dir), preset, 0, cache_dir)
+    seen = []
+
+    def predict(episode):
+        seen.append(episode)
+        return [np.zeros(im.shape[:2], np.uint8) for im in episode.query_images]
+
+    assert train.validation_score(predict) == 0.0
+    novel = set(mini.fold_classes(0, preset.coco_split))
+    test_ids = set(mini.ids(preset.test_split))
+    assert len(seen) == curves.VALIDATION_EPISODES
+    assert all(not (set(ep.class_ids) & novel) for ep in seen)
+    assert all(not ({*ep.query_ids, *ep.support_ids[0]} & test_ids) for ep in seen)
+    # an oracle that reads the validation masks scores 100
+    masks = {id(ep): qm for ep, qm in train._validation}
+    assert train.validation_score(lambda ep: [(m == 1).astype(np.uint8) for m in masks[id(ep)]]) == pytest.approx(100.0)

@@ -1,0 +1,56 @@
+"""CPU fits give the same weights on machines of one kind (bench/core/pinning.py). Each pool net
+(CAM classifier, saliency net, DeepLabV3+, VGG-16 trunk) is trained briefly through its cached
+builder in a fresh interpreter under two settings in which machines differ: the torch thread count a
+machine starts with (its cores) and the math libraries' code paths its CPU selects (oneDNN's ISA,
+MKL's path, simulated by their environment variables). Pinned (the default), the weights are
+identical; with WSFSS_PIN=0 the same two settings give different weights, so the comparison
+catches what the pins guard against. The pinned weights are also compared with the hashes committed
+from the machine the README's numbers come from (tests/data/golden_pool_fits.json)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+MACHINE_A = {"OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}  # 1 core, AVX2 paths
+MACHINE_B = {"OMP_NUM_THREADS": "2"}  # 2 cores, this CPU's own paths
+
+
+def _hashes(data_cache: Path, out: Path, env: dict) -> dict:
+    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "WSFSS_THREADS", *MACHINE_A)}
+    done = subprocess.run([sys.executable, str(HERE / "pinning_probe.py"), str(data_cache), str(out)],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_pool_nets_train_the_same_weights_under_two_machines_settings(mini, cache_dir, tmp_path):
+    a = _hashes(cache_dir, tmp_path / "a", MACHINE_A)
+    b = _hashes(cache_dir, tmp_path / "b", MACHINE_B)
+    assert a == b and set(a) == {"cam", "saliency", "deeplab", "vgg16"}
+    loose_a = _hashes(cache_dir, tmp_path / "c", {**MACHINE_A, "WSFSS_PIN": "0"})
+    loose_b = _hashes(cache_dir, tmp_path / "d", {**MACHINE_B, "WSFSS_PIN": "0"})
+    assert all(loose_a[k] != loose_b[k] for k in a)  # unpinned, every net differs: the check has teeth
+    golden = json.loads((HERE / "data" / "golden_pool_fits.json").read_text())
+    if a != golden["sha256_16"]:
+        cpu = _cpu_model()
+        message = (f"pinned pool-net weights differ from the golden ones made on {golden['made_on']['cpu']} "
+                   f"({golden['made_on']['isa']}): this CPU ({cpu}) trains other weights, so the README's numbers "
+                   f"will not reproduce here to the digit; got {a}")
+        if cpu != golden["made_on"]["cpu"]:
+            pytest.xfail(message)  # another CPU model: reported, it is what the golden hash is for
+        pytest.fail(message)  # the same CPU model: the code changed what a fit computes
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
