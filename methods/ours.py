@@ -166,6 +166,7 @@ class Ours:
     def fit(self, train, config: dict) -> None:
         self.attach(train)
         if not self.cfg.encoder:
+            train.curve(0, self)  # nothing is trained: the record says "no training"
             return
         torch.manual_seed(self.cfg.seed)
         rng = np.random.default_rng(self.cfg.seed)

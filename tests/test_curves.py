@@ -8,7 +8,7 @@ import torch
 from bench.core import curves
 from bench.core.curves import FitCurve, Tracker, verdict
 
-TINY = {"episodes": 8, "backbone_steps": 3, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
+TINY = {"episodes": 4, "backbone_steps": 3, "backbone_max_images": 12, "support_pixels": 300, "query_pixels": 300}
 
 
 def test_the_rule_on_hand_made_curves():
@@ -87,8 +87,8 @@ def test_a_fit_with_a_curve_is_the_fit_without_one(mini, cache_dir, monkeypatch)
     episodes = [_episode(mini, cache_dir), train._validation[0][0]]
     assert _same(plain, traced, episodes)
     curve = train.fit_curve()
-    assert [s for s, _ in curve["validation"]] == list(range(1, 9)) and all(0 <= v <= 100 for _, v in curve["validation"])
-    assert curve["verdict"]["converged"] in (True, False) and curve["verdict"]["to_step"] == 8
+    assert [s for s, _ in curve["validation"]] == list(range(1, 5)) and all(0 <= v <= 100 for _, v in curve["validation"])
+    assert curve["verdict"]["converged"] in (True, False) and curve["verdict"]["to_step"] == 4
     careless, _ = _fit(mini, cache_dir, monkeypatch, Careless)
     assert not _same(plain, careless, episodes)  # the check above catches a validation that disturbs the fit
 
@@ -116,3 +116,34 @@ def test_validation_reads_training_masks_only(mini, cache_dir):
     # an oracle that reads the validation masks scores 100
     masks = {id(ep): qm for ep, qm in train._validation}
     assert train.validation_score(lambda ep: [(m == 1).astype(np.uint8) for m in masks[id(ep)]]) == pytest.approx(100.0)
+
+
+def test_records_carry_the_curve_tables_mark_unconverged_fits_and_the_figure_draws_them(mini, cache_dir, tmp_path):
+    import dataclasses
+    import json
+
+    from bench import api
+    from bench.cli import main
+    from bench.core.records import load_records
+    from bench.report.tables import render_tables
+
+    sets = {**TINY, "train_way": 2}
+    api.run("ours", mode="full", dataset="openmoji5i-mini", preset="quick", folds=[0], config=sets,
+            cache_dir=cache_dir, results_dir=tmp_path, log=lambda *_: None)
+    ((path, record),) = load_records(tmp_path)
+    fit = record.fit
+    assert [s for s, _ in fit["validation"]] == list(range(1, 5)) and fit["loss"][-1][0] == 4
+    assert fit["verdict"] == verdict(fit["validation"], 4)  # the record's verdict is the rule's
+    # the same fit's record with a curve still rising by 1 point over its last quarter: marked
+    rising = {**fit, "validation": [[s, 10.0 + s] for s, _ in fit["validation"]]}
+    rising["verdict"] = verdict(rising["validation"], 4)
+    assert rising["verdict"]["converged"] is False
+    other = dataclasses.replace(record, fit=rising, fold=1)
+    other.write(tmp_path)
+    table = render_tables(tmp_path, "markdown")
+    assert "↑ = a fit of the cell did not converge" in table
+    marked = [line for line in table.splitlines() if line.startswith("| ours")]
+    assert marked and all("↑" in line for line in marked)  # fold 1's cell and the mean
+    assert main(["figure", "curves", "--results-dir", str(tmp_path), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert json.loads(path.read_text())["pinning"]["eval"]["pinned"] is True

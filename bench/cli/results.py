@@ -47,6 +47,10 @@ def add_parsers(sub) -> dict:
     results_flag(dl)
     record_filters(dl)
     dl.add_argument("--out", type=Path, default=Path("results/figures/delta.png"))
+    cv = fsub.add_parser("curves", help="each fit's training loss and base-class validation score, with its convergence verdict")
+    results_flag(cv)
+    record_filters(cv)
+    cv.add_argument("--out", type=Path, default=Path("results/figures/curves.png"))
     cl = fsub.add_parser("classes", help="per class: each method's Δ against the class's pseudo-mask IoU, with a CSV")
     results_flag(cl)
     record_filters(cl)
@@ -87,6 +91,10 @@ def cmd_table(args, cache: Path) -> int:
 def cmd_figure(args, cache: Path) -> int:
     from bench.report import figures
 
+    if args.figure_command == "curves":
+        for path in figures.curves_chart(args.results_dir, args.out, filters_of(args)):
+            print(f"wrote {path}")
+        return 0
     if args.figure_command == "delta":
         for path in figures.delta_chart(args.results_dir, args.out, filters_of(args)):
             print(f"wrote {path}")

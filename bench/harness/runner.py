@@ -83,7 +83,7 @@ def _run(req: RunRequest, log=print) -> list[Path]:
         train = FitView(dataset, train_annotations, preset, fold, req.cache_dir)
         method = fitted_method(req, train, fold, train_annotations)
         fit_s = time.perf_counter() - t0
-        fitted = fit_info(req, fold, train_annotations, train)
+        fitted = fit_info(req, fold, train_annotations, train, method)
         threads = {"fit": fitted["torch_threads"], "eval": torch_threads()}
         for seed in todo:
             record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads,
@@ -228,7 +228,7 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         from bench.core.files import atomic_write_bytes
 
         atomic_write_bytes(path, pickle.dumps(state))
-        atomic_write_bytes(fit_info_path(path), json.dumps(fit_summary(train), sort_keys=True).encode())
+        atomic_write_bytes(fit_info_path(path), json.dumps(fit_summary(train, method), sort_keys=True).encode())
     return method
 
 
@@ -242,17 +242,20 @@ def fit_info_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".json")
 
 
-def fit_summary(train: FitView) -> dict:
+def fit_summary(train: FitView, method=None) -> dict:
     """What a fit done in this process depends on and how it went: torch threads, the pinned CPU
     code paths, its curve and convergence verdict (bench/core/curves.py)."""
     from bench.core import curves
     from bench.core.pinning import pinning
 
-    curve = train.fit_curve() or curves.no_curve("the method reports no training steps (FitView.curve)")
+    curve = train.fit_curve()
+    if curve is None:  # a method with nothing learned has nothing to converge; one that trains silently is unjudged
+        learned = method is not None and bool(method.state_dict())
+        curve = curves.no_curve("the method reports no training steps (FitView.curve)" if learned else "no training")
     return {"torch_threads": torch_threads(), "pinning": pinning(), "curve": curve}
 
 
-def fit_info(req: RunRequest, fold: int, annotations, train: FitView) -> dict:
+def fit_info(req: RunRequest, fold: int, annotations, train: FitView, method=None) -> dict:
     """The fold's fit summary: from the checkpoint's sidecar, or of the fit just done in this
     process (methods without learned state). Training on the CPU is deterministic only at a fixed
     thread count and code path (PANet's fold 0 gave 13.8 with 2 threads and 14.2 with 1, seed 1234),
@@ -261,7 +264,7 @@ def fit_info(req: RunRequest, fold: int, annotations, train: FitView) -> dict:
 
     path = checkpoint_path(req, fold, annotations)
     if not path.exists():
-        return fit_summary(train)
+        return fit_summary(train, method)
     info = fit_info_path(path)
     old = json.loads(info.read_text()) if info.exists() else {}
     return {"torch_threads": old.get("torch_threads"), "pinning": old.get("pinning", {}),

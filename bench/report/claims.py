@@ -11,6 +11,8 @@ overrides), except Table 3's `ours [saliency=none]`. The tests of each claim:
 4. `ours-noE` weak and `ours [saliency=none]` weak both below `ours` weak in every Table 3 column
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
    12-18 (E) and 1-4 (saliency) points.
+A setting whose rows stand on a fit that did not converge by the one rule (bench/core/curves.py)
+or has no curve gets "(caveat ↑/?)" beside its verdict and the rows named.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fold_mean_per_seed, paper_entries,
+from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fit_mark, fold_mean_per_seed, paper_entries,
                           paper_numbers, row_label, runs_by_cell, selected_records, setting_header, stat)
 
 BASELINES = ("panet", "amp", "pfenet")
@@ -112,6 +114,17 @@ def claim_4(means: dict) -> tuple[str, str]:
 CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}
 
 
+def fit_caveat(records, dataset: str, way: int, shot: int) -> str:
+    """Which rows of the setting stand on fits that did not converge (↑) or have no curve (?), by
+    the one rule of bench/core/curves.py: a claim on such rows says little about those methods."""
+    marked = defaultdict(set)
+    for r in records:
+        if (r.dataset, r.way, r.shot) == (dataset, way, shot) and fit_mark(r):
+            marked[fit_mark(r)].add(f"{row_label(r)} {r.mode}")
+    names = {"↑": "not converged", "?": "no curve"}
+    return "; ".join(f"{names[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(marked.items()))
+
+
 def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
     """One row per (claim, dataset, setting): claim, where, verdict on ours, our numbers,
     verdict on the paper, the paper's numbers."""
@@ -133,7 +146,9 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             benchmark = BENCHMARK_OF.get(dataset, dataset)
             paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
             paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
-            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict, text, paper_verdict, paper_text])
+            unjudged = fit_caveat(base, dataset, way, shot)
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (" (caveat ↑/?)" if unjudged else ""),
+                          text + (f" · {unjudged}" if unjudged else ""), paper_verdict, paper_text])
         rows += found or [[str(claim), "–", "not checkable", reasons[0] if reasons else "no records", "", ""]]
     return rows
 

@@ -221,6 +221,63 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
     return written
 
 
+def fit_curves(recs: list) -> dict[tuple, dict]:
+    """(dataset, preset, row label, mode, fold) -> the fit's curve, once per fit (a fit's runs
+    share it; weak-test runs share full's fit and are left out)."""
+    from bench.report.tables import row_label
+
+    out = {}
+    for r in recs:
+        if r.mode != "weak-test" and (r.fit or {}).get("loss"):
+            out.setdefault((r.dataset, r.preset, row_label(r), r.mode, r.fold), r.fit)
+    return out
+
+
+def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> list[Path]:
+    """Per dataset and preset: one row per method, the training loss (left) and the base-class
+    validation score (right) against the step, one line per fold, solid full, dashed weak; the
+    convergence verdict of each fit in the legend (bench/core/curves.py). One PNG per (dataset, preset)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.core.curves import RULE
+    from bench.report.tables import selected_records
+
+    curves = fit_curves([r for _, r in selected_records(results_dir, filters)])
+    if not curves:
+        raise BenchError(f"no record under {results_dir} holds a fit curve; fix: run (or --retrain) a method that trains")
+    groups = defaultdict(dict)
+    for (dataset, preset, label, mode, fold), fit in curves.items():
+        groups[(dataset, preset)][(label, mode, fold)] = fit
+    written = []
+    for (dataset, preset), fits in sorted(groups.items()):
+        labels = sorted({k[0] for k in fits})
+        fig, axes = plt.subplots(len(labels), 2, figsize=(10, 2.8 * len(labels)), squeeze=False)
+        for row, label in zip(axes, labels):
+            for (lab, mode, fold), fit in sorted(fits.items()):
+                if lab != label:
+                    continue
+                style = dict(color=f"C{fold}", ls="-" if mode == "full" else "--")
+                verdict = fit.get("verdict", {})
+                mark = {True: "converged", False: "not converged"}.get(verdict.get("converged"), "no verdict")
+                row[0].plot(*zip(*fit["loss"]), lw=1, **style, label=f"{mode} fold {fold}")
+                if fit.get("validation"):
+                    row[1].plot(*zip(*fit["validation"]), marker="o", ms=3, lw=1, **style,
+                                label=f"{mode} fold {fold}: {mark} ({verdict.get('gain', 0):+.1f})")
+            row[0].set_title(f"{label}: training loss", fontsize=9)
+            row[1].set_title(f"{label}: base-class validation fg IoU (%)", fontsize=9)
+            for ax in row:
+                ax.set_xlabel("step", fontsize=8)
+                ax.legend(fontsize=6)
+        fig.suptitle(f"{dataset} · {preset} · {RULE}", fontsize=8)
+        fig.tight_layout()
+        target = out if len(groups) == 1 else out.with_name(f"{out.stem}_{dataset}_{preset}{out.suffix}")
+        written.append(_save(fig, target))
+    return written
+
+
 def class_deltas(recs: list) -> dict[str, dict[int, tuple[float, float]]]:
     """row label -> class id -> (full, weak) class IoU, each the mean over the runs (seeds) both
     modes have for the class's fold. Rows lacking either mode are left out."""

@@ -15,6 +15,7 @@ one preset: otherwise the table refuses, naming both files."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import replace
 from importlib import resources
@@ -24,6 +25,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.core.errors import BenchError
+from bench.core.curves import RULE
 from bench.core.records import RunRecord, load_records
 from bench.harness.annotations import MODES, supervision_legend
 from bench.harness.metrics import Conventions, scores
@@ -101,17 +103,51 @@ def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
 def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
     """(row label, mode, fold) -> {seed: mIoU}. A pseudo-mask variant row also gets the full-mode
     runs of its base row, so its Δ is against the same network trained on GT."""
-    cells: dict[tuple, dict[int, float]] = defaultdict(dict)
+    return _by_cell(records, lambda r: r.miou)
+
+
+def marks_by_cell(records: list[RunRecord]) -> dict[tuple, str]:
+    """(row label, mode, fold) -> the fit marks of its runs ("↑" not converged, "?" no curve)."""
+    return {cell: "".join(sorted(set(v.values()))) for cell, v in _by_cell(records, fit_mark).items()}
+
+
+def _by_cell(records: list[RunRecord], value) -> dict[tuple, dict[int, object]]:
+    cells: dict[tuple, dict[int, object]] = defaultdict(dict)
     variants = defaultdict(set)
     for r in records:
         if r.pseudo:
             variants[row_label(r, with_pseudo=False)].add(row_label(r))
     for r in records:
-        cells[(row_label(r), r.mode, r.fold)][r.seed] = r.miou
+        cells[(row_label(r), r.mode, r.fold)][r.seed] = value(r)
         if r.mode == "full":
             for label in variants[row_label(r)]:
-                cells[(label, "full", r.fold)][r.seed] = r.miou
+                cells[(label, "full", r.fold)][r.seed] = value(r)
     return cells
+
+
+def fit_mark(r: RunRecord) -> str:
+    """The one convergence rule's verdict on the record's fit (bench/core/curves.py) as a mark:
+    "↑" did not converge, "?" no curve (a record or checkpoint from before curves), "" otherwise."""
+    verdict = (r.fit or {}).get("verdict", {})
+    if verdict.get("converged") is False:
+        return "↑"
+    if not r.fit or (verdict.get("converged") is None and verdict.get("why") != "no training"):
+        return "?"
+    return ""
+
+
+def fit_legend(recs: list[RunRecord]) -> str:
+    marks = {fit_mark(r) for r in recs}
+    parts = []
+    if "↑" in marks:
+        parts.append(f"↑ = a fit of the cell did not converge ({RULE})")
+    if "?" in marks:
+        parts.append("? = a fit of the cell has no curve (fitted before curves were recorded; --retrain gives one)")
+    return "; ".join(parts)
+
+
+def _marked(text: str, mark: str) -> str:
+    return f"{text} {mark}" if text and mark else text
 
 
 def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> dict[int, float] | None:
@@ -149,7 +185,7 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     """Header and rows of one setting: method | full f0..f3 mean | weak f0..f3 mean | Δ."""
     folds = sorted({r.fold for r in records})
     dataset = records[0].dataset
-    cells = runs_by_cell(records)
+    cells, marks = runs_by_cell(records), marks_by_cell(records)
     modes = [m for m in MODES if any(r.mode == m for r in records)]
     deltas = [m for m in modes if m != "full" and "full" in modes]  # Δ = full − each other mode
     header = ["method"]
@@ -160,9 +196,10 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     for label in sorted({row_label(r) for r in records}):
         row, per_seed = [label], {}
         for mode in modes:
-            row += [fmt(stat(cells.get((label, mode, f)))) for f in folds]
+            row += [_marked(fmt(stat(cells.get((label, mode, f)))), marks.get((label, mode, f), "")) for f in folds]
             per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
-            row.append(fmt(stat(per_seed[mode])))
+            mean_mark = "".join(sorted(set("".join(marks.get((label, mode, f), "") for f in folds))))
+            row.append(_marked(fmt(stat(per_seed[mode])), mean_mark))
         row += [fmt(stat(paired_delta(per_seed["full"], per_seed[m]))) for m in deltas]
         rows.append(row)
     return header, rows
@@ -206,7 +243,8 @@ def _csv(header, rows) -> str:
     import io
 
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([header] + rows)
+    plain = [[re.sub(r" [?↑]+$", "", c) if isinstance(c, str) else c for c in row] for row in rows]  # marks: legend only
+    csv.writer(buf, lineterminator="\n").writerows([header] + plain)
     return buf.getvalue().rstrip("\n")
 
 
@@ -252,8 +290,10 @@ def scoring_legend(recs: list[RunRecord], overrides: dict | None) -> str:
     legend = f"{record_conventions(recs[0], overrides).legend()}; supervision: {supervision_legend({r.mode for r in recs})}"
     leaks = sorted({f"{role}: {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}"
                     for r in recs for role, found in r.leaks.items()})
-    return legend + (f"; ‡ = run with --allow-leak, a pretrained network saw benchmark classes ({'; '.join(leaks)})"
-                     if leaks else "")
+    legend += (f"; ‡ = run with --allow-leak, a pretrained network saw benchmark classes ({'; '.join(leaks)})"
+               if leaks else "")
+    fits = fit_legend(recs)
+    return legend + (f"; {fits}" if fits else "")
 
 
 def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
@@ -354,11 +394,13 @@ def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     per_setting = []  # (runs by cell, folds) of each (way, shot) column
     for way, shot in settings:
         sub = [r for r in records if (r.way, r.shot) == (way, shot)]
-        per_setting.append((runs_by_cell(sub), sorted({r.fold for r in sub})))
+        per_setting.append((runs_by_cell(sub), sorted({r.fold for r in sub}), marks_by_cell(sub)))
     rows = []
     for label in sorted({row_label(r) for r in records}):
         for mode in ("weak",) if label in pseudo_variants else ("full", "weak"):  # its full row is its base's
-            row = [label, mode] + [fmt(stat(fold_mean_per_seed(cells, label, mode, folds))) for cells, folds in per_setting]
+            row = [label, mode] + [_marked(fmt(stat(fold_mean_per_seed(cells, label, mode, folds))),
+                                           "".join(sorted(set("".join(marks.get((label, mode, f), "") for f in folds)))))
+                                   for cells, folds, marks in per_setting]
             if any(row[2:]):
                 rows.append(row)
     return header, rows
