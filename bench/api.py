@@ -27,13 +27,13 @@ def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None
         preset: str = "wacv22", seeds=None, config: dict | None = None, pseudo: dict | None = None,
         data_root: Path | None = None, cache_dir: Path = Path("cache"), results_dir: Path = Path("results"),
         force: bool = False, retrain: bool = False, save_predictions: Path | None = None, allow_leak: bool = False,
-        log=print) -> list[RunRecord]:
+        log=print, profile: str | None = None) -> list[RunRecord]:
     """`bench run`: fits (or loads) and evaluates, writes the records, and returns them."""
     req = RunRequest(method=method, mode=mode, dataset=dataset, folds=tuple(folds) if folds is not None else tuple(range(N_FOLDS)),
                      way=way, shot=shot, preset=preset, seeds=tuple(seeds) if seeds is not None else None,
                      config=dict(config or {}), pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir),
                      results_dir=Path(results_dir), force=force, retrain=retrain, save_predictions=save_predictions,
-                     allow_leak=allow_leak)
+                     allow_leak=allow_leak, profile=profile)
     paths = {Path(p).resolve() for p in _run(req, log=log)}
     return [r for p, r in load_records(Path(results_dir)) if p.resolve() in paths]
 
@@ -41,11 +41,12 @@ def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None
 def control(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None, way: int = 1, shot: int = 1,
             preset: str = "wacv22", seed: int | None = None, config: dict | None = None, pseudo: dict | None = None,
             data_root: Path | None = None, cache_dir: Path = Path("cache"), results_dir: Path = Path("results"),
-            log=print) -> list[ControlRecord]:
+            log=print, profile: str | None = None) -> list[ControlRecord]:
     """`bench control`: the support-sensitivity control (bench/harness/control.py), one record per fold."""
     req = RunRequest(method=method, mode=mode, dataset=dataset, folds=tuple(folds) if folds is not None else tuple(range(N_FOLDS)),
                      way=way, shot=shot, preset=preset, seeds=(seed,) if seed is not None else None, config=dict(config or {}),
-                     pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir), results_dir=Path(results_dir))
+                     pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir), results_dir=Path(results_dir),
+                     profile=profile)
     return _control(req, log=log)
 
 

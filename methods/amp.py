@@ -52,6 +52,7 @@ from torch import nn
 
 from bench.core.device import cpu_state, device, tensor
 from bench.core.memo import FeatureMemo
+from bench.core.profiles import Cited
 from bench.core.settings import settings_from
 from methods.nway import combine_ways, way_mask
 from methods.pooling import masked_average
@@ -72,18 +73,29 @@ class AmpConfig:
     trunk_epochs: int = 6
     trunk_checkpoint: str = ""
     seed: int = 0
+    optimizer: str = "sgd"  # sgd (momentum 0.9) | rmsprop (the reference)
+    weight_decay: float = 5e-4
+    loss_reduction: str = "mean"  # mean over labelled pixels | sum (what the reference config asks, not what its code does)
+    fconv: str = "fc"  # fc: 1x1 convs c5 -> fc -> fc -> embed with dropout (dilated_fcn8s) | reduced: one 1x1 c5 -> embed
+    flip: bool = True  # random horizontal flips (the reference trains without augmentation)
+
+
+CHOICES = {"optimizer": ("sgd", "rmsprop"), "loss_reduction": ("mean", "sum"), "fconv": ("fc", "reduced")}
 
 
 class Fcn8s(nn.Module):
     """Dilated FCN-8s: embeddings at three levels (fc, pool4, pool3), one cosine score layer each."""
 
-    def __init__(self, trunk, n_classes: int, fc: int, embed: int):
+    def __init__(self, trunk, n_classes: int, fc: int, embed: int, fconv: str = "fc"):
         super().__init__()
         self.trunk = trunk
         c3, c4 = (m.out_channels for m in _last_convs(trunk, 2))
         c5 = trunk.out_channels
-        self.fconv = nn.Sequential(nn.Conv2d(c5, fc, 1), nn.ReLU(inplace=True), nn.Dropout2d(),
-                                   nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout2d(), nn.Conv2d(fc, embed, 1))
+        if fconv == "reduced":  # reduced_fcn8s: a single 1x1 (reference ptsemseg/models/reduced_fcn.py:13)
+            self.fconv = nn.Sequential(nn.Conv2d(c5, embed, 1))
+        else:
+            self.fconv = nn.Sequential(nn.Conv2d(c5, fc, 1), nn.ReLU(inplace=True), nn.Dropout2d(),
+                                       nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout2d(), nn.Conv2d(fc, embed, 1))
         self.drop = nn.Dropout2d()
         self.weights = nn.ParameterList([nn.Parameter(torch.randn(n_classes, c) * 0.01) for c in (embed, c4, c3)])
         self.scale = nn.Parameter(torch.tensor(10.0))
@@ -126,15 +138,32 @@ def imprinted_weights(base: list[torch.Tensor], support: list[list[torch.Tensor]
 
 class Amp:
     name = "amp"
+    # the reference code's training (bench/core/profiles.py); run_exps.sh trains `reduced_fcn8s`
+    PROFILES = {"reference": {"pascal": {
+        "steps": Cited(300000, "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:18"),
+        "batch": Cited(1, "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:19"),
+        "optimizer": Cited("rmsprop", "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:24"),
+        "lr": Cited(1e-6, "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:25 (constant: lr_schedule empty, :32)"),
+        "weight_decay": Cited(5e-4, "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:26"),
+        # the config asks size_average: False (:30) but cross_entropy2d ignores it and takes the mean
+        "loss_reduction": Cited("mean", "MSiam/AdaptiveMaskedProxies@cc0d3d1 ptsemseg/loss/loss.py:28 (reduction='elementwise_mean'; yml:30 ignored)"),
+        "fconv": Cited("reduced", "MSiam/AdaptiveMaskedProxies@cc0d3d1 ptsemseg/models/reduced_fcn.py:13 (fconv_block = Conv2d(512, 256, 1))"),
+        "embed": Cited(256, "MSiam/AdaptiveMaskedProxies@cc0d3d1 ptsemseg/models/reduced_fcn.py:13"),
+        "flip": Cited(False, "MSiam/AdaptiveMaskedProxies@cc0d3d1 configs/fcn8s_pascal.yml:17-33 (no augmentations key: none)"),
+        "alpha": Cited(0.25821, "MSiam/AdaptiveMaskedProxies@cc0d3d1 fewshot_imprinted.py:118"),
+        "trunk_width": Cited(1.0, "MSiam/AdaptiveMaskedProxies@cc0d3d1 ptsemseg/models/fcn.py:358 (torchvision vgg16, full width)"),
+        "trunk_bn": Cited(False, "MSiam/AdaptiveMaskedProxies@cc0d3d1 ptsemseg/models/fcn.py:368 (vgg16.features: no BatchNorm)"),
+        "seed": Cited(1337, "MSiam/AdaptiveMaskedProxies@cc0d3d1 train.py:34"),
+    }}}
 
     def __init__(self, **config):
-        self.cfg = settings_from(AmpConfig, config, "amp")
+        self.cfg = settings_from(AmpConfig, config, "amp", CHOICES)
         self.net: Fcn8s | None = None
         self.base_classes: tuple[int, ...] = ()
         self._memo = FeatureMemo()
 
     def _new_net(self, trunk, n_classes: int) -> Fcn8s:
-        return Fcn8s(trunk, n_classes, self.cfg.fc, self.cfg.embed)
+        return Fcn8s(trunk, n_classes, self.cfg.fc, self.cfg.embed, self.cfg.fconv)
 
     # -- training -----------------------------------------------------------------------------
     def networks(self) -> list[tuple[str, str]]:
@@ -160,14 +189,17 @@ class Amp:
         lut = np.zeros(256, np.int64)
         lut[IGNORE] = IGNORE
         lut[list(self.base_classes)] = np.arange(1, len(self.base_classes) + 1)
-        opt = torch.optim.SGD(self.net.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=5e-4)
+        if self.cfg.optimizer == "rmsprop":  # torch's RMSprop, as the reference's ptsemseg/optimizers picks it
+            opt = torch.optim.RMSprop(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(self.net.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=self.cfg.weight_decay)
         self.net.train()
         self.net.trunk.frozen_norm()
         bar = progress(range(self.cfg.steps), desc="training AMP (FCN-8s on base classes)")
         curve = train.curve(self.cfg.steps, self)
         for step in bar:
             idx = rng.integers(0, len(train.ids), self.cfg.batch)
-            flips = rng.random(len(idx)) < 0.5
+            flips = rng.random(len(idx)) < (0.5 if self.cfg.flip else 0.0)
             images = [train.image(train.ids[i]) for i in idx]
             masks = [lut[train.mask(train.ids[i])] for i in idx]
             images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flips)]
@@ -196,7 +228,9 @@ class Amp:
         for g, y, count in zip(groups, ys, counts):
             logits = self.net.scores(self.net.embeddings(as_batch([images[n] for n in g])))
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
-            if count:
+            if count and self.cfg.loss_reduction == "sum":
+                loss = loss + F.cross_entropy(logits, y, ignore_index=IGNORE, reduction="sum")
+            elif count:
                 loss = loss + F.cross_entropy(logits, y, ignore_index=IGNORE) * (count / total)
             else:  # nothing labelled in this sub-batch: zero, but keep the graph
                 loss = loss + logits.sum() * 0.0

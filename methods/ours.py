@@ -20,6 +20,7 @@ from torch import nn
 from bench.core.device import cpu_state, device, tensor, to_numpy
 from bench.core.errors import BenchError
 from bench.core.memo import BytesLRU
+from bench.core.profiles import Cited
 from bench.core.settings import settings_from
 
 IGNORE = 255
@@ -105,6 +106,15 @@ def knn_votes(query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor, 
 
 
 class Ours:
+    # no reference code exists: what the paper states (§4), and a documented choice where it is silent
+    PROFILES = {"reference": {"pascal": {
+        "dim": Cited(64, "paper §4: E, an MLP with two hidden layers (methods/ours.py:encoder), outputs 64-d"),
+        "hidden": Cited(256, "choice: the paper does not give E's hidden width; the embedded value"),
+        "episodes": Cited(1500, "choice: the paper gives no schedule; the embedded value until the convergence "
+                                "rule (bench/core/curves.py) is run on real data"),
+        "backbone_arch": Cited("r101-os8", "choice: the paper says DeepLabv3+ without its trunk; mmseg's "
+                                           "deeplabv3plus_r101-d8, the common released one"),
+    }}}
     name = "ours"
     test_settings = ("classifier", "k", "knn_at", "chunk")  # settings fitting never reads (checkpoints ignore them)
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from backbones.trunks import Vgg16Trunk, method_trunk, pretrained_vgg16
 from bench.core.device import cpu_state, device, tensor, to_numpy
 from bench.core.memo import FeatureMemo
+from bench.core.profiles import Cited
 from bench.core.settings import settings_from
 from methods.pooling import masked_average
 
@@ -103,6 +104,18 @@ def alignment_loss(q_feats: torch.Tensor, q_logits: torch.Tensor, support: list[
 
 class Panet:
     name = "panet"
+    # the reference code's schedule (bench/core/profiles.py); its lr milestones [10k, 20k, 30k]
+    # (config.py:39) are this class's n/3 and 2n/3 at 30k iterations, the last one falls at the end
+    PROFILES = {"reference": {"pascal": {
+        "iterations": Cited(30000, "kaixin96/PANet@1695bf3 config.py:36"),
+        "lr": Cited(1e-3, "kaixin96/PANet@1695bf3 config.py:56 (SGD, momentum 0.9 :57, weight decay 5e-4 :58, as here)"),
+        "align_weight": Cited(1.0, "kaixin96/PANet@1695bf3 config.py:40"),
+        "scaler": Cited(20.0, "kaixin96/PANet@1695bf3 models/fewshot.py:101"),
+        "final_relu": Cited(False, "kaixin96/PANet@1695bf3 models/vgg.py:31 (lastRelu=False on conv5)"),
+        "trunk_width": Cited(1.0, "kaixin96/PANet@1695bf3 models/vgg.py:8 (VGG-16 conv1_1-conv5_3, full width)"),
+        "trunk_bn": Cited(False, "kaixin96/PANet@1695bf3 models/vgg.py:39 (_make_layer: no BatchNorm)"),
+        "seed": Cited(1234, "kaixin96/PANet@1695bf3 config.py:28"),
+    }}}
 
     def __init__(self, **config):
         self.cfg = settings_from(PanetConfig, config, "panet")

@@ -57,6 +57,7 @@ from torch import nn
 from bench.core.device import cpu_state, device, tensor
 from bench.core.memo import FeatureMemo
 from bench.core.errors import BenchError
+from bench.core.profiles import Cited
 from bench.core.settings import settings_from
 from methods.nway import combine_ways, way_mask
 
@@ -82,6 +83,14 @@ class PfenetConfig:
     backbone_steps: int = 600
     backbone_max_images: int = 0
     seed: int = 0
+    epochs: int = 0  # > 0: the reference's epoch schedule, epochs x ceil(training images / batch) steps (replaces steps)
+    augment: str = "none"  # none | reference: PFENet's scale, rotate, blur, flip, crop (methods/augment.py)
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    rotate: float = 10.0
+
+
+CHOICES = {"optimizer": ("sgd", "adamw"), "augment": ("none", "reference")}
 
 
 def pyramid_sizes(grid: int) -> list[int]:
@@ -186,15 +195,54 @@ def _optimizer(cfg: PfenetConfig, params) -> torch.optim.Optimizer:
     raise BenchError(f"pfenet setting optimizer={cfg.optimizer} is not one of sgd, adamw")
 
 
+def training_steps(cfg: PfenetConfig, n_images: int) -> int:
+    """`steps`, or under an epoch schedule epochs x batches per epoch over the fold's training images
+    (the reference iterates its list of training images once per epoch, batch `batch`)."""
+    return cfg.epochs * -(-n_images // cfg.batch) if cfg.epochs else cfg.steps
+
+
 def _mask_digest(mask: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(mask).tobytes(), digest_size=8).hexdigest()
 
 
 class Pfenet:
+    # the reference code's training (bench/core/profiles.py), per dataset family; the applied lr is
+    # 10 x base_lr: poly_learning_rate scales every group above index_split=-1 (train.py:255,
+    # util/util.py:49)
+    PROFILES = {"reference": {
+        "pascal": {
+            "epochs": Cited(200, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:27"),
+            "batch": Cited(4, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:24"),
+            "optimizer": Cited("sgd", "dvlab-research/PFENet@a505675 train.py:125 (momentum 0.9, weight decay 1e-4: yaml:30-31, as here)"),
+            "lr": Cited(0.025, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:26 (base 0.0025) x util/util.py:49 (10)"),
+            "power": Cited(0.9, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:29"),
+            "reduce_dim": Cited(256, "dvlab-research/PFENet@a505675 model/PFENet.py:95"),
+            "trunk_depth": Cited(50, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:9"),
+            "augment": Cited("reference", "dvlab-research/PFENet@a505675 train.py:166-170 (RandScale, RandRotate, GaussianBlur, HFlip, Crop)"),
+            "scale_min": Cited(0.9, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:14"),
+            "scale_max": Cited(1.1, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:15"),
+            "rotate": Cited(10.0, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:16-17"),
+            "seed": Cited(321, "dvlab-research/PFENet@a505675 config/pascal/pascal_split0_resnet50.yaml:32"),
+        },
+        "coco": {
+            "epochs": Cited(50, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:26"),
+            "batch": Cited(32, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:23"),
+            "optimizer": Cited("sgd", "dvlab-research/PFENet@a505675 train.py:125"),
+            "lr": Cited(0.2, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:25 (base 0.02) x util/util.py:49 (10)"),
+            "power": Cited(0.9, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:28"),
+            "reduce_dim": Cited(256, "dvlab-research/PFENet@a505675 model/PFENet.py:95"),
+            "trunk_depth": Cited(101, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:8"),
+            "augment": Cited("reference", "dvlab-research/PFENet@a505675 train.py:166-170"),
+            "scale_min": Cited(0.8, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:13"),
+            "scale_max": Cited(1.25, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:14"),
+            "rotate": Cited(10.0, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:15-16"),
+            "seed": Cited(321, "dvlab-research/PFENet@a505675 config/coco/coco_split0_resnet101.yaml:31"),
+        },
+    }}
     name = "pfenet"
 
     def __init__(self, **config):
-        self.cfg = settings_from(PfenetConfig, config, "pfenet")
+        self.cfg = settings_from(PfenetConfig, config, "pfenet", CHOICES)
         self.trunk: nn.Module | None = None
         self.fem: Fem | None = None
         self.features = None
@@ -285,7 +333,7 @@ class Pfenet:
         self.attach(train)
         self.fem = Fem(self._widths[0] + self._widths[1], self.cfg.reduce_dim).to(device())
         opt = _optimizer(self.cfg, self.fem.parameters())
-        n = self.cfg.steps
+        n = training_steps(self.cfg, len(train.ids))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
         self.fem.train()
         bar = progress(range(n), desc="training PFENet (FEM on a frozen trunk)")
@@ -305,9 +353,14 @@ class Pfenet:
         queries, supports, targets = [], [], []
         for _ in range(self.cfg.batch):
             episode, q_masks = train.sample_episode(rng, 1, self.cfg.train_shot)
-            queries.append((episode.query_ids[0], episode.query_images[0]))
-            supports.append(list(zip(episode.support_ids[0], episode.support_images[0], episode.support_masks[0])))
-            targets.append(tensor(q_masks[0].astype(np.int64)))
+            query = (episode.query_ids[0], episode.query_images[0], q_masks[0])
+            shots = list(zip(episode.support_ids[0], episode.support_images[0], episode.support_masks[0]))
+            if self.cfg.augment == "reference":  # new pixels: no stored trunk output (id None), computed per batch
+                query = (None, *self._augmented(rng, query[1], query[2], train.train_size))
+                shots = [(None, *self._augmented(rng, im, m, train.train_size)) for _, im, m in shots]
+            queries.append(query[:2])
+            supports.append(shots)
+            targets.append(tensor(query[2].astype(np.int64)))
         groups = self._pair_groups(queries, supports)
         counts = [sum(int((targets[n] != IGNORE).sum()) for n in g) for g in groups]
         loss = 0.0
@@ -321,6 +374,12 @@ class Pfenet:
             else:  # nothing labelled in these queries: zero, but keep the graph
                 loss = loss + main.sum() * 0.0
         return loss
+
+    def _augmented(self, rng, image: np.ndarray, label: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+        from methods.augment import pfenet_augment
+
+        return pfenet_augment(rng, image, label, size or max(label.shape),
+                              (self.cfg.scale_min, self.cfg.scale_max), self.cfg.rotate)
 
     # -- inference ------------------------------------------------------------------------------
     @torch.no_grad()

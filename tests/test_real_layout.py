@@ -21,11 +21,13 @@ def voc_root(mini, tmp_path_factory):
 
 
 def _request(name, mode, voc_root, cache_dir, results, **kw):
+    """The embedded profile's tiny schedules (the reference profile, pascal5i's default, is run by
+    tests/test_profiles.py)."""
     from bench.harness.runner import RunRequest
 
     return RunRequest(method=name, mode=mode, dataset="pascal5i", data_root=voc_root, folds=(0,), preset="quick",
                       config=TINY[name], pseudo=PSEUDO_TINY if mode == "weak" else {}, cache_dir=cache_dir,
-                      results_dir=results, **kw)
+                      results_dir=results, **{"profile": "embedded", **kw})
 
 
 def test_fixture_mixes_three_image_sizes(voc_root, cache_dir):

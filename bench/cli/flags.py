@@ -74,16 +74,25 @@ def cell_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--way", type=int, default=1)
     p.add_argument("--shot", type=int, default=1)
     p.add_argument("--preset", default="wacv22")
+    profile_flag(p)
+
+
+def profile_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=("embedded", "reference"), default=None,
+                   help="training schedule: embedded (CPU budget) or reference (the reference codes' cited values, "
+                        "bench/core/profiles.py); default: reference on pascal5i/coco20i, embedded on the generated sets")
 
 
 def record_filters(p: argparse.ArgumentParser, way_shot: bool = True) -> None:
     """Which records a table, figure or check reads: --dataset/--preset (and --way/--shot)."""
     p.add_argument("--dataset", default=None)
     p.add_argument("--preset", default=None, help="name@version as in the records, e.g. wacv22@v2")
+    p.add_argument("--profile", choices=("embedded", "reference"), default=None, help="only records of this profile")
     if way_shot:
         p.add_argument("--way", type=int, default=None)
         p.add_argument("--shot", type=int, default=None)
 
 
 def filters_of(args) -> dict:
-    return {"dataset": args.dataset, "preset": args.preset, "way": args.way, "shot": args.shot}
+    return {"dataset": args.dataset, "preset": args.preset, "way": getattr(args, "way", None),
+            "shot": getattr(args, "shot", None), "profile": args.profile}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.cli.flags import (cell_flags, dataset_flags, device_flag, fold_flag, folds, pseudo_flag, results_flag,
+from bench.cli.flags import (cell_flags, profile_flag, dataset_flags, device_flag, fold_flag, folds, pseudo_flag, results_flag,
                              set_flag)
 from bench.core.settings import parse_overrides
 from bench.harness.annotations import MODES
@@ -36,6 +36,7 @@ def add_parsers(sub) -> dict:
     sw.add_argument("--seed", type=int, action="append", default=None)
     dataset_flags(sw, default=None)
     sw.add_argument("--preset", default=None)
+    profile_flag(sw)
     results_flag(sw)
     sw.add_argument("--executor", choices=("local", "ray"), default="local")
     sw.add_argument("--jobs", type=int, default=None, help="local: parallel cells (default: the machine's cores)")
@@ -72,7 +73,7 @@ def cmd_run(args, cache: Path) -> int:
     records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
                       args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
                       args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions,
-                      allow_leak=args.allow_leak)
+                      allow_leak=args.allow_leak, profile=args.profile)
     print(f"wrote {len(records)} record(s) under {args.results_dir}/; see them with `bench table`")
     return 0
 
@@ -84,7 +85,7 @@ def cmd_sweep(args, cache: Path) -> int:
     grid = load_grid(args.grid) if args.grid else {}
     for key, value in (("methods", args.method), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
                        ("ways", args.way), ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
-                       ("preset", args.preset)):
+                       ("preset", args.preset), ("profile", args.profile)):
         if value is not None:
             grid[key] = value
     cells = grid_cells(grid)
@@ -120,6 +121,6 @@ def cmd_control(args, cache: Path) -> int:
 
     records = api.control(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot,
                           args.preset, args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo),
-                          args.data_root, cache, args.results_dir)
+                          args.data_root, cache, args.results_dir, profile=args.profile)
     print(f"wrote {len(records)} control record(s) under {args.results_dir}/; `bench report` tables them")
     return 0

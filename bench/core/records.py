@@ -55,11 +55,14 @@ class RunRecord:
     networks: dict = field(default_factory=dict)  # role -> weight file and the classes it saw (bench/harness/declared.py)
     leaks: dict = field(default_factory=dict)  # role -> benchmark classes it saw (--allow-leak); tables mark the row ‡
     pinning: dict = field(default_factory=dict)  # {"fit": ..., "eval": ...}: CPU code paths and threads (bench/core/pinning.py)
-    fit: dict = field(default_factory=dict)  # the fit's curve and convergence verdict (bench/harness/curves.py)
+    fit: dict = field(default_factory=dict)  # the fit's curve and convergence verdict (bench/core/curves.py)
+    profile: str = "embedded"  # the training schedule's profile (bench/core/profiles.py)
+    profile_settings: dict = field(default_factory=dict)  # setting -> {"value", "source"} the profile gave
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:
-        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, self.config),
+        named = {**self.config, **({"profile": self.profile} if self.profile != "embedded" else {})}  # profiles never collide
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, named),
                                                   mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bench.data.stores import CocoMasks, ImageFiles, MaskFiles
 
 DATASETS = ("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini", "pascal5i", "coco20i")
+REAL_DATASETS = ("pascal5i", "coco20i")  # read from a user's disk; the others are generated
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.harness.annotations import SUPERVISION, annotation_sources, check_mode, training_mode
 from bench.data.classes import N_FOLDS
-from bench.data.datasets import find_pool, get_dataset
+from bench.data.datasets import REAL_DATASETS, find_pool, get_dataset
 from bench.data.palette import palette_png_bytes
 from bench.core.device import device as current_device
 from bench.core.device import placement
@@ -27,6 +27,7 @@ from bench.core.progress import progress
 from bench.core.records import RunRecord, mode_label, record_relpath, variant_label
 from bench.core.files import environment_versions, git_commit
 from bench.core.pinning import fixed_threads, pinning
+from bench.core.profiles import as_record
 from bench.harness.registry import create_method, method_label, method_source
 
 
@@ -49,6 +50,7 @@ class RunRequest:
     retrain: bool = False
     force: bool = False  # re-evaluate cells whose record already exists and matches
     allow_leak: bool = False  # run even when a network that must be disjoint saw benchmark classes (row marked)
+    profile: str | None = None  # embedded | reference (bench/core/profiles.py); None: by dataset (default_profile)
 
 
 def run(req: RunRequest, log=print) -> list[Path]:
@@ -64,7 +66,7 @@ def _run(req: RunRequest, log=print) -> list[Path]:
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
-    probe = create_method(req.method, req.config)  # what the method declares, read before anything is built
+    probe = create_method(req.method, method_config(req))  # what the method declares, read before anything is built
     check_weights_given(req, dataset, probe)
     networks, leaks = run_networks(req, dataset, preset, probe)
     train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
@@ -102,7 +104,7 @@ def run_networks(req: RunRequest, dataset, preset: Preset, method=None) -> tuple
     leaks). Stops on an overlap where the preset wants none, unless req.allow_leak."""
     from bench.harness.declared import checked_networks
 
-    method = method or create_method(req.method, req.config)
+    method = method or create_method(req.method, method_config(req))
     nets = list(getattr(method, "networks", lambda: [])())
     if "pseudo" in SUPERVISION[req.mode].values():
         from pseudo_labels.config import pseudo_config
@@ -140,15 +142,47 @@ def check_weights_given(req: RunRequest, dataset, method) -> None:
 
 
 def resolved_request(req: RunRequest) -> RunRequest:
-    """`req` with its pseudo-label overrides reduced to those that differ from the defaults (so
-    `saliency=gate`, the default, names the same records as no override)."""
-    if not req.pseudo:
-        return req
+    """`req` with its profile decided (by dataset when not given) and its pseudo-label overrides
+    reduced to those that differ from the defaults (so `saliency=gate`, the default, names the same
+    records as no override)."""
     from dataclasses import replace
 
+    from bench.core.profiles import PROFILES
+
+    if req.profile is None:
+        req = replace(req, profile=default_profile(req.dataset))
+    elif req.profile not in PROFILES:
+        raise BenchError(f"unknown profile '{req.profile}'; use one of {', '.join(PROFILES)}")
+    if not req.pseudo:
+        return req
     from pseudo_labels.config import changed_settings
 
     return replace(req, pseudo=changed_settings(req.pseudo))
+
+
+def default_profile(dataset: str) -> str:
+    """`reference` on the real benchmarks (pascal5i, coco20i), `embedded` on the generated sets."""
+    return "reference" if dataset in REAL_DATASETS else "embedded"
+
+
+def profile_settings(req: RunRequest) -> dict:
+    """The profile's cited values for this method and dataset family ({} under `embedded`)."""
+    from bench.core.profiles import profile_values
+    from bench.harness.registry import method_class
+
+    family = "coco" if req.dataset.startswith("coco") or req.dataset.endswith("20i") else "pascal"
+    return profile_values(method_class(req.method), req.profile or default_profile(req.dataset), family)
+
+
+def path_config(req: RunRequest) -> dict:
+    """The settings a record's folder is named by: the user's --set, and the profile when it is not
+    `embedded` (so the two profiles' records never overwrite each other)."""
+    return {**req.config, **({"profile": req.profile} if req.profile not in (None, "embedded") else {})}
+
+
+def method_config(req: RunRequest) -> dict:
+    """What the method is built with: its profile's values, then the user's --set on top."""
+    return {**{k: c.value for k, c in profile_settings(req).items()}, **req.config}
 
 
 def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
@@ -157,7 +191,7 @@ def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), req.config),
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), path_config(req)),
                                                   mode_label(req.mode, req.pseudo), fold, req.way, req.shot, seed)
 
 
@@ -176,6 +210,7 @@ def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold:
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     config = requested_config(req)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)
+            and old.get("profile", "embedded") == req.profile
             and old.get("method_config") == config and old.get("input_files", {}) == input_files(config)
             and old.get("annotation_fingerprint") == annotations.fingerprint()
             and old.get("dataset_fingerprint") == dataset.fingerprint())
@@ -214,7 +249,7 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
     state (empty state_dict) are simply fitted each time."""
     import pickle
 
-    method = create_method(req.method, req.config)
+    method = create_method(req.method, method_config(req))
     path = checkpoint_path(req, fold, annotations)
     if path.exists() and not req.retrain:
         with open(path, "rb") as f:
@@ -222,7 +257,7 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         if hasattr(method, "attach"):  # methods that need their data bound again (feature caches)
             method.attach(train)
         return method
-    method.fit(train, dict(req.config))
+    method.fit(train, method_config(req))
     state = method.state_dict()
     if state:
         from bench.core.files import atomic_write_bytes
@@ -310,6 +345,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         class_iou=scores["class_iou"], n_episodes=len(episodes), episode_sha256=sha,
         annotation_fingerprint=annotations.fingerprint(), dataset_fingerprint=dataset.fingerprint(),
         config=dict(req.config), preset_config=preset.as_dict(), versions=environment_versions(),
+        profile=req.profile or "embedded", profile_settings=as_record(profile_settings(req)),
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
         device=str(current_device()), placement=placement(), torch_threads=threads or {},
         pinning={"fit": (fitted or {}).get("pinning", {}), "eval": pinning()}, fit=(fitted or {}).get("curve", {}),
@@ -323,7 +359,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
 
 def requested_config(req: RunRequest) -> dict:
     """The resolved config the request's method will run with (defaults included)."""
-    return _resolved_config(create_method(req.method, req.config))
+    return _resolved_config(create_method(req.method, method_config(req)))
 
 
 def _resolved_config(method) -> dict:

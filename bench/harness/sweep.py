@@ -53,6 +53,7 @@ class Cell:
     dataset: str = "openmoji5i"
     preset: str = "wacv22"
     config: tuple = ()  # sorted (key, value) pairs: hashable, so a cell can key a dict
+    profile: str | None = None  # embedded | reference; None: by dataset
     pseudo: tuple = ()
     seeds: tuple | None = None
 
@@ -90,7 +91,7 @@ def grid_cells(grid: dict) -> list[Cell]:
     """Every cell of a grid dict (a parsed grid file, or the flags), in a stable order."""
     if not grid.get("methods") and not grid.get("variants"):
         raise BenchError("the sweep grid names no method; fix: pass --method NAME or `methods = [...]` in the grid file")
-    base = {k: grid[k] for k in ("dataset", "preset") if k in grid}
+    base = {k: grid[k] for k in ("dataset", "preset", "profile") if k in grid}
     rows = ([{"methods": grid["methods"]}] if grid.get("methods") else []) + list(grid.get("variants", []))
     cells = []
     for row in rows:
@@ -144,7 +145,7 @@ def cell_request(cell: Cell, paths: Paths):
     return RunRequest(method=cell.method, mode=cell.mode, dataset=cell.dataset, folds=(cell.fold,), way=cell.way,
                       shot=cell.shot, preset=cell.preset, seeds=cell.seeds, config=dict(cell.config),
                       pseudo=dict(cell.pseudo), data_root=paths.data_root, cache_dir=paths.cache_dir,
-                      results_dir=paths.results_dir)
+                      results_dir=paths.results_dir, profile=cell.profile)
 
 
 def pending_cells(cells: list[Cell], paths: Paths) -> list[Cell]:

@@ -92,6 +92,16 @@ def check_one_preset(records: list[tuple[Path, RunRecord]], layout: str) -> None
             f"({other.preset}) and {path} ({r.preset}); fix: pass --preset {other.preset} or --preset {r.preset}")
 
 
+def check_one_profile(records: list[tuple[Path, RunRecord]], layout: str) -> None:
+    """A layout's column holds one training schedule: refuse two profiles (bench/core/profiles.py)."""
+    hit = first_conflict(records, lambda r: r.dataset, lambda a, b: a.profile == b.profile)
+    if hit:
+        path, r, other_path, other = hit
+        raise BenchError(
+            f"--layout {layout} would put {r.dataset} records of two profiles in one column: {other_path} "
+            f"({other.profile}) and {path} ({r.profile}); fix: pass --profile {other.profile} or --profile {r.profile}")
+
+
 def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
     """'ours', 'ours [k=5]' (a --set variant), 'ours [saliency=none]' (weak on other pseudo masks);
     with_pseudo=False: the row whose full-mode numbers such a weak run is compared with."""
@@ -321,11 +331,11 @@ def render_tables(results_dir: Path, fmt_name: str = "markdown", filters: dict |
     check_tableable(records)
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for _, r in records:
-        groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
+        groups[(r.dataset, r.preset, r.profile, r.way, r.shot)].append(r)  # never two profiles in one table
     out = []
-    for (dataset, preset, way, shot), recs in sorted(groups.items()):
+    for (dataset, preset, profile, way, shot), recs in sorted(groups.items()):
         header, rows = setting_rows(recs)
-        title = f"{dataset} · {preset} · {setting_header(way, shot)} · mIoU (%) · {_runs_note(recs)}"
+        title = f"{dataset} · {preset} · profile {profile} · {setting_header(way, shot)} · mIoU (%) · {_runs_note(recs)}"
         out.append(titled_table(title, header, rows, fmt_name, scoring_legend(recs, scoring)))
     return "\n\n".join(out + quality) + "\n"
 
@@ -358,6 +368,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         raise BenchError(f"--layout {layout} needs {wanted} under {results_dir}; fix: run `bench sweep` or `bench run` for them")
     check_tableable(records)
     check_one_preset(records, layout)
+    check_one_profile(records, layout)
     paper = paper_numbers()
     out = []
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
@@ -366,7 +377,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
     for dataset, recs in sorted(by_dataset.items()):
         if layout == "table3":
             header, rows = ablation_rows(recs)
-            out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · mean mIoU (%) over folds · "
+            out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · profile {recs[0].profile} · mean mIoU (%) over folds · "
                                     f"{_runs_note_by_setting(recs)}", header, rows, fmt_name, scoring_legend(recs, scoring)))
             out.append(published_table3(paper, fmt_name))
             continue
@@ -375,7 +386,7 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
             for way in sorted({r.way for r in recs if r.shot == k}):
                 block = [r for r in recs if (r.way, r.shot) == (way, k)]
                 header, rows = setting_rows(block)
-                out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · {setting_header(way, k)} · "
+                out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · profile {block[0].profile} · {setting_header(way, k)} · "
                                         f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name,
                                         scoring_legend(block, scoring)))
             out.append(published_table2(paper, layout, k, fmt_name))
