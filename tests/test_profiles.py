@@ -138,3 +138,22 @@ def test_every_method_trains_two_steps_under_the_reference_profile(name, mini, c
         if key not in SMALL[name]:
             assert record.method_config[key] == cited.value, key
     assert record.fit["loss"][-1][0] == 2  # two steps (PFENet: 1 epoch of 60 images in batches of 32)
+
+
+@pytest.mark.parametrize("grid,dataset,n_cells", [("paper_pascal5i", "pascal5i", 4 * (2 * 2 * 2 + 2 * 2 + 2 * 2 + 2 * 2 * 2 * 2 + 4)),
+                                                  ("paper_coco20i", "coco20i", 4 * 2 * 2 * 4)])
+def test_real_data_grids_run_the_reference_profile_with_valid_settings(grid, dataset, n_cells):
+    """The paper's grids: every cell under `reference` on the real dataset, with settings each
+    method and the pseudo-label generator accept (a typo would fail the sweep at its first cell)."""
+    from pathlib import Path
+
+    from bench.harness.registry import create_method
+    from bench.harness.sweep import grid_cells, load_grid
+    from pseudo_labels.config import pseudo_config
+
+    cells = grid_cells(load_grid(Path(__file__).parents[1] / "grids" / f"{grid}.toml"))
+    assert len(cells) == n_cells and {(c.dataset, c.profile, c.preset) for c in cells} == {(dataset, "reference", "wacv22")}
+    for cell in cells:
+        create_method(cell.method, dict(cell.config))
+        pseudo_config(dict(cell.pseudo))
+        assert cell.mode == "full" or dict(cell.pseudo)["cam_weights"].startswith("weights/")

@@ -58,3 +58,29 @@ def test_episode_files_keep_the_sha256_the_stored_records_name(mini, cache_dir):
     assert mini.fingerprint() == record.dataset_fingerprint  # the embedded generator is deterministic
     _, sha, _ = load_or_sample_episodes(cache_dir, get_preset("quick"), mini, 0, 1, 1, 0)
     assert sha == record.episode_sha256
+
+
+def test_claims_read_rows_with_settings_and_profiles_and_say_how_they_ran(tmp_path):
+    """Real data needs --set for weight files: a method whose only row carries settings (and the
+    reference profile) still enters the claims, and the setting says what it ran with; two such
+    rows and no plain one are ambiguous and left out, named."""
+    import dataclasses
+    import shutil
+
+    from bench.core.records import load_records
+    from bench.report.claims import claim_rows
+
+    for path, r in load_records(DATA / "records_b698898"):
+        if r.method == "panet":
+            dataclasses.replace(r, config={"trunk_checkpoint": "vgg16.pth"}, profile="reference").write(tmp_path)
+        elif r.method == "amp":
+            for width in (0.5, 1.0):
+                dataclasses.replace(r, config={"trunk_width": width}).write(tmp_path)
+        else:
+            dataclasses.replace(r).write(tmp_path)
+    rows = claim_rows(tmp_path)
+    claim1 = next(row for row in rows if row[0] == "1")
+    assert "panet" in claim1[3] and "amp " not in claim1[3].split(" · ")[0]
+    assert "panet full: profile reference, trunk_checkpoint=vgg16.pth" in claim1[3]
+    assert "amp full: 2 --set variants, none plain (left out)" in claim1[3]
+    shutil.rmtree(tmp_path)

@@ -2,8 +2,10 @@
 records, each setting a line: holds / fails / not checkable, with our numbers and the paper's.
 
 Numbers are the tables' means: per seed the mean over the setting's folds, then the mean over
-seeds (bench/report/tables.py). Rows are the base networks (records without --set or --pseudo-set
-overrides), except Table 3's `ours [saliency=none]`. The tests of each claim:
+seeds (bench/report/tables.py). Rows are the base networks: per method and mode the row without
+--set, or the only row there is (real data needs --set for its weight files), and Table 3's
+`ours [saliency=none]`; each setting says which profile and settings its rows ran with
+(`claim_records`). The tests of each claim:
 1. weak < full for every method with both modes;
 2. `ours` has "by far" the smallest Δ: below half the smallest baseline Δ (the paper: 5.1 against
    20.9, a ratio of 0.24; 2.7 against 12.9 on COCO);
@@ -114,6 +116,39 @@ def claim_4(means: dict) -> tuple[str, str]:
 CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}
 
 
+def claim_records(records) -> tuple[list, dict]:
+    """The records each claim reads, and per setting what they ran with. Per (setting, method,
+    mode) one row: the one without --set / --pseudo-set if there is one, else the only row there is
+    (real data needs --set for its weight files and --pseudo-set for its CAM), relabelled as the
+    method; several such rows and no plain one are left out (named in "ran with" as ambiguous).
+    A weak run with `saliency=none` is Table 3's `ours [saliency=none]` whatever else it set."""
+    from dataclasses import replace
+
+    groups = defaultdict(list)
+    for r in records:
+        ablation = r.pseudo.get("saliency") == "none"
+        groups[(r.dataset, r.way, r.shot, r.method, r.mode, ablation)].append(r)
+    chosen, how = [], defaultdict(list)
+    for (dataset, way, shot, method, mode, ablation), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        base_pseudo = {"saliency": "none"} if ablation else {}
+        variants = {(tuple(sorted(r.config.items())), tuple(sorted(r.pseudo.items()))) for r in recs}
+        plain = [r for r in recs if not r.config and r.pseudo == base_pseudo]
+        name = f"{method}{' [saliency=none]' if ablation else ''} {mode}"
+        if plain:
+            picked = plain
+        elif len(variants) == 1:
+            picked = [replace(r, config={}, pseudo=dict(base_pseudo)) for r in recs]  # the row stands for the method
+        else:
+            how[(dataset, way, shot)].append(f"{name}: {len(variants)} --set variants, none plain (left out)")
+            continue
+        chosen += picked
+        extra = "" if plain else ", ".join(f"{k}={v}" for k, v in sorted({**recs[0].config, **recs[0].pseudo}.items())
+                                           if not (ablation and k == "saliency"))
+        if extra or picked[0].profile != "embedded":
+            how[(dataset, way, shot)].append(f"{name}: profile {picked[0].profile}" + (f", {extra}" if extra else ""))
+    return chosen, {k: "; ".join(v) for k, v in how.items()}
+
+
 def fit_caveat(records, dataset: str, way: int, shot: int) -> str:
     """Which rows of the setting stand on fits that did not converge (↑) or have no curve (?), by
     the one rule of bench/core/curves.py: a claim on such rows says little about those methods."""
@@ -132,7 +167,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
     if not records:
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep --grid grids/table2a.toml` first")
     check_tableable(records)
-    base = [r for _, r in records if not r.config and (not r.pseudo or row_label(r) in ABLATIONS.values())]
+    base, ran_with = claim_records([r for _, r in records])
     ours_means = setting_means(base)
     published = {b: paper_means(t) for t, b in LAYOUT_BENCHMARK.items()}
     rows = []
@@ -147,8 +182,10 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
             paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
             unjudged = fit_caveat(base, dataset, way, shot)
+            how = ran_with.get((dataset, way, shot), "")
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (" (caveat ↑/?)" if unjudged else ""),
-                          text + (f" · {unjudged}" if unjudged else ""), paper_verdict, paper_text])
+                          text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else ""),
+                          paper_verdict, paper_text])
         rows += found or [[str(claim), "–", "not checkable", reasons[0] if reasons else "no records", "", ""]]
     return rows
 
