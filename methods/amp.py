@@ -34,6 +34,12 @@ Adapted:
   augmentation. `--set trunk_width=1 fc=4096 embed=256 trunk_bn=false trunk_checkpoint=FILE` is
   the paper's network.
 
+The reference profile (`--profile reference`, PROFILES below) trains as the reference code:
+RMSprop 1e-6 constant, weight decay 5e-4, single images, no flips, the reduced fconv (one 1x1
+512 -> 256, `fconv=reduced`), alpha 0.25821, 300k steps. Its loss is the mean cross-entropy: the
+reference config asks size_average False, which its cross_entropy2d ignores (`loss_reduction=sum`
+gives the config's intent).
+
 Not (yet) reproduced, from the reference code (../shared/BASELINES.md): the cosine layers' scale
 starts at 20 there (10 here); score maps are upsampled nearest there (bilinear here); its 1-shot
 runs add *iterative imprinting* (the query's confident novel pixels re-imprint the weights

@@ -15,7 +15,8 @@ Faithful to the paper and its reference code:
   skipped) segment each support image against its foreground (1) / background (0) mask, other
   ways' pixels ignored, weight 1, averaged over ways and shots;
 - SGD, momentum 0.9, weight decay 5e-4, learning rate 1e-3, x0.1 at 1/3 and 2/3 of training
-  (the paper: 30k iterations, steps at 10k and 20k); random horizontal flips.
+  (the paper: 30k iterations, steps at 10k and 20k); random horizontal flips. `--profile
+  reference` (PROFILES below) trains 30k iterations of the full-width VGG-16 without BN, seed 1234.
 
 Adapted for the embedded default on a CPU (all config values, `--set` restores the paper's):
 - trunk width 1/4 with BatchNorm (torchvision's vgg16_bn layout) pretrained on the pool's object

@@ -39,6 +39,10 @@ is the paper's network on real data):
   crops to 473): the frozen trunk's outputs are computed once per image and stored
   (backbones/features.py, shared by every fold and mode), and the support's masked layer4 is
   memoised per (image, mask);
+- the reference profile (`--profile reference`, PROFILES below) trains as the reference code:
+  epochs over the fold's training images (`epochs`), its augmentation (`augment=reference`,
+  methods/augment.py; the trunk then runs per batch on the augmented pixels), reduce_dim 256,
+  ResNet-50 (PASCAL) / 101 (COCO);
 - the trunk's BatchNorm uses its stored statistics (the reference's model.train() leaves the
   frozen trunk's BN in training mode, a quirk we do not copy);
 - N-way: one pass per way (its support against each query), then methods/nway.combine_ways: a
