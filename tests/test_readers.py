@@ -131,3 +131,28 @@ def test_a_fold_class_without_images_names_the_class_and_the_list(tmp_path, caps
     assert code == 2 and err.count("\n") == 1
     assert "class 6 (bus) has 1 eligible val images" in err or "class 7 (car) has 0 eligible val images" in err
     assert "smaller filter" not in err and "the val list of pascal5i holds" in err
+
+
+def test_coco_masks_are_rasterised_once_per_image_and_again_when_annotations_change(tmp_path, monkeypatch):
+    """The reader and the fit's mask store rasterise an image's annotations once into the cache;
+    later reads take the PNG (shown by breaking the rasteriser); an edited annotation file is a
+    new folder."""
+    import bench.data.reading as reading
+
+    root = make_coco(tmp_path / "coco")
+    ds = coco_dataset(root, tmp_path / "cache" / "index")
+    first = ds.mask("val_42")
+    folder = ds.mask_folder("val")
+    assert (folder / "val_42.png").is_file() and folder.parent == tmp_path / "cache" / "coco-masks"
+    store = ds.mask_store(["val_77"])
+    via_store = store.mask("val_77")
+    monkeypatch.setattr(reading, "coco_mask", lambda *a: pytest.fail("rasterised again"))
+    assert np.array_equal(coco_dataset(root, tmp_path / "cache" / "index").mask("val_42"), first)
+    assert np.array_equal(store.mask("val_77"), via_store) and 4 in via_store
+    monkeypatch.undo()
+    path = root / "annotations" / "instances_val2014.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = [[2, 2, 20, 2, 20, 15, 2, 15]]  # a larger object in val_42
+    path.write_text(json.dumps(data))
+    edited = coco_dataset(root, tmp_path / "cache" / "index")
+    assert edited.mask_folder("val") != folder and (edited.mask("val_42") == 3).sum() > (first == 3).sum()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.reading import (IGNORE, cached_image, cached_mask, check_labels, check_same_size, coco_mask,  # noqa: F401
-                                 read_image, read_mask)  # re-exported: the readers' file primitives
+                                 rasterised_coco_mask, read_image, read_mask)  # re-exported: the readers' file primitives
 from bench.data.classes import COCO_CLASSES, VOC_CLASSES, coco_fold_classes, pascal_fold_classes
 from bench.core.errors import BenchError
 from bench.core.progress import progress
@@ -233,9 +233,20 @@ class CocoDataset:
 
     def mask(self, image_id: str) -> np.ndarray:
         height, width, anns, image_path, cat_index = self._mask_entry(image_id)
-        mask = coco_mask(height, width, anns, cat_index)
+        mask = rasterised_coco_mask(self.mask_folder(self._split_of(image_id)), image_id, height, width, anns, cat_index)
         check_same_size(cached_image(image_path), mask, image_path, f"annotations of {image_id}")
         return mask
+
+    def mask_folder(self, split: str) -> Path | None:
+        """Where this split's rasterised masks are kept: cache/coco-masks/<split>-<annotation file
+        sha256>, beside the cache's index (None without a cache dir: rasterised at every access)."""
+        if self.memo_dir is None:
+            return None
+        from bench.core.files import file_sha
+
+        self._api(split)  # a missing annotation file gets its own message
+        sha = file_sha(self.root / "annotations" / f"instances_{split}2014.json")
+        return Path(self.memo_dir).parent / "coco-masks" / f"{self.name}-{split}-{sha}"
 
     def _mask_entry(self, image_id: str) -> tuple[int, int, list[dict], Path, dict[int, int]]:
         """(height, width, annotations, image file, category id -> class id) of one image."""
@@ -255,7 +266,8 @@ class CocoDataset:
         """The GT masks of `ids` alone: their annotations copied out, no COCO index kept."""
         from bench.data.stores import CocoMasks
 
-        return CocoMasks({i: self._mask_entry(i) for i in ids})
+        return CocoMasks({i: self._mask_entry(i) for i in ids},
+                         {s: self.mask_folder(s) for s in {self._split_of(i) for i in ids}})
 
     def fold_classes(self, fold: int, coco_split: str = "contiguous") -> list[int]:
         return coco_fold_classes(fold, coco_split)

@@ -85,6 +85,27 @@ def _cached(path: Path, reader) -> np.ndarray:
     return arr
 
 
+def rasterised_coco_mask(folder: Path | None, image_id: str, height: int, width: int, anns: list[dict],
+                         cat_index: dict[int, int]) -> np.ndarray:
+    """A COCO image's class mask, rasterised from its annotations once: the PNG under `folder`
+    (named by the annotation file's content, so an edited file is rasterised again) is read on
+    every later access. Without a folder (no cache dir) it is rasterised each time."""
+    if folder is None:
+        return coco_mask(height, width, anns, cat_index)
+    path = Path(folder) / f"{image_id}.png"
+    if path.is_file():
+        return cached_mask(path)
+    mask = coco_mask(height, width, anns, cat_index)
+    import io
+
+    from bench.core.files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return mask
+
+
 def coco_mask(height: int, width: int, anns: list[dict], cat_index: dict[int, int]) -> np.ndarray:
     """One image's class mask from its COCO annotations (polygons or RLE, as pycocotools' annToMask);
     crowd regions drawn last, as ignore."""

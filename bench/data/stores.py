@@ -59,19 +59,21 @@ class MaskFiles:
 class CocoMasks:
     """COCO masks of some ids, rasterised from those images' annotations alone (crowd -> 255)."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_folders")
 
-    def __init__(self, entries: dict[str, tuple]):
+    def __init__(self, entries: dict[str, tuple], folders: dict | None = None):
         self._entries = dict(entries)  # id -> (height, width, annotations, image file, category id -> class id)
+        self._folders = dict(folders or {})  # split -> folder of rasterised masks (bench/data/reading.py)
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self._entries
 
     def mask(self, image_id: str) -> np.ndarray:
-        from bench.data.reading import cached_image, check_same_size, coco_mask
+        from bench.data.reading import cached_image, check_same_size, rasterised_coco_mask
 
         height, width, anns, image_path, cat_index = _lookup(self._entries, image_id, "mask")
-        mask = coco_mask(height, width, anns, cat_index)
+        folder = self._folders.get(image_id.split("_", 1)[0])
+        mask = rasterised_coco_mask(folder, image_id, height, width, anns, cat_index)
         check_same_size(cached_image(image_path), mask, image_path, f"annotations of {image_id}")
         return mask
 
