@@ -68,8 +68,27 @@ def class_maps(t_low: torch.Tensor, weights: np.ndarray, size: tuple[int, int]) 
     """Eq. 3 for every dataset class: (N, K, h, w) CAMs -> (N, C, H, W) maps in [0, 1].
     The weighted sum is taken on the CAM grid (it commutes with bilinear upsampling), then upsampled
     and min-max normalised per image and class; a map with no weight or no activation stays 0."""
+    return upsampled_maps(low_class_maps(t_low, weights), size)
+
+
+def low_class_maps(t_low: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
+    """Eq. 3 on the CAM grid: (N, K, h, w) CAMs -> (N, C, h, w), every dataset class (small)."""
     w = torch.from_numpy(weights).to(device=t_low.device, dtype=t_low.dtype)
-    tbar = torch.einsum("ck,nkhw->nchw", w, t_low)
+    return torch.einsum("ck,nkhw->nchw", w, t_low)
+
+
+def labelled_maps(tbar_low: torch.Tensor, class_ids: list[int], size: tuple[int, int]) -> torch.Tensor:
+    """One image's maps of its labelled classes, at image size: (C, h, w) -> (m, H, W). Upsampled one
+    image at a time, so memory is C x H x W (COCO at 640 x 480: 98 MB) instead of a batch's
+    N x C x H x W (6.3 GB for 32 images). All C maps are upsampled before the labelled ones are
+    kept: torch's bilinear kernel gives other last bits for another channel count, and these values
+    must be bit for bit those of `class_maps` (cached masks are named by the settings, not the code)."""
+    if not class_ids:
+        return tbar_low.new_zeros((0, *size))
+    return upsampled_maps(tbar_low[None], size)[0][[c - 1 for c in class_ids]]
+
+
+def upsampled_maps(tbar: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     tbar = F.interpolate(tbar, size=size, mode="bilinear", align_corners=False)
     lo = tbar.amin(dim=(2, 3), keepdim=True)
     span = tbar.amax(dim=(2, 3), keepdim=True) - lo
@@ -112,11 +131,11 @@ def image_maps(pipe: Pipeline, dataset, ids: list[str], labels: dict[str, frozen
     for shape in sorted({im.shape[:2] for im in images}):
         group = [k for k, im in enumerate(images) if im.shape[:2] == shape]
         batch = np.stack([images[k] for k in group])
-        maps = to_numpy(class_maps(pipe.cam.maps(batch), pipe.weights, shape))
+        low = low_class_maps(pipe.cam.maps(batch), pipe.weights)  # every class, on the CAM grid
         sal = pipe.saliency.maps(batch)
         for j, k in enumerate(group):
             cls = sorted(labels[ids[k]])
-            out.append(ImageMaps(ids[k], cls, maps[j, [c - 1 for c in cls]], None if sal is None else sal[j]))
+            out.append(ImageMaps(ids[k], cls, to_numpy(labelled_maps(low[j], cls, shape)), None if sal is None else sal[j]))
     return sorted(out, key=lambda m: ids.index(m.image_id))
 
 

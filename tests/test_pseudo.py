@@ -423,3 +423,24 @@ def test_pseudo_cli_report_neighbours_and_table(mini, cache_dir, tmp_path, capsy
     assert lines[0].startswith("sheep -> words sheep") and len(lines) == 4
     assert main(base + ["neighbours", "sheeep", "--dataset", "openmoji5i-mini", *sets]) == 2
     assert "unknown class 'sheeep'" in capsys.readouterr().err
+
+
+def test_labelled_maps_per_image_equal_the_batch_maps_bit_for_bit():
+    """Pseudo masks are made one image at a time (memory C x H x W, not a batch's N x C x H x W):
+    the labelled classes' maps are bit for bit the rows of the batch's all-class maps."""
+    import torch
+
+    from pseudo_labels.generate import labelled_maps, low_class_maps
+
+    g = torch.Generator().manual_seed(0)
+    t_low = torch.rand(3, 7, 5, 6, generator=g)
+    weights = np.random.default_rng(1).random((9, 7)).astype(np.float32)
+    weights[4] = 0  # a class with no weight: its map stays 0
+    full = class_maps(t_low, weights, (37, 41))
+    low = low_class_maps(t_low, weights)
+    for j, classes in enumerate([[1, 5, 9], [2], [3, 4, 5, 6, 7, 8]]):
+        got = labelled_maps(low[j], classes, (37, 41))
+        assert got.shape == (len(classes), 37, 41)
+        assert torch.equal(got, full[j, [c - 1 for c in classes]])
+    assert labelled_maps(low[0], [], (37, 41)).shape == (0, 37, 41)
+    assert float(labelled_maps(low[0], [5], (37, 41)).abs().max()) == 0.0
