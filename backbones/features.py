@@ -6,6 +6,13 @@ its own 500x375 (`pfenet2020`), because a method must see the features of the im
 Sizes come from the preset (bench/data/sizes.py): training images at `train_size`, test images at
 `eval_size`. Stored at the network's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image,
 279 kB); methods upsample when they need pixel features. One .npy file per (image, size).
+
+A store has a budget, `$WSFSS_STORE_GB` (default 20 GB): when the images a method asks for would
+take more (PFENet's 3,584-channel stride-8 maps of real VOC at 473 px: ~270 GB; `ours`' r101 decoder
+at 417 px: ~137 GB), nothing is written and each image's outputs are computed when used (on the
+device), rounded through float16 as stored ones are; they equal the stored values up to one float16
+step where a differently batched convolution changed the last bits (tests/test_backbones.py). The
+RAM memo still keeps what fits.
 """
 from __future__ import annotations
 
@@ -24,6 +31,14 @@ from bench.core.progress import progress
 from bench.core.files import atomic_write_bytes
 
 BATCH = 32
+DEFAULT_STORE_GB = 20.0
+
+
+def store_budget() -> float:
+    """Bytes a feature store may take on disk ($WSFSS_STORE_GB)."""
+    import os
+
+    return float(os.environ.get("WSFSS_STORE_GB", DEFAULT_STORE_GB)) * 1e9
 
 
 class FeatureCache:
@@ -41,6 +56,14 @@ class FeatureCache:
         name = f"{images.name}-{images.fingerprint}-{weights_id}{'-' + tag if tag else ''}"
         self.root = Path(cache_dir) / "features" / name
         self._ram = BytesLRU(ram_bytes)
+        self.stored = True  # False once a request would exceed the store budget: computed when used
+
+    def planned_bytes(self, wanted: dict) -> int:
+        """Disk bytes of the float16 outputs of {id: (H, W)}: one probe image, scaled by pixel count
+        (outputs are a fixed stride of the input; real VOC has hundreds of distinct sizes)."""
+        image_id, shape = next(iter(wanted.items()))
+        per_pixel = self.compute([self.image_at(image_id, shape)])[0].numel() * 2 / (shape[0] * shape[1])
+        return int(sum(per_pixel * h * w + 128 for h, w in wanted.values()))  # float16 + the .npy header
 
     def path(self, image_id: str, shape: tuple[int, int]) -> Path:
         return self.root / f"{shape[0]}x{shape[1]}" / f"{image_id}.npy"
@@ -58,7 +81,15 @@ class FeatureCache:
         """Compute and store the features of every image in `ids` at `size` (a preset's square
         side, or None for each image's own size) that has none yet; batches group equal sizes."""
         wanted = {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
-        if all(self.path(i, s).is_file() for i, s in wanted.items()):
+        if not self.stored or all(self.path(i, s).is_file() for i, s in wanted.items()):
+            return
+        need = self.planned_bytes(wanted)
+        if need > store_budget():
+            import sys
+
+            self.stored = False
+            print(f"{desc}: {len(wanted)} images would store {need / 1e9:.1f} GB, over the {store_budget() / 1e9:.0f} GB "
+                  f"budget ($WSFSS_STORE_GB): computed per batch instead, nothing stored", file=sys.stderr)
             return
         with one_builder(self.root):  # parallel sweep cells share one store: one process fills it
             by_shape: dict[tuple, list[str]] = {}
@@ -84,6 +115,9 @@ class FeatureCache:
     def _array(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         key = (image_id, tuple(shape))
         arr = self._ram.get(key)
+        if arr is None and not self.stored:  # over budget: the values a stored file would hold, not written
+            arr = to_numpy(self.compute([self.image_at(image_id, shape)])[0]).astype(np.float16)
+            self._ram.put(key, arr)
         if arr is None:
             path = self.path(image_id, shape)
             if not path.is_file():

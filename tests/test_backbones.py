@@ -152,3 +152,34 @@ def test_confusion_scores_on_a_hand_computed_case():
     assert got["val_pixel_acc"] == pytest.approx(100 * 9 / 16, abs=0.01)
     # objects: gt-object & pred-object = 2+0+3+1 = 6; gt objects 8, predicted objects 8 -> 6/10
     assert got["val_object_iou"] == pytest.approx(60.0)
+
+
+def test_a_feature_store_over_its_budget_computes_the_same_values_and_writes_nothing(mini, cache_dir, tmp_path, monkeypatch):
+    """$WSFSS_STORE_GB bounds every per-image store: over it, outputs are computed when used,
+    rounded through float16 as stored ones are (equal up to one float16 step: the stored ones were
+    computed in a batch of 5, these one by one), and no file is written."""
+    import numpy as np
+    import torch
+
+    from backbones.features import FeatureCache
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4, padding=1), torch.nn.ReLU())
+    ids = mini.ids("val")[:5]
+    store = mini.image_store(ids)
+    outputs = lambda model, x: model(x)  # noqa: E731
+    kept = FeatureCache(store, net, "tiny", tmp_path / "a", outputs=outputs)
+    kept.ensure(ids, 65)
+    assert len(list((tmp_path / "a").rglob("*.npy"))) == 5
+    planned = kept.planned_bytes({i: (65, 65) for i in ids})
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "a").rglob("*.npy"))
+    assert abs(planned - on_disk) <= 0.02 * on_disk  # the estimate the budget is compared with
+    monkeypatch.setenv("WSFSS_STORE_GB", str(on_disk / 2 / 1e9))
+    computed = FeatureCache(store, net, "tiny", tmp_path / "b", outputs=outputs)
+    computed.ensure(ids, 65)
+    assert not computed.stored and not list((tmp_path / "b").rglob("*.npy"))
+    for i in ids:
+        a, b = kept.features(i, (65, 65)), computed.features(i, (65, 65))
+        step = torch.finfo(torch.float16).eps * a.abs().clamp(min=2 ** -14)  # one float16 step at each value
+        assert a.shape == b.shape and bool(((a - b).abs() <= step + 1e-12).all())
+    assert not list((tmp_path / "b").rglob("*.npy"))
