@@ -380,6 +380,7 @@ def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
     assert "## Environment" in text and "27.5 ± 7.5" in text and "![delta](figures/delta.png)" in text
     assert "## table3" in text and "_not shown: --layout table3 needs" in text
     assert (tmp_path / "figures" / "delta.png").is_file()
+    assert "## Fits: loss and base-class validation curves" in text  # drawn, or why not
 
 
 def test_class_mask_quality_hand_case():

@@ -37,7 +37,7 @@ def _cpu_name() -> str:
 
 
 def write_report(results_dir: Path, out: Path) -> Path:
-    from bench.report.figures import delta_chart
+    from bench.report.figures import curves_chart, delta_chart
 
     records = load_records(results_dir)
     if not records:
@@ -55,10 +55,16 @@ def write_report(results_dir: Path, out: Path) -> Path:
         sections += ["## Δ = full − weak"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in charts]
     except BenchError as exc:
         sections += ["## Δ = full − weak", f"_not shown: {exc}_"]
+    try:
+        curves = curves_chart(results_dir, figures / "curves.png")
+        sections += ["## Fits: loss and base-class validation curves, convergence verdicts"] + [
+            f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in curves]
+    except BenchError as exc:
+        sections += ["## Fits: loss and base-class validation curves", f"_not shown: {exc}_"]
     controls = load_controls(results_dir)
     sections += ["## Support-sensitivity control (`bench control`)",
                  control_table(controls) if controls else "_not run: `bench control --method M --mode weak` adds it_"]
-    others = sorted(p for p in figures.glob("*.png") if not p.name.startswith("delta"))
+    others = sorted(p for p in figures.glob("*.png") if not p.name.startswith(("delta", "curves")))
     if others:
         sections += ["## Figures"] + [f"![{p.stem}]({p.relative_to(Path(out).parent)})" for p in others]
     atomic_write_text(Path(out), "\n\n".join(sections) + "\n")
