@@ -30,8 +30,12 @@ def test_validation_points_and_loss_means():
     c = FitCurve(60)
     for step in range(1, 61):
         c.add_loss(step, float(step))
-    # means of steps 1-25, 26-50, 51-60
-    assert c.loss == [[25, 13.0], [50, 38.0], [60, 55.5]]
+    # means of steps 1-25, 26-50, 51-60, with the count of non-finite losses
+    assert c.loss == [[25, 13.0, 0], [50, 38.0, 0], [60, 55.5, 0]]
+    d = FitCurve(50)
+    for step in range(1, 51):
+        d.add_loss(step, float("inf") if step in (3, 30, 31) else 1.0)
+    assert d.loss == [[25, 1.0, 1], [50, 1.0, 2]] and d.nonfinite_steps() == 3
 
 
 def _episode(mini, cache_dir):

@@ -21,6 +21,7 @@ existed are "no curve". Every record carries the curve and the verdict; tables m
 did not converge, and `bench claims` says which claims stand on such rows."""
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -36,10 +37,11 @@ RULE = (f"converged: validation foreground IoU gained < {MIN_GAIN:g} point over 
 @dataclass
 class FitCurve:
     total: int
-    loss: list = field(default_factory=list)  # [step, mean loss of the steps since the previous entry]
+    loss: list = field(default_factory=list)  # [step, mean finite loss since the previous entry, non-finite steps]
     validation: list = field(default_factory=list)  # [step, foreground IoU %]
     _sum: float = 0.0
     _n: int = 0
+    _bad: int = 0
 
     def points(self) -> list[int]:
         """The steps after which validation runs: VALIDATION_POINTS evenly spaced, the last step included."""
@@ -47,15 +49,24 @@ class FitCurve:
         return sorted({round(self.total * (i + 1) / k) for i in range(k)}) if self.total else []
 
     def add_loss(self, step: int, value) -> None:
-        self._sum += float(value.detach()) if hasattr(value, "detach") else float(value)
-        self._n += 1
+        """A step's loss. An infinite or NaN loss is counted, not averaged: one would hide the others,
+        and a count says how often a method's loss is undefined (a defect worth seeing)."""
+        value = float(value.detach()) if hasattr(value, "detach") else float(value)
+        if math.isfinite(value):
+            self._sum += value
+            self._n += 1
+        else:
+            self._bad += 1
         if step % LOSS_EVERY == 0 or step == self.total:
-            self.loss.append([step, round(self._sum / self._n, 6)])
-            self._sum, self._n = 0.0, 0
+            self.loss.append([step, round(self._sum / self._n, 6) if self._n else None, self._bad])
+            self._sum, self._n, self._bad = 0.0, 0, 0
+
+    def nonfinite_steps(self) -> int:
+        return sum(entry[2] for entry in self.loss if len(entry) > 2)
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        return {**d, "verdict": verdict(self.validation, self.total)}
+        return {**d, "nonfinite_loss_steps": self.nonfinite_steps(), "verdict": verdict(self.validation, self.total)}
 
 
 def verdict(validation: list, total: int) -> dict:

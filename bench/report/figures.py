@@ -262,7 +262,11 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
                 style = dict(color=f"C{fold}", ls="-" if mode == "full" else "--")
                 verdict = fit.get("verdict", {})
                 mark = {True: "converged", False: "not converged"}.get(verdict.get("converged"), "no verdict")
-                row[0].plot(*zip(*fit["loss"]), lw=1, **style, label=f"{mode} fold {fold}")
+                finite = [(e[0], e[1]) for e in fit["loss"] if e[1] is not None and np.isfinite(e[1])]
+                bad = sum(e[2] for e in fit["loss"] if len(e) > 2)  # older records: [step, mean] (may be inf)
+                if finite:
+                    row[0].plot(*zip(*finite), lw=1, **style,
+                                label=f"{mode} fold {fold}" + (f" ({bad} steps with an infinite loss left out)" if bad else ""))
                 if fit.get("validation"):
                     row[1].plot(*zip(*fit["validation"]), marker="o", ms=3, lw=1, **style,
                                 label=f"{mode} fold {fold}: {mark} ({verdict.get('gain', 0):+.1f})")
@@ -271,7 +275,7 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
             for ax in row:
                 ax.set_xlabel("step", fontsize=8)
                 ax.legend(fontsize=6)
-        fig.suptitle(f"{dataset} · {preset} · {RULE}", fontsize=8)
+        fig.suptitle(f"{dataset} · {preset}\n{RULE}", fontsize=7)
         fig.tight_layout()
         target = out if len(groups) == 1 else out.with_name(f"{out.stem}_{dataset}_{preset}{out.suffix}")
         written.append(_save(fig, target))
