@@ -69,3 +69,12 @@ def test_every_coco_sprite_renders_an_object():
                 continue  # checked by test_embedded
             alpha = render_sprite(src)[..., 3]
             assert (alpha == 255).mean() > 0.1, (name, src)
+
+
+def test_dataset_family_by_name_is_the_readers_family(coco_mini, mini):
+    """Profiles pick their per-family values by dataset name, before a reader is opened."""
+    from bench.data.datasets import dataset_family
+
+    assert dataset_family(coco_mini.name) == coco_mini.family == "coco"
+    assert dataset_family(mini.name) == mini.family == "pascal"
+    assert dataset_family("coco20i") == "coco" and dataset_family("pascal5i") == "pascal"

@@ -37,7 +37,9 @@ def test_pool_nets_train_the_same_weights_under_two_machines_settings(mini, cach
     assert all(loose_a[k] != loose_b[k] for k in a)  # unpinned, every net differs: the check has teeth
     golden = json.loads((HERE / "data" / "golden_pool_fits.json").read_text())
     if a != golden["sha256_16"]:
-        cpu = _cpu_model()
+        from bench.core.files import cpu_name
+
+        cpu = cpu_name()
         message = (f"pinned pool-net weights differ from the golden ones made on {golden['made_on']['cpu']} "
                    f"({golden['made_on']['isa']}): this CPU ({cpu}) trains other weights, so the README's numbers "
                    f"will not reproduce here to the digit; got {a}")
@@ -45,12 +47,3 @@ def test_pool_nets_train_the_same_weights_under_two_machines_settings(mini, cach
             pytest.xfail(message)  # another CPU model: reported, it is what the golden hash is for
         pytest.fail(message)  # the same CPU model: the code changed what a fit computes
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"

@@ -61,6 +61,17 @@ def environment_versions() -> dict:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo; the report and the golden-hash check name it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def git_commit() -> str:
     here = Path(__file__).resolve().parents[2]  # the repository
     try:

@@ -21,12 +21,16 @@ class Cited:
     source: str  # "owner/repo@commit path:line", or "paper §x" / "choice: why" where no code defines it
 
 
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise BenchError(f"unknown profile '{profile}'; use one of {', '.join(PROFILES)}")
+    return profile
+
+
 def profile_values(method_cls, profile: str, family: str) -> dict[str, Cited]:
     """The settings `profile` gives `method_cls` on a dataset of `family` ("pascal" | "coco");
     {} for `embedded` and for methods that declare no such profile (their defaults are used)."""
-    if profile not in PROFILES:
-        raise BenchError(f"unknown profile '{profile}'; use one of {', '.join(PROFILES)}")
-    if profile == "embedded":
+    if check_profile(profile) == "embedded":
         return {}
     table = getattr(method_cls, "PROFILES", {}).get(profile, {})
     return dict(table.get(family) or table.get("pascal") or {})

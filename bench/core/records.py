@@ -61,8 +61,7 @@ class RunRecord:
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:
-        named = {**self.config, **({"profile": self.profile} if self.profile != "embedded" else {})}  # profiles never collide
-        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, named),
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, named_config(self.config, self.profile)),
                                                   mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path
@@ -71,6 +70,12 @@ class RunRecord:
 def _override_suffix(overrides: dict | None) -> str:
     # '/' would open a sub-folder (a path-valued override)
     return "".join(f"+{k}={str(v).replace('/', '_')}" for k, v in sorted((overrides or {}).items()))
+
+
+def named_config(config: dict, profile: str | None) -> dict:
+    """The settings a record's folder is named by: the --set values, and the profile when it is not
+    `embedded` (so two profiles' records never overwrite each other)."""
+    return {**config, **({"profile": profile} if profile not in (None, "embedded") else {})}
 
 
 def variant_label(method: str, config: dict | None = None) -> str:

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 DATASETS = ("openmoji5i", "openmoji5i-mini", "openmoji20i", "openmoji20i-mini", "pascal5i", "coco20i")
 REAL_DATASETS = ("pascal5i", "coco20i")  # read from a user's disk; the others are generated
+COCO_FAMILY = ("coco20i", "openmoji20i", "openmoji20i-mini")  # COCO-20i folds; the others PASCAL-5i's
+
+
+def dataset_family(name: str) -> str:
+    """"coco" or "pascal" by name, what the readers' `family` says, known before one is opened."""
+    return "coco" if name in COCO_FAMILY else "pascal"
 
 
 @dataclass
@@ -303,7 +309,7 @@ def get_dataset(name: str, cache_dir: Path, data_root: Path | None = None):
         from dataclasses import replace
 
         return embedded_coco_dataset(cache_dir, replace(mini_spec(), benchmark="coco", train_per_class=4, val_per_class=3), name)
-    if name in ("pascal5i", "coco20i"):
+    if name in REAL_DATASETS:
         env = {"pascal5i": "WSFSS_PASCAL_ROOT", "coco20i": "WSFSS_COCO_ROOT"}[name]
         root = data_root or os.environ.get(env)
         if root is None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.harness.annotations import SUPERVISION, annotation_sources, check_mode, training_mode
 from bench.data.classes import N_FOLDS
-from bench.data.datasets import REAL_DATASETS, find_pool, get_dataset
+from bench.data.datasets import REAL_DATASETS, dataset_family, find_pool, get_dataset
 from bench.data.palette import palette_png_bytes
 from bench.core.device import device as current_device
 from bench.core.device import placement
@@ -24,7 +24,7 @@ from bench.core.errors import BenchError
 from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import Preset, get_preset
 from bench.core.progress import progress
-from bench.core.records import RunRecord, mode_label, record_relpath, variant_label
+from bench.core.records import RunRecord, mode_label, named_config, record_relpath, variant_label
 from bench.core.files import environment_versions, git_commit
 from bench.core.pinning import fixed_threads, pinning
 from bench.core.profiles import as_record
@@ -147,12 +147,9 @@ def resolved_request(req: RunRequest) -> RunRequest:
     records as no override)."""
     from dataclasses import replace
 
-    from bench.core.profiles import PROFILES
+    from bench.core.profiles import check_profile
 
-    if req.profile is None:
-        req = replace(req, profile=default_profile(req.dataset))
-    elif req.profile not in PROFILES:
-        raise BenchError(f"unknown profile '{req.profile}'; use one of {', '.join(PROFILES)}")
+    req = replace(req, profile=check_profile(req.profile or default_profile(req.dataset)))
     if not req.pseudo:
         return req
     from pseudo_labels.config import changed_settings
@@ -170,14 +167,7 @@ def profile_settings(req: RunRequest) -> dict:
     from bench.core.profiles import profile_values
     from bench.harness.registry import method_class
 
-    family = "coco" if req.dataset.startswith("coco") or req.dataset.endswith("20i") else "pascal"
-    return profile_values(method_class(req.method), req.profile or default_profile(req.dataset), family)
-
-
-def path_config(req: RunRequest) -> dict:
-    """The settings a record's folder is named by: the user's --set, and the profile when it is not
-    `embedded` (so the two profiles' records never overwrite each other)."""
-    return {**req.config, **({"profile": req.profile} if req.profile not in (None, "embedded") else {})}
+    return profile_values(method_class(req.method), req.profile or default_profile(req.dataset), dataset_family(req.dataset))
 
 
 def method_config(req: RunRequest) -> dict:
@@ -191,7 +181,7 @@ def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), path_config(req)),
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), named_config(req.config, req.profile)),
                                                   mode_label(req.mode, req.pseudo), fold, req.way, req.shot, seed)
 
 

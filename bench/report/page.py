@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.records import load_records
-from bench.core.files import atomic_write_text, environment_versions, git_commit
+from bench.core.files import atomic_write_text, cpu_name, environment_versions, git_commit
 from bench.harness.control import VARIANTS, load_controls
 from bench.report.tables import LAYOUTS, render_tables
 
@@ -18,22 +18,12 @@ from bench.report.tables import LAYOUTS, render_tables
 def environment_lines(records) -> list[str]:
     commits = Counter(r.git_commit or "unknown" for _, r in records)
     produced = Counter(f"{r.versions.get('torch', '?')} / python {r.versions.get('python', '?')}" for _, r in records)
-    lines = [f"- report written on: {platform.node() or 'unknown host'}, {_cpu_name()}, {os.cpu_count()} cores, "
+    lines = [f"- report written on: {platform.node() or 'unknown host'}, {cpu_name()}, {os.cpu_count()} cores, "
              f"commit {git_commit() or 'unknown'}",
              "- this machine: " + ", ".join(f"{k} {v}" for k, v in environment_versions().items())]
     lines += [f"- records made at commit {c}: {n}" for c, n in commits.most_common()]
     lines += [f"- records made with torch {v}: {n}" for v, n in produced.most_common()]
     return lines
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def write_report(results_dir: Path, out: Path) -> Path:

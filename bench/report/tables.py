@@ -82,24 +82,16 @@ def check_same_settings(records: list[tuple[Path, RunRecord]]) -> None:
             f"fix: re-run the stale cells (`bench sweep` re-runs them) or move the old records to another folder")
 
 
-def check_one_preset(records: list[tuple[Path, RunRecord]], layout: str) -> None:
-    """A layout's column holds one protocol: refuse two presets for one dataset."""
-    hit = first_conflict(records, lambda r: r.dataset, lambda a, b: a.preset == b.preset)
+def check_one_per_column(records: list[tuple[Path, RunRecord]], layout: str, field: str) -> None:
+    """A layout's column holds one protocol and one training schedule: refuse two values of the
+    record field `field` ("preset" or "profile", bench/core/profiles.py) for one dataset."""
+    hit = first_conflict(records, lambda r: r.dataset, lambda a, b: getattr(a, field) == getattr(b, field))
     if hit:
         path, r, other_path, other = hit
+        mine, theirs = getattr(r, field), getattr(other, field)
         raise BenchError(
-            f"--layout {layout} would put {r.dataset} records of two presets in one column: {other_path} "
-            f"({other.preset}) and {path} ({r.preset}); fix: pass --preset {other.preset} or --preset {r.preset}")
-
-
-def check_one_profile(records: list[tuple[Path, RunRecord]], layout: str) -> None:
-    """A layout's column holds one training schedule: refuse two profiles (bench/core/profiles.py)."""
-    hit = first_conflict(records, lambda r: r.dataset, lambda a, b: a.profile == b.profile)
-    if hit:
-        path, r, other_path, other = hit
-        raise BenchError(
-            f"--layout {layout} would put {r.dataset} records of two profiles in one column: {other_path} "
-            f"({other.profile}) and {path} ({r.profile}); fix: pass --profile {other.profile} or --profile {r.profile}")
+            f"--layout {layout} would put {r.dataset} records of two {field}s in one column: {other_path} "
+            f"({theirs}) and {path} ({mine}); fix: pass --{field} {theirs} or --{field} {mine}")
 
 
 def row_label(r: RunRecord, with_pseudo: bool = True) -> str:
@@ -156,6 +148,11 @@ def fit_legend(recs: list[RunRecord]) -> str:
     return "; ".join(parts)
 
 
+def folds_mark(marks: dict, label: str, mode: str, folds: list[int]) -> str:
+    """The marks of a mean over folds: every mark one of its folds carries."""
+    return "".join(sorted(set("".join(marks.get((label, mode, f), "") for f in folds))))
+
+
 def _marked(text: str, mark: str) -> str:
     return f"{text} {mark}" if text and mark else text
 
@@ -208,8 +205,7 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
         for mode in modes:
             row += [_marked(fmt(stat(cells.get((label, mode, f)))), marks.get((label, mode, f), "")) for f in folds]
             per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
-            mean_mark = "".join(sorted(set("".join(marks.get((label, mode, f), "") for f in folds))))
-            row.append(_marked(fmt(stat(per_seed[mode])), mean_mark))
+            row.append(_marked(fmt(stat(per_seed[mode])), folds_mark(marks, label, mode, folds)))
         row += [fmt(stat(paired_delta(per_seed["full"], per_seed[m]))) for m in deltas]
         rows.append(row)
     return header, rows
@@ -367,8 +363,8 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         wanted = "ours/ours-noE records" if layout == "table3" else f"records of a {LAYOUT_BENCHMARK[layout]}-like dataset"
         raise BenchError(f"--layout {layout} needs {wanted} under {results_dir}; fix: run `bench sweep` or `bench run` for them")
     check_tableable(records)
-    check_one_preset(records, layout)
-    check_one_profile(records, layout)
+    check_one_per_column(records, layout, "preset")
+    check_one_per_column(records, layout, "profile")
     paper = paper_numbers()
     out = []
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
@@ -410,7 +406,7 @@ def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     for label in sorted({row_label(r) for r in records}):
         for mode in ("weak",) if label in pseudo_variants else ("full", "weak"):  # its full row is its base's
             row = [label, mode] + [_marked(fmt(stat(fold_mean_per_seed(cells, label, mode, folds))),
-                                           "".join(sorted(set("".join(marks.get((label, mode, f), "") for f in folds)))))
+                                           folds_mark(marks, label, mode, folds))
                                    for cells, folds, marks in per_setting]
             if any(row[2:]):
                 rows.append(row)
