@@ -58,12 +58,35 @@ class FeatureCache:
         self._ram = BytesLRU(ram_bytes)
         self.stored = True  # False once a request would exceed the store budget: computed when used
 
-    def planned_bytes(self, wanted: dict) -> int:
+    def planned_bytes(self, wanted: dict, per_pixel: float | None = None) -> int:
         """Disk bytes of the float16 outputs of {id: (H, W)}: one probe image, scaled by pixel count
         (outputs are a fixed stride of the input; real VOC has hundreds of distinct sizes)."""
-        image_id, shape = next(iter(wanted.items()))
-        per_pixel = self.compute([self.image_at(image_id, shape)])[0].numel() * 2 / (shape[0] * shape[1])
+        per_pixel = self.bytes_per_pixel(wanted) if per_pixel is None else per_pixel
         return int(sum(per_pixel * h * w + 128 for h, w in wanted.values()))  # float16 + the .npy header
+
+    def bytes_per_pixel(self, wanted: dict) -> float:
+        image_id, shape = next(iter(wanted.items()))
+        return self.compute([self.image_at(image_id, shape)])[0].numel() * 2 / (shape[0] * shape[1])
+
+    def need(self, ids, size, what: str):
+        """What `ensure(ids, size)` would do, as a plan entry (bench/core/plans.py): the bytes of the
+        files it would add, or nothing stored when the request is over the budget (then each image
+        is computed when used, and its time belongs to the fit and the evaluation)."""
+        from bench.core.plans import Need
+
+        wanted = {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
+        missing = {i: s for i, s in wanted.items() if not self.path(i, s).is_file()}
+        if not missing:
+            return Need(what, self.root, 0, exists=True)
+        per_pixel = self.bytes_per_pixel(wanted)
+        total = self.planned_bytes(wanted, per_pixel)
+        image_id, shape = next(iter(missing.items()))
+        unit = lambda: self.compute([self.image_at(image_id, shape)])  # noqa: E731
+        if total > store_budget():
+            return Need(what, None, 0, exists=False, note=f"{human(total)} > the {human(store_budget())} store budget "
+                                                          f"($WSFSS_STORE_GB): computed per batch, nothing stored")
+        return Need(what, self.root, self.planned_bytes(missing, per_pixel), unit, len(missing), exists=False,
+                    note=f"{len(missing)} images")
 
     def path(self, image_id: str, shape: tuple[int, int]) -> Path:
         return self.root / f"{shape[0]}x{shape[1]}" / f"{image_id}.npy"
@@ -74,7 +97,7 @@ class FeatureCache:
     def shape_of(self, image_id: str, size) -> tuple[int, int]:
         """(H, W) of an image under a preset size (square side or None = its own size)."""
         if size is None:
-            return tuple(self.images.image(image_id).shape[:2])
+            return self.images.shape(image_id)
         return target_shape((0, 0), size)
 
     def ensure(self, ids, size=None, desc: str = "backbone features") -> None:
@@ -138,6 +161,12 @@ class FeatureCache:
         """(C, H, W) bilinearly upsampled to `shape`."""
         f = self.features(image_id, shape)[None]
         return F.interpolate(f, size=tuple(shape), mode="bilinear", align_corners=False)[0]
+
+
+def human(n: float) -> str:
+    from bench.core.plans import human_bytes
+
+    return human_bytes(n)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -218,3 +218,28 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def backbone_need(pool, cfg: BackboneConfig, cache_dir: Path):
+    """The pool pretraining `pretrained_backbone` would run, as a plan entry (bench/core/plans.py),
+    with the weights' id the feature stores are keyed by and a randomly initialised model of the
+    architecture (the stores' bytes per pixel come from its outputs). A user checkpoint: nothing
+    to build, keyed by its content."""
+    from bench.core.files import file_sha
+    from bench.core.plans import Need, state_bytes, training_unit
+    from pseudo_labels.plan import SIDE_FILES, pool_counts
+
+    if cfg.checkpoint:
+        path = Path(cfg.checkpoint)
+        model = build_deeplab(cfg.arch, 21)
+        return Need(f"DeepLabV3+ {cfg.arch}: your file", path, 0, exists=True), f"{path.stem}-{file_sha(path)[:12]}", model
+    pool = require_pool(pool, "the DeepLabV3+ backbone (no checkpoint= given)")
+    path = weights_path(cache_dir, pool, cfg)
+    model = build_deeplab(cfg.arch, len(pool.class_names) + 1)
+    n_train, n_objects = pool_counts(pool)
+    # stage 1: every object crop (64 px) per epoch, batches of 64; stage 2: `steps` batches at train_size
+    count = cfg.steps + cfg.crop_epochs * n_objects / cfg.batch * (64 / cfg.train_size) ** 2
+    unit = training_unit(lambda: model, cfg.batch, cfg.train_size, outputs=logits)
+    need = Need(f"DeepLabV3+ {cfg.arch} pretrained on {pool.name}", path,
+                state_bytes({"state_dict": model.state_dict(), "meta": {}}) + SIDE_FILES, unit, count)
+    return need, path.stem, _frozen(build_deeplab(cfg.arch, len(pool.class_names) + 1))

@@ -240,3 +240,40 @@ def _user_resnet(path: Path, depth: int) -> nn.Module:
     except RuntimeError as exc:
         raise BenchError(f"{path} does not fit ResNet-{depth}: {str(exc).strip().splitlines()[-1].strip()}; fix: {fix}") from None
     return net
+
+
+def vgg16_need(pool, cfg: TrunkConfig, cache_dir: Path):
+    """The pool pretraining `pretrained_vgg16` would run, as a plan entry (bench/core/plans.py),
+    and a randomly initialised trunk of the same shape (its state sizes the methods' checkpoints)."""
+    from bench.core.plans import Need, state_bytes, training_unit
+    from pseudo_labels.plan import SIDE_FILES, pool_counts
+
+    trunk = Vgg16Trunk.like(cfg)
+    if cfg.checkpoint:
+        return Need("VGG-16 trunk: your file", Path(cfg.checkpoint), 0, exists=True), trunk
+    from bench.data.datasets import require_pool
+
+    pool = require_pool(pool, "the VGG-16 trunk (no checkpoint= given)")
+    _, n_objects = pool_counts(pool)
+    unit = training_unit(lambda: Vgg16Trunk.like(cfg), 64, 64)  # crops of 64 px, batches of 64 (backbones/crops.py)
+    need = Need(f"VGG-16 trunk (width {cfg.width:g}) pretrained on {pool.name}", trunk_path(cache_dir, pool, cfg),
+                state_bytes({"state_dict": trunk.state_dict(), "meta": {}}) + SIDE_FILES, unit, cfg.epochs * n_objects / 64)
+    return need, trunk
+
+
+def resnet_need(pool, depth: int, checkpoint: str, backbone: dict, cache_dir: Path):
+    """`pretrained_resnet` as a plan entry: (need, the weights' name the stores are keyed by, a
+    randomly initialised ResNet of that depth)."""
+    if depth not in RESNET_DEPTHS:
+        raise BenchError(f"trunk_depth={depth} is not one of {', '.join(map(str, RESNET_DEPTHS))}")
+    net = resnet_os8(depth)
+    if checkpoint:
+        from bench.core.files import file_sha
+        from bench.core.plans import Need
+
+        path = Path(checkpoint)
+        return Need(f"ResNet-{depth}: your file", path, 0, exists=True), f"{path.stem}-{file_sha(path)[:12]}", net
+    from backbones.pretrain import backbone_config, backbone_need
+
+    need, name, _ = backbone_need(pool, backbone_config({**backbone, "arch": RESNET_DEPTHS[depth]}), cache_dir)
+    return need, name, net

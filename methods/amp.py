@@ -182,6 +182,21 @@ class Amp:
         return None if self.cfg.trunk_checkpoint else ("--set trunk_width=1 fc=4096 embed=256 trunk_bn=false "
                                                         "trunk_checkpoint=vgg16-397923af.pth")
 
+    def plan(self, ctx):
+        """What `fit` and `predict` would build and cost (`bench plan`; bench/core/plans.py): the
+        pool VGG-16 trunk, then a fold's checkpoint (FCN-8s on the base classes)."""
+        from backbones.trunks import method_trunk, vgg16_need
+        from bench.core.plans import MethodPlan, square, training_unit
+
+        need, trunk = vgg16_need(ctx.pool, method_trunk(self.cfg), ctx.cache_dir)
+        net = self._new_net(trunk, ctx.n_base + 1).to(device())
+        state = {"config": asdict(self.cfg), "base_classes": list(range(ctx.n_base)), "net": cpu_state(net)}
+        fit = (training_unit(lambda: net, self.cfg.batch, square(ctx.train_size), outputs=lambda m, x: m.embeddings(x)),
+               self.cfg.steps)
+        probe = torch.zeros(1, 3, *square(ctx.eval_size), device=device())
+        episode = (torch.no_grad()(lambda: net.embeddings(probe)), ctx.way * ctx.shot + 1)
+        return MethodPlan([need], state, fit, episode)
+
     def fit(self, train, config: dict) -> None:
         from backbones.trunks import method_trunk, pretrained_vgg16
         from bench.core.progress import progress

@@ -25,6 +25,7 @@ from bench.core.settings import settings_from
 
 IGNORE = 255
 LOSSES = ("ce", "eq5")
+UNMATCHED = ("drop", "keep")
 CLASSIFIERS = ("knn", "prototype")
 
 
@@ -35,6 +36,9 @@ class OursConfig:
     dim: int = 64
     loss: str = "ce"  # ce: softmax cross-entropy over -d; eq5: the paper's eq. 5 as printed, mean of -exp(-d)
     episodes: int = 1500
+    # query pixels whose class has no support prototype: drop them from the loss (weak mode, ~8 % of
+    # the embedded default's episodes) or keep them (the pre-fix behaviour: an infinite loss)
+    unmatched: str = "drop"
     train_way: int = 1
     train_shot: int = 1
     support_pixels: int = 2000  # sampled per episode for the prototypes (all if fewer), when class_pixels = 0
@@ -79,7 +83,22 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.pow(2).sum(1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(1)[None]).clamp(min=0)
 
 
-def prototypical_loss(q_emb, q_labels, protos, present, kind: str = "ce") -> torch.Tensor:
+def prototypical_loss(q_emb, q_labels, protos, present, kind: str = "ce", unmatched: str = "drop") -> torch.Tensor:
+    """Eq. 5 over the query pixels. A query pixel whose class has no support prototype (weak mode:
+    the support's pseudo mask missed a class the query's pseudo mask holds) has no distance to be
+    pulled towards: its term is -log 0 = inf. `unmatched="drop"` leaves such pixels out of the loss
+    (no episode of the support shows their class); "keep" is the old behaviour, an infinite loss
+    whose finite gradient only pushes the pixel away from every present prototype. The filter runs
+    only when a pixel is unmatched, so full-mode fits (every query class has a prototype) are
+    bit-identical under both. No pixel left: a zero loss that keeps the graph (no update)."""
+    if unmatched == "drop":
+        matched = present[q_labels]
+        if not bool(matched.all()):
+            q_emb, q_labels = q_emb[matched], q_labels[matched]
+            if q_labels.numel() == 0:
+                return q_emb.sum() * 0.0
+    elif unmatched != "keep":
+        raise BenchError(f"unknown unmatched='{unmatched}'; use one of {', '.join(UNMATCHED)}")
     d = squared_distances(q_emb, protos)
     d = torch.where(present[None], d, torch.full_like(d, float("inf")))
     if kind == "ce":
@@ -120,7 +139,7 @@ class Ours:
 
     def __init__(self, **config):
         self.cfg = settings_from(OursConfig, config, "ours", {"loss": LOSSES, "knn_at": ("feature", "image"),
-                                                              "classifier": CLASSIFIERS})
+                                                              "classifier": CLASSIFIERS, "unmatched": UNMATCHED})
         self.features = None
         self._trained_on: str | None = None  # backbone weights (by content) E was meta-trained on
         self.enc: nn.Module | None = None
@@ -209,7 +228,8 @@ class Ours:
         protos, present = prototypes(self.enc(s_feat[keep]), s_lab[keep], n)
         q_feat, q_lab = self._labelled_pixels([[i] for i in episode.query_ids], [[m] for m in q_masks], self._feature_rows)
         keep = _sample(rng, len(q_lab), self.cfg.query_pixels)
-        return prototypical_loss(self.enc(q_feat[keep]), q_lab[keep], protos, present, self.cfg.loss)
+        return prototypical_loss(self.enc(q_feat[keep]), q_lab[keep], protos, present, self.cfg.loss,
+                                  self.cfg.unmatched)
 
     def _labelled_pixels(self, ids_per_way, masks_per_way, rows) -> tuple[torch.Tensor, torch.Tensor]:
         """Support (or training-query) pixel rows with their episode labels, 255 dropped. `rows(id,
@@ -265,6 +285,47 @@ class Ours:
         protos, present = prototypes(support, labels, n)
         d = squared_distances(query, protos)
         return torch.where(present[None], -d, torch.full_like(d, -float("inf"))).softmax(1)
+
+    # -- plan ----------------------------------------------------------------------------------
+    def plan(self, ctx):
+        """What `fit` and `predict` would build and cost (`bench plan`; bench/core/plans.py): the
+        pool DeepLabV3+, its decoder features of the training and test images, E's checkpoint."""
+        from backbones.deeplab import decoder_features
+        from backbones.features import FeatureCache
+        from backbones.pretrain import backbone_config, backbone_need
+        from bench.core.plans import MethodPlan, square
+
+        bcfg = backbone_config({"arch": self.cfg.backbone_arch, "checkpoint": self.cfg.backbone_checkpoint,
+                                "crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps,
+                                "max_images": self.cfg.backbone_max_images})
+        net, weights, model = backbone_need(ctx.pool, bcfg, ctx.cache_dir)
+        store = FeatureCache(ctx.images, model, weights, ctx.cache_dir)
+        needs = [net, store.need(ctx.train_ids, ctx.train_size, "decoder features, training images"),
+                 store.need(ctx.test_ids, ctx.eval_size, "decoder features, test images")]
+        h, w = square(ctx.eval_size)
+        with torch.no_grad():
+            grid = decoder_features(model, torch.zeros(1, 3, h, w, device=device()))
+        in_dim, cells = grid.shape[1], grid.shape[2] * grid.shape[3]
+        enc = encoder(in_dim, self.cfg.hidden, self.cfg.dim).to(device()) if self.cfg.encoder else None
+        state = {"config": asdict(self.cfg), "encoder": None if enc is None else cpu_state(enc), "backbone": weights,
+                 "loss_history": [1.0] * (self.cfg.episodes if enc is not None else 0)}
+        rows = torch.randn(self.cfg.query_pixels + (self.cfg.train_way + 1) * self.cfg.class_pixels, in_dim, device=device())
+
+        def step():
+            enc(rows).pow(2).mean().backward()
+            enc.zero_grad(set_to_none=True)
+
+        support = torch.randn(ctx.way * ctx.shot * cells, in_dim, device=device())
+        labels = torch.randint(0, ctx.way + 1, (len(support),), device=device())
+
+        @torch.no_grad()
+        def episode():  # embed the query grid, k-NN against the support (the memo embeds each image once)
+            q = self._embed(support[:cells]) if enc is None else enc(support[:cells])
+            s = support if enc is None else enc(support)
+            knn_votes(q, s, labels, ctx.way + 1, self.cfg.k, self.cfg.chunk)
+
+        fit = (step, self.cfg.episodes) if enc is not None else (None, 0)
+        return MethodPlan(needs, state, fit, (episode, ctx.way))
 
     # -- state ---------------------------------------------------------------------------------
     def clear_caches(self) -> None:

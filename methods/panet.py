@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backbones.trunks import Vgg16Trunk, method_trunk, pretrained_vgg16
+from backbones.trunks import Vgg16Trunk, method_trunk, pretrained_vgg16, vgg16_need
 from bench.core.device import cpu_state, device, tensor, to_numpy
 from bench.core.memo import FeatureMemo
 from bench.core.profiles import Cited
@@ -140,6 +140,18 @@ class Panet:
         """The flags that give this method its pretrained trunk when the dataset has no disjoint pool
         to pretrain one on (real data), or None when it is given."""
         return None if self.cfg.trunk_checkpoint else "--set trunk_width=1 trunk_bn=false trunk_checkpoint=vgg16-397923af.pth"
+
+    def plan(self, ctx):
+        """What `fit` and `predict` would build and cost (`bench plan`; bench/core/plans.py): the
+        pool VGG-16 trunk, then a fold's checkpoint (the fine-tuned trunk)."""
+        from bench.core.plans import MethodPlan, square, training_unit
+
+        need, trunk = vgg16_need(ctx.pool, method_trunk(self.cfg), ctx.cache_dir)
+        images = self.cfg.train_way * (self.cfg.train_shot + 1)
+        fit = (training_unit(lambda: trunk.to(device()), images, square(ctx.train_size)), self.cfg.iterations)
+        probe = torch.zeros(1, 3, *square(ctx.eval_size), device=device())
+        episode = (torch.no_grad()(lambda: trunk(probe)), ctx.way * ctx.shot + ctx.way)  # memoised images cost less
+        return MethodPlan([need], {"config": asdict(self.cfg), "trunk": cpu_state(trunk)}, fit, episode)
 
     def fit(self, train, config: dict) -> None:
         torch.manual_seed(self.cfg.seed)

@@ -328,6 +328,51 @@ class Pfenet:
         """The flags that give PFENet its ResNet on a dataset without a disjoint pool (see panet.py)."""
         return None if self.cfg.trunk_checkpoint else "--set trunk_depth=50 trunk_checkpoint=resnet50_v2.pth"
 
+    def plan(self, ctx):
+        """What `fit` and `predict` would build and cost (`bench plan`; bench/core/plans.py): the
+        trunk (pool-pretrained or yours), its outputs per image (stored, or computed per batch over
+        the budget), a fold's checkpoint (the FEM). A step is timed on random features of the
+        trunk's grid, plus the trunk itself when augmentation makes new pixels every step."""
+        from backbones.features import FeatureCache
+        from backbones.trunks import resnet_need
+        from bench.core.plans import MethodPlan, square
+
+        backbone = {"crop_epochs": self.cfg.backbone_crop_epochs, "steps": self.cfg.backbone_steps,
+                    "max_images": self.cfg.backbone_max_images}
+        need, name, trunk = resnet_need(ctx.pool, self.cfg.trunk_depth, self.cfg.trunk_checkpoint, backbone, ctx.cache_dir)
+        store = FeatureCache(ctx.images, trunk, name, ctx.cache_dir, outputs=trunk_outputs, tag="resnet-os8")
+        needs = [need, store.need(ctx.train_ids, ctx.train_size, "PFENet trunk features, training images"),
+                 store.need(ctx.test_ids, ctx.eval_size, "PFENet trunk features, test images")]
+        widths = _trunk_widths(trunk)
+        fem = Fem(widths[0] + widths[1], self.cfg.reduce_dim).to(device())
+        state = {"config": asdict(self.cfg), "trunk": name, "mid_dim": widths[0] + widths[1], "fem": cpu_state(fem)}
+        per_batch = self.cfg.augment == "reference" or needs[1].path is None
+        fit = (self._step_unit(trunk, fem, widths, square(ctx.train_size), self.cfg.batch, per_batch),
+               training_steps(self.cfg, ctx.fold_images))
+        episode = (self._step_unit(trunk, fem, widths, square(ctx.eval_size), 1, needs[2].path is None, train=False), ctx.way)
+        return MethodPlan(needs, state, fit, episode)
+
+    def _step_unit(self, trunk, fem, widths, size, batch: int, with_trunk: bool, train: bool = True):
+        shot = self.cfg.train_shot if train else 1
+        x = torch.zeros(batch * (shot + 1), 3, *size, device=device())
+        with torch.no_grad():
+            grid = trunk(x[:1])[0].shape[-2:]
+        c_mid, c4 = widths[0] + widths[1], widths[2]
+
+        def unit():
+            if with_trunk:
+                with torch.no_grad():
+                    trunk(x)
+            feats = [torch.randn(batch, c, *grid, device=device()) for c in (c_mid, c4, c_mid, c4)]
+            mask = torch.ones(batch, 1, *grid, device=device())
+            with torch.set_grad_enabled(train):
+                main, aux = fem.logits(feats[0], feats[1], [feats[2]] * shot, [feats[3]] * shot, [mask] * shot)
+                if train:
+                    (main.mean() + sum(a.mean() for a in aux)).backward()
+                    fem.zero_grad(set_to_none=True)
+
+        return unit
+
     def fit(self, train, config: dict) -> None:
         from bench.core.progress import progress
 

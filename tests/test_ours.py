@@ -31,6 +31,30 @@ def test_losses_on_a_hand_computed_case():
         prototypical_loss(q, labels, protos, present, "hinge")
 
 
+
+def test_a_query_class_without_a_prototype_leaves_the_loss_instead_of_making_it_infinite():
+    """Weak mode: the query's pseudo mask holds class 2, the support's holds none of it. Kept, the
+    pixel's term is -log 0 (the pre-fix loss: infinite on ~8 % of the embedded weak episodes);
+    dropped, the loss is the hand-computed value of the matched pixels alone, with a finite
+    gradient equal to theirs."""
+    protos = torch.tensor([[0.0, 2.0], [2.0, 0.0], [0.0, 0.0]])
+    present = torch.tensor([True, True, False])
+    q = torch.tensor([[2.0, 0.0], [1.0, 1.0], [5.0, 5.0]], requires_grad=True)
+    labels = torch.tensor([1, 0, 2])
+    assert math.isinf(prototypical_loss(q, labels, protos, present, "ce", "keep").item())  # the leak it guards against
+    loss = prototypical_loss(q, labels, protos, present, "ce")
+    assert loss.item() == pytest.approx((math.log(1 + math.exp(-8)) + math.log(2)) / 2, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(q.grad).all() and q.grad[2].abs().sum().item() == 0.0
+    # every pixel matched: both settings give the same number (full-mode fits do not change)
+    both = [prototypical_loss(q[:2], labels[:2], protos, present, "ce", u).item() for u in ("drop", "keep")]
+    assert both[0] == both[1]
+    # no pixel matched: a zero loss that still backpropagates (the step changes nothing)
+    none = prototypical_loss(q[2:], labels[2:], protos, present, "ce")
+    assert none.item() == 0.0 and none.requires_grad
+    with pytest.raises(BenchError, match="unknown unmatched"):
+        prototypical_loss(q, labels, protos, present, "ce", "ignore")
+
 def test_chunked_knn_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     query, support = torch.randn(500, 16, generator=g), torch.randn(300, 16, generator=g)

@@ -22,7 +22,22 @@ def add_parsers(sub) -> dict:
     r.add_argument("--force", action="store_true", help="re-evaluate cells whose matching record already exists")
     r.add_argument("--allow-leak", action="store_true",
                    help="run although a pretrained network that must be disjoint saw benchmark classes; the row is marked ‡")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (`bench plan`) and stop; exit 2 when it does not fit")
     device_flag(r)
+
+    pl = sub.add_parser("plan", help="what a run would build or reuse, with disk sizes and time estimates, before anything runs",
+                        description="Every artefact of `bench run` with the same flags: pool nets, pseudo masks, feature "
+                                    "stores, fits, records; each with its disk size and a time estimate on the device "
+                                    "(a probe of one unit of work), the free space where the cache lives. Exit 2 when the "
+                                    "new bytes do not fit.")
+    cell_flags(pl)
+    pl.add_argument("--seed", type=int, action="append", default=None)
+    set_flag(pl)
+    pseudo_flag(pl)
+    results_flag(pl)
+    pl.add_argument("--retrain", action="store_true")
+    pl.add_argument("--force", action="store_true")
+    device_flag(pl)
 
     sw = sub.add_parser("sweep", help="run a grid of cells (methods x modes x folds x ways x shots), resumable",
                         description="Cells whose records exist with the same fingerprint are skipped. Grid file "
@@ -64,12 +79,38 @@ def add_parsers(sub) -> dict:
     cm.add_argument("name", metavar="NAME")
     set_flag(cm)
     device_flag(cm)
-    return {"run": cmd_run, "sweep": cmd_sweep, "control": cmd_control, "check-method": cmd_check_method}
+    return {"run": cmd_run, "plan": cmd_plan, "sweep": cmd_sweep, "control": cmd_control, "check-method": cmd_check_method}
+
+
+def run_request(args, cache: Path):
+    from bench.harness.runner import RunRequest
+
+    return RunRequest(method=args.method, mode=args.mode, dataset=args.dataset, folds=tuple(args.fold or folds("all")),
+                      way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
+                      config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo), data_root=args.data_root,
+                      cache_dir=cache, results_dir=args.results_dir, retrain=getattr(args, "retrain", False),
+                      force=getattr(args, "force", False), profile=args.profile)
+
+
+def print_plan(requests) -> int:
+    """Prints the plan of the requests; refuses (BenchError, exit 2) when it does not fit on the disk."""
+    from bench.harness.plan import plan_all
+
+    made = plan_all(requests)
+    print("\n".join(made.lines()))
+    made.check_fits()
+    return 0
+
+
+def cmd_plan(args, cache: Path) -> int:
+    return print_plan([run_request(args, cache)])
 
 
 def cmd_run(args, cache: Path) -> int:
     from bench import api
 
+    if args.dry_run:
+        return print_plan([run_request(args, cache)])
     records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
                       args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
                       args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions,
@@ -95,6 +136,11 @@ def cmd_sweep(args, cache: Path) -> int:
         print(f"{len(cells)} cells, {len(cells) - len(todo)} recorded, {len(todo)} to run:")
         for cell in todo:
             print(f"  {cell.label()}")
+        if todo:
+            from bench.harness.sweep import cell_request
+
+            print("plan of the cells to run:")
+            return print_plan([cell_request(c, paths) for c in todo])
         return 0
     outcomes = sweep(cells, paths, args.executor, args.jobs, args.address, args.cpus_per_cell, args.threads,
                      gpus_per_cell=args.gpus_per_cell)

@@ -21,6 +21,17 @@ from bench.data.sizes import resized_image, resized_mask
 from bench.harness.presets import Preset
 
 
+def training_labels(dataset, preset: Preset, fold: int, cache_dir: Path) -> dict:
+    """{image id: base classes it holds} of a fold's training images: image-level labels with the
+    novel classes removed, images left with none dropped (and, under "drop" presets, every image
+    holding a novel class)."""
+    novel = set(dataset.fold_classes(fold, preset.coco_split))
+    labels = image_labels(dataset, preset.train_split, cache_dir)
+    if preset.novel_in_train == "drop":
+        labels = {i: l for i, l in labels.items() if not (l & novel)}
+    return {i: l - novel for i, l in labels.items() if l - novel}
+
+
 class FitView:
     """Training data of one fold, base classes only. Which images hold which class comes from the
     image-level labels; masks from the annotation source, with every novel-class pixel set to
@@ -33,10 +44,7 @@ class FitView:
         novel = tuple(dataset.fold_classes(fold, preset.coco_split))
         self.dataset_name = dataset.name
         self.base_classes = tuple(c for c in range(1, len(dataset.class_names) + 1) if c not in novel)
-        labels = image_labels(dataset, preset.train_split, cache_dir)
-        if preset.novel_in_train == "drop":
-            labels = {i: l for i, l in labels.items() if not (l & set(novel))}
-        self.labels = {i: l - set(novel) for i, l in labels.items() if l - set(novel)}
+        self.labels = training_labels(dataset, preset, fold, cache_dir)
         self.ids = sorted(self.labels)
         self.by_class = {c: [i for i in self.ids if c in self.labels[i]] for c in self.base_classes}
         self.train_size, self.eval_size = preset.train_size, preset.eval_size

@@ -1,0 +1,172 @@
+"""`bench plan`, and `--dry-run` on `bench run` / `bench sweep`: before anything runs, every
+artefact the request builds or reuses (pool nets, pseudo masks, feature stores, fits, records),
+with its disk size and a time estimate on the chosen device, the free space where the cache lives,
+and a refusal (one line, exit 2) when the new bytes do not fit.
+
+Each layer declares its own artefacts (pseudo_labels/plan.py, backbones' `*_need`, each method's
+`plan` hook), so the plan reads the same cache keys and budgets the run does. Sizes are computed
+(bench/core/plans.py: random-initialised architectures, one forward pass for a store's bytes per
+pixel); times are probes of one unit of work times the count of units, so they are estimates
+(heads, data loading and bookkeeping are not probed). Building nothing itself, the plan still
+generates an embedded dataset it is asked about (it needs the images to count and size them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.core.errors import BenchError
+from bench.core.plans import Need, PlanContext, free_bytes, human_bytes, human_seconds, pickled_bytes, probe_seconds
+from bench.data.datasets import find_pool, get_dataset
+from bench.harness.annotations import SUPERVISION, annotation_sources, training_mode
+from bench.harness.presets import get_preset
+from bench.harness.registry import create_method, method_label
+from bench.harness.views import training_labels
+
+RECORD_BYTES = 24_000  # a record's JSON (per-class sums, curve, settings): measured 15-21 kB on the embedded set
+SAMPLE_EPISODES = 8  # predictions saved beside every record (runner.sample_dir)
+
+
+@dataclass
+class Row:
+    what: str
+    path: str
+    action: str  # build | reuse | per batch
+    bytes: int
+    seconds: float | None
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    rows: list
+    cache_dir: Path
+    results_dir: Path
+    device: str
+
+    def new_bytes(self) -> int:
+        return sum(r.bytes for r in self.rows if r.action == "build")
+
+    def seconds(self) -> float:
+        return sum(r.seconds or 0.0 for r in self.rows if r.action != "reuse")
+
+    def lines(self) -> list[str]:
+        out = [f"{'action':<9} {'disk':>9} {'time':>7}  what"]
+        for r in self.rows:
+            size = human_bytes(r.bytes) if r.action == "build" else "-"
+            note = f" ({r.note})" if r.note else ""
+            out.append(f"{r.action:<9} {size:>9} {human_seconds(r.seconds if r.action != 'reuse' else None):>7}  {r.what}{note}"
+                       + (f"\n{'':>29}{r.path}" if r.path else ""))
+        free = free_bytes(self.cache_dir)
+        out.append(f"total: {human_bytes(self.new_bytes())} new on disk, ≈ {human_seconds(self.seconds())} on {self.device} "
+                   f"(probes of one unit of work each: an estimate); {human_bytes(free)} free where {self.cache_dir} lives")
+        return out
+
+    def check_fits(self) -> None:
+        free = free_bytes(self.cache_dir)
+        if self.new_bytes() > free:
+            raise BenchError(f"the plan writes {human_bytes(self.new_bytes())} but {self.cache_dir} has {human_bytes(free)} "
+                             f"free; fix: free space, point --cache-dir at a larger disk, or lower $WSFSS_STORE_GB "
+                             f"(stores over it are computed per batch instead)")
+
+
+def plan(req, log=print) -> Plan:
+    """The plan of one `bench run` request (bench/harness/runner.py:RunRequest)."""
+    return plan_all([req], log)
+
+
+def plan_all(requests, log=print) -> Plan:
+    """One plan for several requests (a sweep's cells): an artefact several share is listed once."""
+    from bench.core.device import device
+
+    rows, seen = [], set()
+    for req in requests:
+        for row in request_rows(req, log):
+            key = (row.what, row.path)
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    return Plan(rows, Path(requests[0].cache_dir), Path(requests[0].results_dir), str(device()))
+
+
+def request_rows(req, log=print) -> list[Row]:
+    from bench.harness.runner import check_weights_given, method_config, record_path, request_seeds, resolved_request
+
+    preset = get_preset(req.preset)
+    req = resolved_request(req)
+    dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
+    method = create_method(req.method, method_config(req))
+    check_weights_given(req, dataset, method)  # the run's own refusal, before anything is sized
+    needs: list[Need] = []
+    if "pseudo" in SUPERVISION[req.mode].values():
+        from pseudo_labels.plan import pseudo_needs
+
+        needs += pseudo_needs(dataset, req.pseudo, req.cache_dir)
+    hook = getattr(method, "plan", None)
+    label = method_label(req.method)
+    if hook is None:
+        return [as_row(n) for n in needs] + [Row(f"{label}: no plan hook (sizes and times unknown)", "", "build", 0, None)]
+    ctx = context(req, dataset, preset)
+    mp = hook(ctx)
+    needs += mp.needs
+    rows = [as_row(n) for n in needs]
+    # fits on pseudo masks not made yet are keyed by those masks: new, whatever the cache holds
+    fits_unknown = training_mode(req.mode) == "weak" and any(not n.built() for n in needs if "pseudo masks" in n.what)
+    fit_s = _seconds(*mp.fit)
+    for fold in req.folds:
+        path = None if fits_unknown else _checkpoint(req, dataset, fold)
+        built = path is not None and path.exists() and not req.retrain
+        if mp.state is not None:
+            rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
+                            "reuse" if built else "build", pickled_bytes(mp.state) + 400, fit_s))
+        seeds = request_seeds(req, preset)
+        todo = [s for s in seeds if req.force or not record_path(req, preset, dataset, fold, s).exists()]
+        if todo:
+            unit, per_episode = mp.episode
+            eval_s = _seconds(unit, per_episode * preset.episodes * len(todo))
+            sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * _mask_png_bytes(dataset)
+            rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
+                            str(record_path(req, preset, dataset, fold, todo[0]).parent), "build",
+                            int(len(todo) * (RECORD_BYTES + sample)), eval_s))
+    return rows
+
+
+def context(req, dataset, preset) -> PlanContext:
+    folds = {f: training_labels(dataset, preset, f, req.cache_dir) for f in req.folds}
+    train_ids = sorted({i for labels in folds.values() for i in labels})
+    test_ids = dataset.ids(preset.test_split)
+    n_base = len(dataset.class_names) - len(dataset.fold_classes(req.folds[0], preset.coco_split))
+    return PlanContext(find_pool(dataset), Path(req.cache_dir), dataset.image_store(dict.fromkeys(train_ids + test_ids)),
+                       train_ids, test_ids, preset.train_size, preset.eval_size, max(len(v) for v in folds.values()),
+                       n_base, req.way, req.shot)
+
+
+def as_row(need: Need) -> Row:
+    if need.built():
+        return Row(need.what, str(need.path or ""), "reuse", 0, None, need.note)
+    if need.path is None:
+        return Row(need.what, "", "per batch", 0, None, need.note)
+    return Row(need.what, str(need.path), "build", need.bytes, _seconds(need.unit, need.count), need.note)
+
+
+def _seconds(unit, count) -> float | None:
+    """Probe x count; None (shown "-") when the work has no probe."""
+    return None if unit is None else probe_seconds(unit, key=id(unit)) * count
+
+
+def _checkpoint(req, dataset, fold: int) -> Path:
+    from bench.harness.runner import checkpoint_path
+
+    mode = training_mode(req.mode)
+    train_annotations, _ = annotation_sources(mode, dataset, req.cache_dir, req.pseudo if mode == "weak" else None)
+    return checkpoint_path(req, fold, train_annotations)
+
+
+_MASK_BYTES: dict = {}
+
+
+def _mask_png_bytes(dataset) -> float:
+    if dataset.name not in _MASK_BYTES:
+        from pseudo_labels.plan import mean_mask_png_bytes
+
+        _MASK_BYTES[dataset.name] = mean_mask_png_bytes(dataset, dataset.ids("val"))
+    return _MASK_BYTES[dataset.name]

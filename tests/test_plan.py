@@ -1,0 +1,91 @@
+"""`bench plan`: the sizes it predicts are what the run then writes (within 20 %), a second plan
+after the run reuses everything, and a plan that does not fit on the disk is refused (exit 2,
+one line, nothing written)."""
+from pathlib import Path
+
+import pytest
+
+from real_layout import mixed_size_voc
+from test_contract import TINY
+from test_pseudo import TINY as PSEUDO_TINY
+
+
+@pytest.fixture(scope="module")
+def voc_root(mini, tmp_path_factory):
+    return mixed_size_voc(mini, tmp_path_factory.mktemp("plan") / "VOC2012")
+
+
+def _request(name, mode, voc_root, cache, results):
+    from bench.harness.runner import RunRequest
+
+    return RunRequest(method=name, mode=mode, dataset="pascal5i", data_root=voc_root, folds=(0,), preset="quick",
+                      config=TINY[name], pseudo=PSEUDO_TINY if mode != "full" else {}, cache_dir=cache,
+                      results_dir=results, profile="embedded")
+
+
+def _files(root: Path) -> dict:
+    return {p: p.stat().st_size for p in Path(root).rglob("*") if p.is_file() and p.suffix != ".lock"}
+
+
+def _size(path: Path) -> int:
+    """Bytes of a planned artefact once written: a file and its side files, or a folder."""
+    if path.is_dir():
+        return sum(_files(path).values())
+    return sum(p.stat().st_size for p in path.parent.glob(path.stem + "*") if p.is_file() and p.suffix != ".lock")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,mode", [("ours", "weak"), ("pfenet", "full"), ("panet", "full"), ("amp", "full")])
+def test_planned_sizes_are_what_the_run_writes(name, mode, voc_root, tmp_path):
+    from bench.harness.plan import plan
+    from bench.harness.runner import run
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    req = _request(name, mode, voc_root, cache, results)
+    made = plan(req, log=lambda *_: None)
+    built = [r for r in made.rows if r.action == "build"]
+    assert built and all(r.bytes > 0 for r in built)
+    before = {**_files(cache), **_files(results)}
+    run(req, log=lambda *_: None)
+    after = {**_files(cache), **_files(results)}
+    written = sum(size for p, size in after.items() if p not in before)
+    assert abs(made.new_bytes() - written) <= 0.2 * written, (made.new_bytes(), written)
+    by_path = {}  # every artefact on its own, where its path was known before the run (a store's two rows: one folder)
+    for row in built:
+        if Path(row.path).exists() and "evaluation" not in row.what:
+            by_path[row.path] = by_path.get(row.path, 0) + row.bytes
+    assert len(by_path) >= 2
+    for path, planned in by_path.items():
+        assert abs(planned - _size(Path(path))) <= 0.2 * _size(Path(path)) + 4096, (path, planned, _size(Path(path)))
+    again = plan(req, log=lambda *_: None)
+    assert again.new_bytes() == 0 and {r.action for r in again.rows} == {"reuse"}
+
+
+def test_a_plan_that_does_not_fit_is_refused_with_one_line(mini, voc_root, tmp_path, monkeypatch, capsys):
+    import bench.harness.plan as plan_module
+    from bench.cli import main
+
+    monkeypatch.setattr(plan_module, "free_bytes", lambda folder: 1000)
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", str(cache), "plan", "--method", "panet", "--mode", "full", "--dataset", "pascal5i",
+            "--data-root", str(voc_root), "--fold", "0", "--preset", "quick", "--profile", "embedded",
+            "--set", "iterations=3", "trunk_epochs=1", "--results-dir", str(tmp_path / "results")]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "build" in out and "VGG-16 trunk" in out
+    assert err.count("\n") == 1 and "free" in err and "--cache-dir" in err
+    assert not list(cache.glob("checkpoints/**/*.pt")) and not list(cache.glob("trunks/*.pt"))
+    assert not (tmp_path / "results").exists()
+    # `bench run --dry-run` prints the same plan and refuses the same way, running nothing
+    assert main(args[:2] + ["run", "--dry-run"] + args[3:]) == 2
+    assert not list(cache.glob("trunks/*.pt"))
+
+
+def test_an_over_budget_store_is_planned_as_computed_per_batch(voc_root, tmp_path, monkeypatch):
+    from bench.harness.plan import plan
+
+    monkeypatch.setenv("WSFSS_STORE_GB", "0.000001")
+    made = plan(_request("ours", "full", voc_root, tmp_path / "cache", tmp_path / "results"), log=lambda *_: None)
+    stores = [r for r in made.rows if "decoder features" in r.what]
+    assert len(stores) == 2 and {r.action for r in stores} == {"per batch"} and all(r.bytes == 0 for r in stores)
+    assert all("store budget" in r.note for r in stores)
