@@ -231,7 +231,7 @@ def backbone_need(pool, cfg: BackboneConfig, cache_dir: Path):
 
     if cfg.checkpoint:
         path = Path(cfg.checkpoint)
-        model = build_deeplab(cfg.arch, 21)
+        model = _frozen(build_deeplab(cfg.arch, 21))
         return Need(f"DeepLabV3+ {cfg.arch}: your file", path, 0, exists=True), f"{path.stem}-{file_sha(path)[:12]}", model
     pool = require_pool(pool, "the DeepLabV3+ backbone (no checkpoint= given)")
     path = weights_path(cache_dir, pool, cfg)

@@ -67,6 +67,7 @@ def main() -> None:
         rows.append([length, round(seconds), curve["validation"][-1][1] if curve["validation"] else None,
                      verdict.get("gain"), verdict.get("converged")])
         print(tabulate(rows[-1:], tablefmt="plain"), flush=True)
+        print(f"  validation: {' / '.join(f'{v:.1f}' for _, v in curve['validation'])}; {verdict.get('why')}", flush=True)
         if verdict.get("converged") or length * 2 > args.cap:
             break
         length *= 2

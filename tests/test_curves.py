@@ -15,13 +15,33 @@ def test_the_rule_on_hand_made_curves():
     # 1000 steps, points every 125: the last quarter runs from step 750 to 1000
     rising = [[125 * (i + 1), 10.0 + 2 * i] for i in range(8)]  # +2 per point: 750 -> 1000 gains 4
     flat = [[125 * (i + 1), 20.0 + (0.3 if i == 7 else 0.0)] for i in range(8)]
-    assert verdict(rising, 1000) == {"converged": False, "gain": 4.0, "from_step": 750, "to_step": 1000,
-                                     "why": "+4.0 IoU points from step 750 to 1000 (not below 1: still learning)"}
+    assert verdict(rising, 1000) == {"converged": False, "gain": 4.0, "se": None, "from_step": 750, "to_step": 1000,
+                                     "why": "+4.0 IoU points from step 750 to 1000: not below 1, still learning"}
     assert verdict(flat, 1000)["converged"] is True and verdict(flat, 1000)["gain"] == 0.3
     falling = [[s, 30.0 - s / 100] for s, _ in rising]  # overfitting still counts as no gain
     assert verdict(falling, 1000)["converged"] is True
     assert verdict([], 0) == {"converged": None, "why": "no training"}
     assert verdict([[5, 1.0]], 5)["converged"] is None
+
+
+def test_a_gain_within_the_validation_noise_is_not_learning():
+    """Per-episode counts make the rule noise-aware. Two points on 4 episodes, hand-made: the
+    pooled IoU goes 30 -> 34 (+4). When every episode moves alike (each +4 of 100) the gain is
+    certain: SE 0, still learning. When one episode jumps and the others fall back (noise), the
+    bootstrap SE of the paired gain is large and the +4 is within 2 SE: converged. A gain of
+    +4 is 'learning' only where the episodes say so."""
+    steps = [[750, 30.0], [1000, 34.0]]
+    alike = [[[30, 100]] * 4, [[34, 100]] * 4]
+    v = verdict(steps, 1000, alike)
+    assert v["converged"] is False and v["se"] == 0.0 and "beyond 2 SE" in v["why"]
+    noisy = [[[30, 100]] * 4, [[66, 100], [22, 100], [24, 100], [24, 100]]]
+    assert curves.pooled_iou(noisy[1]) == pytest.approx(34.0)
+    v = verdict(steps, 1000, noisy)
+    assert v["converged"] is True and v["se"] > 2.0 and "within 2 SE" in v["why"]
+    # by hand: a resample's gain is the mean of 4 draws from {+36, -8, -6, -6}: SD of one draw
+    # sqrt(mean(d^2) - 4^2) = sqrt(358 - 16) = 18.49, over sqrt(4) = 9.25; the bootstrap agrees
+    assert v["se"] == pytest.approx(9.25, rel=0.06)
+    assert verdict(steps, 1000, [alike[0]])["se"] is None  # counts missing for a point: the gain alone
 
 
 def test_validation_points_and_loss_means():
@@ -69,7 +89,7 @@ def _fit(mini, cache_dir, monkeypatch, tracker=Tracker):
     from methods.ours import Ours
 
     def curve(view, total, method):
-        view._tracker = tracker(total, method, view.validation_score)
+        view._tracker = tracker(total, method, view.validation_counts)
         return view._tracker
 
     monkeypatch.setattr(FitView, "curve", curve)
@@ -137,7 +157,7 @@ def test_records_carry_the_curve_tables_mark_unconverged_fits_and_the_figure_dra
     ((path, record),) = load_records(tmp_path)
     fit = record.fit
     assert [s for s, _ in fit["validation"]] == list(range(1, 5)) and fit["loss"][-1][0] == 4
-    assert fit["verdict"] == verdict(fit["validation"], 4)  # the record's verdict is the rule's
+    assert fit["verdict"] == verdict(fit["validation"], 4, fit["episodes"])  # the record's verdict is the rule's
     # the same fit's record with a curve still rising by 1 point over its last quarter: marked
     rising = {**fit, "validation": [[s, 10.0 + s] for s, _ in fit["validation"]]}
     rising["verdict"] = verdict(rising["validation"], 4)

@@ -33,22 +33,14 @@ class Need:
         return self.path is not None and self.path.exists()
 
 
-_PROBES: dict = {}
-
-
-def probe_seconds(unit: Callable[[], None], key=None, repeats: int = 2) -> float:
-    """Seconds of one unit of work: one warm-up call, then the fastest of `repeats` (memoised by
-    `key`, so that needs sharing a network are probed once)."""
-    if key is not None and key in _PROBES:
-        return _PROBES[key]
+def probe_seconds(unit: Callable[[], None], repeats: int = 2) -> float:
+    """Seconds of one unit of work: one warm-up call, then the fastest of `repeats`."""
     unit()
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         unit()
         best = min(best, time.perf_counter() - t0)
-    if key is not None:
-        _PROBES[key] = best
     return best
 
 

@@ -22,7 +22,7 @@ from bench.harness.presets import get_preset
 from bench.harness.registry import create_method, method_label
 from bench.harness.views import training_labels
 
-RECORD_BYTES = 24_000  # a record's JSON (per-class sums, curve, settings): measured 15-21 kB on the embedded set
+RECORD_BYTES = 30_000  # a record's JSON (per-class sums, curve with per-episode validation counts, settings)
 SAMPLE_EPISODES = 8  # predictions saved beside every record (runner.sample_dir)
 
 
@@ -103,15 +103,16 @@ def request_rows(req, log=print) -> list[Row]:
         needs += pseudo_needs(dataset, req.pseudo, req.cache_dir)
     hook = getattr(method, "plan", None)
     label = method_label(req.method)
+    probes: dict = {}  # one probe per unit of this request (units stay alive meanwhile: ids are not reused)
     if hook is None:
-        return [as_row(n) for n in needs] + [Row(f"{label}: no plan hook (sizes and times unknown)", "", "build", 0, None)]
+        return [as_row(n, probes) for n in needs] + [Row(f"{label}: no plan hook (sizes and times unknown)", "", "build", 0, None)]
     ctx = context(req, dataset, preset)
     mp = hook(ctx)
     needs += mp.needs
-    rows = [as_row(n) for n in needs]
+    rows = [as_row(n, probes) for n in needs]
     # fits on pseudo masks not made yet are keyed by those masks: new, whatever the cache holds
     fits_unknown = training_mode(req.mode) == "weak" and any(not n.built() for n in needs if "pseudo masks" in n.what)
-    fit_s = _seconds(*mp.fit)
+    fit_s = _seconds(*mp.fit, probes)
     for fold in req.folds:
         path = None if fits_unknown else _checkpoint(req, dataset, fold)
         built = path is not None and path.exists() and not req.retrain
@@ -122,7 +123,7 @@ def request_rows(req, log=print) -> list[Row]:
         todo = [s for s in seeds if req.force or not record_path(req, preset, dataset, fold, s).exists()]
         if todo:
             unit, per_episode = mp.episode
-            eval_s = _seconds(unit, per_episode * preset.episodes * len(todo))
+            eval_s = _seconds(unit, per_episode * preset.episodes * len(todo), probes)
             sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * _mask_png_bytes(dataset)
             rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
                             str(record_path(req, preset, dataset, fold, todo[0]).parent), "build",
@@ -140,17 +141,21 @@ def context(req, dataset, preset) -> PlanContext:
                        n_base, req.way, req.shot)
 
 
-def as_row(need: Need) -> Row:
+def as_row(need: Need, probes: dict) -> Row:
     if need.built():
         return Row(need.what, str(need.path or ""), "reuse", 0, None, need.note)
     if need.path is None:
         return Row(need.what, "", "per batch", 0, None, need.note)
-    return Row(need.what, str(need.path), "build", need.bytes, _seconds(need.unit, need.count), need.note)
+    return Row(need.what, str(need.path), "build", need.bytes, _seconds(need.unit, need.count, probes), need.note)
 
 
-def _seconds(unit, count) -> float | None:
+def _seconds(unit, count, probes: dict) -> float | None:
     """Probe x count; None (shown "-") when the work has no probe."""
-    return None if unit is None else probe_seconds(unit, key=id(unit)) * count
+    if unit is None:
+        return None
+    if id(unit) not in probes:
+        probes[id(unit)] = probe_seconds(unit)
+    return probes[id(unit)] * count
 
 
 def _checkpoint(req, dataset, fold: int) -> Path:

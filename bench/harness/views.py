@@ -93,7 +93,7 @@ class FitView:
     def curve(self, total_steps: int, method) -> curves.Tracker:
         """The fit's curve recorder (bench/core/curves.py): the training loop calls `.step(i, loss)`
         after step i (from 1); validation runs `method.predict` on fixed base-class episodes."""
-        self._tracker = curves.Tracker(total_steps, method, self.validation_score)
+        self._tracker = curves.Tracker(total_steps, method, self.validation_counts)
         return self._tracker
 
     def fit_curve(self) -> dict | None:
@@ -101,17 +101,23 @@ class FitView:
         return None if self._tracker is None else self._tracker.curve.as_dict()
 
     def validation_score(self, predict) -> float:
-        """Foreground IoU (%) of `predict` pooled over the fixed validation episodes: 1-way 1-shot,
-        base classes, training images and training masks (what this view gives the method anyway),
-        drawn with their own seed so that training never samples the same stream."""
+        """Foreground IoU (%) of `predict` pooled over the fixed validation episodes."""
+        return curves.pooled_iou(self.validation_counts(predict))
+
+    def validation_counts(self, predict) -> list[tuple[int, int]]:
+        """Per fixed validation episode, the foreground (intersection, union) of `predict`: 1-way
+        1-shot, base classes, training images and training masks (what this view gives the method
+        anyway), drawn with their own seed so that training never samples the same stream."""
         if self._validation is None:
             rng = np.random.default_rng(curves.VALIDATION_SEED)
             self._validation = [self.sample_episode(rng, 1, 1) for _ in range(curves.VALIDATION_EPISODES)]
-        inter = union = 0
+        counts = []
         for episode, q_masks in self._validation:
+            inter = union = 0
             for pred, gt in zip(predict(episode), q_masks):
                 valid = gt != 255
                 p, g = (pred == 1) & valid, (gt == 1) & valid
                 inter += int((p & g).sum())
                 union += int((p | g).sum())
-        return 100.0 * inter / union if union else 0.0
+            counts.append((inter, union))
+        return counts
