@@ -89,3 +89,16 @@ def test_an_over_budget_store_is_planned_as_computed_per_batch(voc_root, tmp_pat
     stores = [r for r in made.rows if "decoder features" in r.what]
     assert len(stores) == 2 and {r.action for r in stores} == {"per batch"} and all(r.bytes == 0 for r in stores)
     assert all("store budget" in r.note for r in stores)
+
+
+def test_sweep_dry_run_lists_the_pending_cells_then_their_plan(mini, cache_dir, tmp_path, capsys):
+    """A method without a `plan` hook (the test oracle) is listed as such, nothing is run."""
+    from bench.cli import main
+    from oracle import ORACLE
+
+    args = ["--cache-dir", str(cache_dir), "sweep", "--method", ORACLE, "--mode", "full", "--fold", "0", "--dataset",
+            "openmoji5i-mini", "--preset", "quick", "--results-dir", str(tmp_path / "results"), "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 to run" in out and "plan of the cells to run" in out and "no plan hook (sizes and times unknown)" in out
+    assert not (tmp_path / "results").exists()
