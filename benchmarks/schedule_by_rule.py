@@ -6,7 +6,7 @@ holds or the cap is reached. Prints each fit's length, time, final validation sc
 last quarter and verdict, and writes every curve to a JSON file for `bench`-style plotting.
 
     python benchmarks/schedule_by_rule.py --method pfenet --start 4000 --cap 32000 [--fold 0]
-        [--mode full] [--cache-dir cache] [--set key=value ...] [--out results/schedules/pfenet.json]
+        [--mode full] [--cache-dir cache] [--set key=value ...] [--out cache/schedules/pfenet.json]
 
 The length setting is each method's own: iterations (panet), steps (amp, pfenet), episodes (ours).
 The cap is the documented one: what a 2-core machine fits in a session (README, "Every fit").

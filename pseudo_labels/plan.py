@@ -78,11 +78,11 @@ def _masks_need(dataset, cfg: PseudoConfig, overrides: dict | None, cache_dir: P
 
     done = cached_pseudo_masks(dataset, cache_dir, overrides)
     if done is not None:
-        return Need(f"pseudo masks of {len(ids)} images", done.root, 0, exists=True)
+        return Need(f"pseudo masks of {len(ids)} images", done.root, 0, exists=True, kind="pseudo masks")
     what = f"pseudo masks of {len(ids)} images ({cfg.cam} CAM, saliency {cfg.saliency})"
     return Need(what, Path(cache_dir) / "pseudo" / "masks" / f"{dataset.name}-<fingerprint>",
                 int(len(ids) * mean_mask_png_bytes(dataset, ids)) + SIDE_FILES, None, 0, exists=False,
-                note="time: part of the pool nets' forward passes, not probed")
+                note="time: part of the pool nets' forward passes, not probed", kind="pseudo masks")
 
 
 def mean_mask_png_bytes(dataset, ids: list[str], sample: int = 24) -> float:

@@ -26,6 +26,7 @@ class Need:
     count: float = 0  # units of work to build it
     exists: bool | None = None  # None: decided by whether `path` exists
     note: str = ""
+    kind: str = ""  # "pseudo masks": fits trained on them are keyed by them (bench/harness/plan.py)
 
     def built(self) -> bool:
         if self.exists is not None:

@@ -89,7 +89,9 @@ def plan_all(requests, log=print) -> Plan:
 
 
 def request_rows(req, log=print) -> list[Row]:
-    from bench.harness.runner import check_weights_given, method_config, record_path, request_seeds, resolved_request
+    """Rows of one request: pseudo-mask artefacts (modes that use them), the method's own (its
+    `plan` hook), then per fold its fit and its evaluation."""
+    from bench.harness.runner import check_weights_given, method_config, resolved_request
 
     preset = get_preset(req.preset)
     req = resolved_request(req)
@@ -101,33 +103,39 @@ def request_rows(req, log=print) -> list[Row]:
         from pseudo_labels.plan import pseudo_needs
 
         needs += pseudo_needs(dataset, req.pseudo, req.cache_dir)
-    hook = getattr(method, "plan", None)
-    label = method_label(req.method)
     probes: dict = {}  # one probe per unit of this request (units stay alive meanwhile: ids are not reused)
+    hook = getattr(method, "plan", None)
     if hook is None:
+        label = method_label(req.method)
         return [as_row(n, probes) for n in needs] + [Row(f"{label}: no plan hook (sizes and times unknown)", "", "build", 0, None)]
-    ctx = context(req, dataset, preset)
-    mp = hook(ctx)
+    mp = hook(context(req, dataset, preset))
     needs += mp.needs
-    rows = [as_row(n, probes) for n in needs]
     # fits on pseudo masks not made yet are keyed by those masks: new, whatever the cache holds
-    fits_unknown = training_mode(req.mode) == "weak" and any(not n.built() for n in needs if "pseudo masks" in n.what)
+    new_masks = training_mode(req.mode) == "weak" and any(not n.built() for n in needs if n.kind == "pseudo masks")
     fit_s = _seconds(*mp.fit, probes)
+    rows = [as_row(n, probes) for n in needs]
     for fold in req.folds:
-        path = None if fits_unknown else _checkpoint(req, dataset, fold)
+        rows += fold_rows(req, preset, dataset, fold, mp, fit_s, new_masks, probes)
+    return rows
+
+
+def fold_rows(req, preset, dataset, fold: int, mp, fit_s, new_masks: bool, probes: dict) -> list[Row]:
+    """A fold's fit (reused when its checkpoint exists) and its evaluation (the seeds without a record)."""
+    from bench.harness.runner import record_path, request_seeds
+
+    label, rows = method_label(req.method), []
+    if mp.state is not None:
+        path = None if new_masks else _checkpoint(req, dataset, fold)
         built = path is not None and path.exists() and not req.retrain
-        if mp.state is not None:
-            rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
-                            "reuse" if built else "build", pickled_bytes(mp.state) + 400, fit_s))
-        seeds = request_seeds(req, preset)
-        todo = [s for s in seeds if req.force or not record_path(req, preset, dataset, fold, s).exists()]
-        if todo:
-            unit, per_episode = mp.episode
-            eval_s = _seconds(unit, per_episode * preset.episodes * len(todo), probes)
-            sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * _mask_png_bytes(dataset)
-            rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
-                            str(record_path(req, preset, dataset, fold, todo[0]).parent), "build",
-                            int(len(todo) * (RECORD_BYTES + sample)), eval_s))
+        rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
+                        "reuse" if built else "build", pickled_bytes(mp.state) + 400, fit_s))
+    todo = [s for s in request_seeds(req, preset) if req.force or not record_path(req, preset, dataset, fold, s).exists()]
+    if todo:
+        unit, per_episode = mp.episode
+        sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * _mask_png_bytes(dataset)
+        rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
+                        str(record_path(req, preset, dataset, fold, todo[0]).parent), "build",
+                        int(len(todo) * (RECORD_BYTES + sample)), _seconds(unit, per_episode * preset.episodes * len(todo), probes)))
     return rows
 
 
