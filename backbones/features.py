@@ -72,9 +72,9 @@ class FeatureCache:
         """What `ensure(ids, size)` would do, as a plan entry (bench/core/plans.py): the bytes of the
         files it would add, or nothing stored when the request is over the budget (then each image
         is computed when used, and its time belongs to the fit and the evaluation)."""
-        from bench.core.plans import Need
+        from bench.core.plans import Need, human_bytes
 
-        wanted = {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
+        wanted = self.wanted(ids, size)
         missing = {i: s for i, s in wanted.items() if not self.path(i, s).is_file()}
         if not missing:
             return Need(what, self.root, 0, exists=True)
@@ -83,7 +83,7 @@ class FeatureCache:
         image_id, shape = next(iter(missing.items()))
         unit = lambda: self.compute([self.image_at(image_id, shape)])  # noqa: E731
         if total > store_budget():
-            return Need(what, None, 0, exists=False, note=f"{human(total)} > the {human(store_budget())} store budget "
+            return Need(what, None, 0, exists=False, note=f"{human_bytes(total)} > the {human_bytes(store_budget())} store budget "
                                                           f"($WSFSS_STORE_GB): computed per batch, nothing stored")
         return Need(what, self.root, self.planned_bytes(missing, per_pixel), unit, len(missing), exists=False,
                     note=f"{len(missing)} images")
@@ -94,6 +94,10 @@ class FeatureCache:
     def image_at(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         return resized_image(self.images.image(image_id), tuple(shape))
 
+    def wanted(self, ids, size) -> dict:
+        """{id: (H, W)} of the images `ids` at a preset size, each once."""
+        return {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
+
     def shape_of(self, image_id: str, size) -> tuple[int, int]:
         """(H, W) of an image under a preset size (square side or None = its own size)."""
         if size is None:
@@ -103,7 +107,7 @@ class FeatureCache:
     def ensure(self, ids, size=None, desc: str = "backbone features") -> None:
         """Compute and store the features of every image in `ids` at `size` (a preset's square
         side, or None for each image's own size) that has none yet; batches group equal sizes."""
-        wanted = {i: self.shape_of(i, size) for i in dict.fromkeys(ids)}
+        wanted = self.wanted(ids, size)
         if not self.stored or all(self.path(i, s).is_file() for i, s in wanted.items()):
             return
         need = self.planned_bytes(wanted)
@@ -161,12 +165,6 @@ class FeatureCache:
         """(C, H, W) bilinearly upsampled to `shape`."""
         f = self.features(image_id, shape)[None]
         return F.interpolate(f, size=tuple(shape), mode="bilinear", align_corners=False)[0]
-
-
-def human(n: float) -> str:
-    from bench.core.plans import human_bytes
-
-    return human_bytes(n)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

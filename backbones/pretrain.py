@@ -242,4 +242,5 @@ def backbone_need(pool, cfg: BackboneConfig, cache_dir: Path):
     unit = training_unit(lambda: model, cfg.batch, cfg.train_size, outputs=logits)
     need = Need(f"DeepLabV3+ {cfg.arch} pretrained on {pool.name}", path,
                 state_bytes({"state_dict": model.state_dict(), "meta": {}}) + SIDE_FILES, unit, count)
+    # a second instance for the stores' probe: `_frozen` takes the gradients the training probe needs
     return need, path.stem, _frozen(build_deeplab(cfg.arch, len(pool.class_names) + 1))

@@ -320,7 +320,7 @@ class Ours:
 
         @torch.no_grad()
         def episode():  # embed the query grid, k-NN against the support (the memo embeds each image once)
-            q = self._embed(support[:cells]) if enc is None else enc(support[:cells])
+            q = support[:cells] if enc is None else enc(support[:cells])
             s = support if enc is None else enc(support)
             knn_votes(q, s, labels, ctx.way + 1, self.cfg.k, self.cfg.chunk)
 

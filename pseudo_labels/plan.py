@@ -73,9 +73,9 @@ def _masks_need(dataset, cfg: PseudoConfig, overrides: dict | None, cache_dir: P
     the same way (a pseudo mask holds the same labels on the same grid). Reused when a finished
     folder of this setting and dataset content exists (its fingerprint also names the nets'
     weights, unknown before they are trained, so the folder is found by its manifest)."""
-    ids = [i for split in SPLITS for i in dataset.ids(split)]
     from pseudo_labels.source import cached_pseudo_masks
 
+    ids = [i for split in SPLITS for i in dataset.ids(split)]
     done = cached_pseudo_masks(dataset, cache_dir, overrides)
     if done is not None:
         return Need(f"pseudo masks of {len(ids)} images", done.root, 0, exists=True, kind="pseudo masks")

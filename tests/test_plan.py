@@ -42,7 +42,7 @@ def test_planned_sizes_are_what_the_run_writes(name, mode, voc_root, tmp_path):
 
     cache, results = tmp_path / "cache", tmp_path / "results"
     req = _request(name, mode, voc_root, cache, results)
-    made = plan(req, log=lambda *_: None)
+    made = plan(req)
     built = [r for r in made.rows if r.action == "build"]
     assert built and all(r.bytes > 0 for r in built)
     before = {**_files(cache), **_files(results)}
@@ -57,7 +57,7 @@ def test_planned_sizes_are_what_the_run_writes(name, mode, voc_root, tmp_path):
     assert len(by_path) >= 2
     for path, planned in by_path.items():
         assert abs(planned - _size(Path(path))) <= 0.2 * _size(Path(path)) + 4096, (path, planned, _size(Path(path)))
-    again = plan(req, log=lambda *_: None)
+    again = plan(req)
     assert again.new_bytes() == 0 and {r.action for r in again.rows} == {"reuse"}
 
 
@@ -85,7 +85,7 @@ def test_an_over_budget_store_is_planned_as_computed_per_batch(voc_root, tmp_pat
     from bench.harness.plan import plan
 
     monkeypatch.setenv("WSFSS_STORE_GB", "0.000001")
-    made = plan(_request("ours", "full", voc_root, tmp_path / "cache", tmp_path / "results"), log=lambda *_: None)
+    made = plan(_request("ours", "full", voc_root, tmp_path / "cache", tmp_path / "results"))
     stores = [r for r in made.rows if "decoder features" in r.what]
     assert len(stores) == 2 and {r.action for r in stores} == {"per batch"} and all(r.bytes == 0 for r in stores)
     assert all("store budget" in r.note for r in stores)

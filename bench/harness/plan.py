@@ -11,7 +11,7 @@ pixel); times are probes of one unit of work times the count of units, so they a
 generates an embedded dataset it is asked about (it needs the images to count and size them)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import BenchError
@@ -69,18 +69,18 @@ class Plan:
                              f"(stores over it are computed per batch instead)")
 
 
-def plan(req, log=print) -> Plan:
+def plan(req) -> Plan:
     """The plan of one `bench run` request (bench/harness/runner.py:RunRequest)."""
-    return plan_all([req], log)
+    return plan_all([req])
 
 
-def plan_all(requests, log=print) -> Plan:
+def plan_all(requests) -> Plan:
     """One plan for several requests (a sweep's cells): an artefact several share is listed once."""
     from bench.core.device import device
 
     rows, seen = [], set()
     for req in requests:
-        for row in request_rows(req, log):
+        for row in request_rows(req):
             key = (row.what, row.path)
             if key not in seen:
                 seen.add(key)
@@ -88,7 +88,7 @@ def plan_all(requests, log=print) -> Plan:
     return Plan(rows, Path(requests[0].cache_dir), Path(requests[0].results_dir), str(device()))
 
 
-def request_rows(req, log=print) -> list[Row]:
+def request_rows(req) -> list[Row]:
     """Rows of one request: pseudo-mask artefacts (modes that use them), the method's own (its
     `plan` hook), then per fold its fit and its evaluation."""
     from bench.harness.runner import check_weights_given, method_config, resolved_request
@@ -110,33 +110,60 @@ def request_rows(req, log=print) -> list[Row]:
         return [as_row(n, probes) for n in needs] + [Row(f"{label}: no plan hook (sizes and times unknown)", "", "build", 0, None)]
     mp = hook(context(req, dataset, preset))
     needs += mp.needs
-    # fits on pseudo masks not made yet are keyed by those masks: new, whatever the cache holds
-    new_masks = training_mode(req.mode) == "weak" and any(not n.built() for n in needs if n.kind == "pseudo masks")
-    fit_s = _seconds(*mp.fit, probes)
+    masks_missing = any(not n.built() for n in needs if n.kind == "pseudo masks")
+    work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing), _seconds(*mp.fit, probes),
+                    _seconds(*mp.episode, probes), mask_png_bytes(dataset))
     rows = [as_row(n, probes) for n in needs]
     for fold in req.folds:
-        rows += fold_rows(req, preset, dataset, fold, mp, fit_s, new_masks, probes)
+        rows += work.rows(fold)
     return rows
 
 
-def fold_rows(req, preset, dataset, fold: int, mp, fit_s, new_masks: bool, probes: dict) -> list[Row]:
-    """A fold's fit (reused when its checkpoint exists) and its evaluation (the seeds without a record)."""
-    from bench.harness.runner import record_path, request_seeds
+def sources(req, dataset, masks_missing: bool) -> tuple:
+    """The run's (training, test-support) annotation sources, as the runner takes them; None where
+    they are pseudo masks not made yet (reading them would make them: then the fits trained on them
+    and every record are new, whatever the cache holds)."""
+    if not masks_missing:
+        return annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
+    from bench.core.types import GroundTruthMasks
 
-    label, rows = method_label(req.method), []
-    if mp.state is not None:
-        path = None if new_masks else _checkpoint(req, dataset, fold)
-        built = path is not None and path.exists() and not req.retrain
-        rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
-                        "reuse" if built else "build", pickled_bytes(mp.state) + 400, fit_s))
-    todo = [s for s in request_seeds(req, preset) if req.force or not record_path(req, preset, dataset, fold, s).exists()]
-    if todo:
-        unit, per_episode = mp.episode
-        sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * _mask_png_bytes(dataset)
-        rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
-                        str(record_path(req, preset, dataset, fold, todo[0]).parent), "build",
-                        int(len(todo) * (RECORD_BYTES + sample)), _seconds(unit, per_episode * preset.episodes * len(todo), probes)))
-    return rows
+    return (GroundTruthMasks(dataset) if training_mode(req.mode) == "full" else None), None
+
+
+@dataclass
+class FoldWork:
+    """What one request costs per fold: its fit (reused when its checkpoint exists, by the runner's
+    `checkpoint_path`) and its evaluation (the seeds the runner's `pending_seeds` would run)."""
+
+    req: object
+    preset: object
+    dataset: object
+    mp: object  # the method's MethodPlan
+    train_annotations: object | None
+    test_annotations: object | None
+    fit_s: float | None  # one fit
+    episode_s: float | None  # one evaluation episode
+    mask_bytes: float  # one palette PNG mask of the dataset
+
+    def rows(self, fold: int) -> list[Row]:
+        from bench.harness.runner import checkpoint_path, pending_seeds, record_path, request_seeds
+
+        req, preset, label, rows = self.req, self.preset, method_label(self.req.method), []
+        if self.mp.state is not None:
+            path = None if self.train_annotations is None else checkpoint_path(req, fold, self.train_annotations)
+            built = path is not None and path.exists() and not req.retrain
+            rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
+                            "reuse" if built else "build", pickled_bytes(self.mp.state) + 400, self.fit_s))
+        seeds = request_seeds(req, preset)
+        redo = req.force or req.retrain or self.test_annotations is None
+        todo = seeds if redo else pending_seeds(req, preset, self.dataset, self.test_annotations, fold, seeds)
+        if todo:
+            episodes = preset.episodes * len(todo)
+            sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * self.mask_bytes
+            rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
+                            str(record_path(req, preset, self.dataset, fold, todo[0]).parent), "build",
+                            int(len(todo) * (RECORD_BYTES + sample)), None if self.episode_s is None else self.episode_s * episodes))
+        return rows
 
 
 def context(req, dataset, preset) -> PlanContext:
@@ -166,20 +193,8 @@ def _seconds(unit, count, probes: dict) -> float | None:
     return probes[id(unit)] * count
 
 
-def _checkpoint(req, dataset, fold: int) -> Path:
-    from bench.harness.runner import checkpoint_path
+def mask_png_bytes(dataset) -> float:
+    """Bytes of one palette PNG mask of the dataset (its test masks encoded as records save them)."""
+    from pseudo_labels.plan import mean_mask_png_bytes
 
-    mode = training_mode(req.mode)
-    train_annotations, _ = annotation_sources(mode, dataset, req.cache_dir, req.pseudo if mode == "weak" else None)
-    return checkpoint_path(req, fold, train_annotations)
-
-
-_MASK_BYTES: dict = {}
-
-
-def _mask_png_bytes(dataset) -> float:
-    if dataset.name not in _MASK_BYTES:
-        from pseudo_labels.plan import mean_mask_png_bytes
-
-        _MASK_BYTES[dataset.name] = mean_mask_png_bytes(dataset, dataset.ids("val"))
-    return _MASK_BYTES[dataset.name]
+    return mean_mask_png_bytes(dataset, dataset.ids("val"))
