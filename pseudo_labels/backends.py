@@ -13,7 +13,7 @@ import torch
 
 from bench.core.device import to_numpy
 from bench.core.errors import BenchError
-from bench.core.files import file_sha
+from bench.core.files import state_sha
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.nets import as_batch, normalised_cams
 
@@ -22,6 +22,7 @@ class PoolCam:
     def __init__(self, net, class_names: list[str], path: Path, cfg: PseudoConfig):
         self.net, self.class_names, self.path = net, class_names, path
         self.prob_scale, self.norm = cfg.cam_prob_scale, cfg.cam_norm
+        self.weights = state_sha(net.state_dict())  # the weights, not the file: it also holds the training time
 
     @torch.no_grad()
     def maps(self, images: np.ndarray) -> torch.Tensor:
@@ -30,19 +31,20 @@ class PoolCam:
         return normalised_cams(cams, probs, self.norm)
 
     def fingerprint(self) -> str:
-        return f"pool-cam:{file_sha(self.path)}:prob={self.prob_scale}:{self.norm}"
+        return f"pool-cam:{self.weights}:prob={self.prob_scale}:{self.norm}"
 
 
 class PoolSaliency:
     def __init__(self, net, path: Path):
         self.net, self.path = net, path
+        self.weights = state_sha(net.state_dict())  # as PoolCam: equal weights, equal pseudo masks' key
 
     @torch.no_grad()
     def maps(self, images: np.ndarray) -> np.ndarray:
         return to_numpy(torch.sigmoid(self.net(as_batch(images))))
 
     def fingerprint(self) -> str:
-        return f"pool-saliency:{file_sha(self.path)}"
+        return f"pool-saliency:{self.weights}"
 
 
 class NoSaliency:

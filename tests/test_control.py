@@ -51,6 +51,7 @@ def test_the_oracle_survives_every_control_and_support_copy_does_not(mini, cache
     assert copy["empty_masks"] == 0.0  # nothing to copy: background everywhere
     assert copy["real"] > 0 and copy["wrong_class"] > 0  # a mask position copied from any support overlaps a bit
     assert controls["oracle"]["episode_sha256"] == controls["support-copy"]["episode_sha256"]
+    assert controls["oracle"]["annotation_fingerprint"] == f"gt:{mini.name}:{mini.fingerprint()}"  # the supports' masks
     capsys.readouterr()
     assert main(["report", "--results-dir", str(results)]) == 2  # no run records: the report says so
     run = main(["--cache-dir", str(cache_dir), "run", "--method", ORACLE, "--mode", "full", "--dataset", "openmoji5i-mini",

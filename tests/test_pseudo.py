@@ -276,6 +276,29 @@ def test_fingerprint_is_deterministic_and_tracks_every_setting(mini, cache_dir, 
     assert changed_settings({"saliency": "none", "threshold": PseudoConfig().threshold, "gate": "soft"}) == {"saliency": "none", "gate": "soft"}
 
 
+def test_pool_nets_are_keyed_by_their_weights_not_by_their_file(mini, tmp_path, tiny_cfg, cache_dir):
+    """Two machines that train the same weights write files that differ in the training time the
+    file's meta holds: the pseudo masks' key must be the same on both, and move when one weight does."""
+    import shutil
+
+    from bench.core.weights import load_weights
+    from pseudo_labels.train import model_path, pool_dataset, save_model
+
+    fp = build_pipeline(mini, tiny_cfg, cache_dir).fingerprint(mini)
+    other = tmp_path / "other-machine"
+    shutil.copytree(cache_dir / "pseudo" / "models", other / "pseudo" / "models")
+    path = model_path(other, "cam", pool_dataset(mini), tiny_cfg)
+    blob = load_weights(path, "CAM classifier", "")
+    net = build_pipeline(mini, tiny_cfg, other).cam.net
+    save_model(path, net, {**blob["meta"], "train_s": blob["meta"]["train_s"] + 7.3}, blob["meta"]["classes"])
+    assert path.read_bytes() != (cache_dir / "pseudo" / "models" / path.name).read_bytes()
+    assert build_pipeline(mini, tiny_cfg, other).fingerprint(mini) == fp
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] += 1e-3
+    save_model(path, net, blob["meta"], blob["meta"]["classes"])
+    assert build_pipeline(mini, tiny_cfg, other).fingerprint(mini) != fp
+
+
 def test_generated_masks_hold_only_labelled_classes_and_are_cached(mini, cache_dir, tiny_cfg):
     from bench.data.datasets import image_labels
     from pseudo_labels.source import pseudo_masks_for

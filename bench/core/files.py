@@ -38,6 +38,22 @@ def file_sha(path: Path) -> str:
     return _file_sha(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+def state_sha(state: dict) -> str:
+    """First 16 hex digits of a sha256 over a state_dict's names, dtypes, shapes and raw values:
+    the identity of trained weights, equal for equal weights whatever else their file holds (a
+    file saved with its training time hashes differently on every machine)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous().view(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(state[name].shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @lru_cache(maxsize=64)
 def _file_sha(path: str, size: int, mtime_ns: int) -> str:
     import hashlib

@@ -48,6 +48,7 @@ class ControlRecord:
     miou: dict  # variant -> mIoU (%)
     config: dict
     pseudo: dict
+    annotation_fingerprint: str = ""  # the support masks' source (which pseudo masks, in weak mode)
     record_type: str = CONTROL_RECORD
 
     def path(self, results_dir: Path) -> Path:
@@ -82,7 +83,7 @@ def control(req: RunRequest, log=print) -> list[ControlRecord]:
         conv = preset.conventions()
         record = ControlRecord(method_label(req.method), req.mode, dataset.name, preset.label(), fold, req.way, req.shot,
                                seed, sha, {v: accs[v].compute(conv)["miou"] for v in VARIANTS}, dict(req.config),
-                               dict(req.pseudo))
+                               dict(req.pseudo), annotations.fingerprint())
         atomic_write_text(record.path(req.results_dir), json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
         log(f"{record.method} {req.mode} fold {fold}: real {record.miou['real']:.1f}, wrong class "
             f"{record.miou['wrong_class']:.1f}, empty masks {record.miou['empty_masks']:.1f}")
