@@ -35,8 +35,8 @@ class PoolCam:
 
 
 class PoolSaliency:
-    def __init__(self, net, path: Path):
-        self.net, self.path = net, path
+    def __init__(self, net):
+        self.net = net
         self.weights = state_sha(net.state_dict())  # as PoolCam: equal weights, equal pseudo masks' key
 
     @torch.no_grad()
@@ -72,8 +72,8 @@ def saliency_backend(dataset, cfg: PseudoConfig, cache_dir: Path, log=print):
     if cfg.saliency == "pool":
         from pseudo_labels.train import pool_saliency
 
-        net, _, path = pool_saliency(dataset, cfg, cache_dir, log)
-        return PoolSaliency(net, path)
+        net, _, _ = pool_saliency(dataset, cfg, cache_dir, log)
+        return PoolSaliency(net)
     if cfg.saliency == "onnx":
         if not cfg.saliency_path:
             raise BenchError("saliency=onnx needs a model file; fix: --pseudo-set saliency_path=/path/to/model.onnx")
