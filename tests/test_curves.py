@@ -16,12 +16,41 @@ def test_the_rule_on_hand_made_curves():
     rising = [[125 * (i + 1), 10.0 + 2 * i] for i in range(8)]  # +2 per point: 750 -> 1000 gains 4
     flat = [[125 * (i + 1), 20.0 + (0.3 if i == 7 else 0.0)] for i in range(8)]
     assert verdict(rising, 1000) == {"converged": False, "gain": 4.0, "se": None, "from_step": 750, "to_step": 1000,
-                                     "why": "+4.0 IoU points from step 750 to 1000: not below 1, still learning"}
+                                     "why": "+4.0 IoU points from step 750 to 1000: still learning: not below 1"}
     assert verdict(flat, 1000)["converged"] is True and verdict(flat, 1000)["gain"] == 0.3
     falling = [[s, 30.0 - s / 100] for s, _ in rising]  # overfitting still counts as no gain
     assert verdict(falling, 1000)["converged"] is True
     assert verdict([], 0) == {"converged": None, "why": "no training"}
     assert verdict([[5, 1.0]], 5)["converged"] is None
+
+
+def test_a_curve_that_swings_in_its_last_quarter_is_not_converged():
+    """PFENet's embedded curve jumps between 'background everywhere' and a segmentation. Here the
+    3/4 point sits on a crest (30), the next falls to 5, the last is back at 30: measured from the
+    3/4 point alone the gain is 0 (the rule before: converged); from the trough it is +25."""
+    swinging = [[125 * (i + 1), v] for i, v in enumerate([8.0, 33.0, 4.0, 18.0, 26.0, 30.0, 5.0, 30.0])]
+    assert swinging[-1][1] - swinging[5][1] == 0.0  # what the 3/4-point-only rule measured
+    v = verdict(swinging, 1000)
+    assert v["converged"] is False and v["gain"] == 25.0 and (v["from_step"], v["to_step"]) == (875, 1000)
+    # with per-episode counts: every episode's IoU moves alike, so the +25 is far beyond 2 SE
+    counts = [[[round(val), 100]] * 10 for _, val in swinging]
+    assert verdict(swinging, 1000, counts)["converged"] is False
+    # a dip within the noise does not count: 20 -> 19.5 -> 20 is converged
+    dip = [[125 * (i + 1), v] for i, v in enumerate([10.0, 15.0, 18.0, 19.0, 20.0, 20.0, 19.5, 20.0])]
+    assert verdict(dip, 1000)["converged"] is True
+
+
+def test_old_records_are_judged_by_the_current_rule(tmp_path):
+    """A record keeps its curve; its stored verdict may come from an older rule. Loading re-derives
+    it, so a rule change re-tables every record without re-running it (here: a stored 'converged'
+    on a swinging curve becomes 'not converged')."""
+    from bench.core.curves import judged
+
+    swinging = [[125 * (i + 1), v] for i, v in enumerate([8.0, 33.0, 4.0, 18.0, 26.0, 30.0, 5.0, 30.0])]
+    stale = {"total": 1000, "loss": [], "validation": swinging, "episodes": [],
+             "verdict": {"converged": True, "why": "an older rule"}}
+    assert judged(stale)["verdict"]["converged"] is False
+    assert judged({}) == {} and judged({"verdict": {"converged": None, "why": "no curve"}})["verdict"]["why"] == "no curve"
 
 
 def test_a_gain_within_the_validation_noise_is_not_learning():
@@ -159,9 +188,9 @@ def test_records_carry_the_curve_tables_mark_unconverged_fits_and_the_figure_dra
     assert [s for s, _ in fit["validation"]] == list(range(1, 5)) and fit["loss"][-1][0] == 4
     assert fit["verdict"] == verdict(fit["validation"], 4, fit["episodes"])  # the record's verdict is the rule's
     # the same fit's record with a curve still rising by 1 point over its last quarter: marked
-    rising = {**fit, "validation": [[s, 10.0 + s] for s, _ in fit["validation"]]}
-    rising["verdict"] = verdict(rising["validation"], 4)
-    assert rising["verdict"]["converged"] is False
+    rising = {**fit, "validation": [[s, 10.0 + s] for s, _ in fit["validation"]], "episodes": []}  # counts would not match
+    assert verdict(rising["validation"], 4)["converged"] is False
+    rising["verdict"] = {"converged": True, "why": "stored by an older rule"}  # loading re-judges the stored curve
     other = dataclasses.replace(record, fit=rising, fold=1)
     other.write(tmp_path)
     table = render_tables(tmp_path, "markdown")

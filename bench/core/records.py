@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.core.curves import judged
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_text
 
@@ -103,7 +104,9 @@ def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:
             raw = json.loads(path.read_text())
             if raw.get("record_type") is not None:  # e.g. pseudo-mask quality records, tabled separately
                 continue
-            out.append((path, RunRecord(**raw)))
+            record = RunRecord(**raw)
+            record.fit = judged(record.fit)  # the current rule on the stored curve
+            out.append((path, record))
         except (json.JSONDecodeError, TypeError) as exc:
             raise BenchError(f"unreadable run record {path} ({exc}); fix: delete it and re-run that cell") from None
     return out
