@@ -40,7 +40,7 @@ def test_a_curve_that_swings_in_its_last_quarter_is_not_converged():
     assert verdict(dip, 1000)["converged"] is True
 
 
-def test_old_records_are_judged_by_the_current_rule(tmp_path):
+def test_old_records_are_judged_by_the_current_rule():
     """A record keeps its curve; its stored verdict may come from an older rule. Loading re-derives
     it, so a rule change re-tables every record without re-running it (here: a stored 'converged'
     on a swinging curve becomes 'not converged')."""

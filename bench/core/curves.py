@@ -22,8 +22,9 @@ measured to the last point from every point of the last quarter (the point at 3/
 and any later one), not from its first alone: a curve that swings (PFENet on the embedded default
 jumps between "background everywhere" and a segmentation, 30 -> 5 -> 30) would otherwise pass
 whenever the 3/4 point happens to sit on a crest. A drop to the last point is not learning and
-passes (PANet's 21.9 -> 20.9 at the end of a fold); the curves' figure shows it. 50 episodes give a pooled foreground IoU that moves by a few
-points between neighbouring steps of a plateaued fit (ours, weak, fold 0 after the loss fix:
+passes (PANet's 21.9 -> 20.9 at the end of a fold); the curves' figure shows it.
+50 episodes give a pooled foreground IoU that moves by a few points between neighbouring steps of
+a plateaued fit (ours, weak, fold 0 after the loss fix:
 34.5 31.3 34.5 34.4 30.7 33.6 33.8 36.5), so a 1-point rule alone judged the last point's noise.
 A curve stored without per-episode counts (fits before this rule) is judged by the gain alone.
 Fits without steps (`ours-noE`: nothing is trained) are "no training"; checkpoints made before curves
@@ -43,9 +44,9 @@ MIN_GAIN = 1.0  # IoU points over the last quarter of the steps
 NOISE_SE = 2.0  # a gain below this many bootstrap standard errors is noise, not learning
 BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 13_579
-RULE = (f"converged: validation foreground IoU gained < {MIN_GAIN:g} point over the last quarter of the steps (from each "
-        f"of its points to the last), or less than {NOISE_SE:g} bootstrap standard errors of that gain ({VALIDATION_EPISODES} fixed 1-way 1-shot base-class "
-        f"episodes of training images, training masks)")
+RULE = (f"converged: validation foreground IoU gained < {MIN_GAIN:g} point over the last quarter of the steps "
+        f"(from each of its points to the last), or less than {NOISE_SE:g} bootstrap standard errors of that gain "
+        f"({VALIDATION_EPISODES} fixed 1-way 1-shot base-class episodes of training images, training masks)")
 
 
 @dataclass
