@@ -102,3 +102,23 @@ def test_sweep_dry_run_lists_the_pending_cells_then_their_plan(mini, cache_dir, 
     out = capsys.readouterr().out
     assert "1 to run" in out and "plan of the cells to run" in out and "no plan hook (sizes and times unknown)" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_sweep_dry_run_makes_no_pseudo_masks(mini, cache_dir, tmp_path, capsys):
+    """`--dry-run` runs nothing: a weak cell whose pseudo masks are not made yet is listed as to
+    run and its pool nets planned, not trained (it used to train the CAM classifier and saliency
+    net and write every pseudo mask just to find out which records exist)."""
+    from bench.cli import main
+    from oracle import ORACLE
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "datasets").symlink_to(Path(cache_dir) / "datasets")  # the shared mini dataset, without its pseudo masks
+    args = ["--cache-dir", str(cache), "sweep", "--method", ORACLE, "--mode", "weak", "--fold", "0", "--dataset",
+            "openmoji5i-mini", "--preset", "quick", "--results-dir", str(tmp_path / "results"), "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 to run" in out
+    assert any(line.startswith("build") and "CAM classifier" in line for line in out.splitlines())
+    assert not [p for p in (cache / "pseudo").rglob("*") if p.is_file() and p.suffix != ".lock"]
+    assert not (tmp_path / "results").exists()

@@ -132,7 +132,7 @@ def cmd_sweep(args, cache: Path) -> int:
     cells = grid_cells(grid)
     paths = Paths(cache, args.results_dir, args.data_root, args.device)
     if args.dry_run:
-        todo = pending_cells(cells, paths)
+        todo = pending_cells(cells, paths, build=False)  # looks pseudo masks up, never makes them
         print(f"{len(cells)} cells, {len(cells) - len(todo)} recorded, {len(todo)} to run:")
         for cell in todo:
             print(f"  {cell.label()}")
