@@ -27,8 +27,10 @@ def check_mode(mode: str) -> None:
         raise BenchError(f"unknown mode '{mode}'; use {', '.join(MODES)}")
 
 
-def annotation_sources(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None):
-    """(source of the training masks, source of the test support masks) of a mode."""
+def annotation_sources(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None, build: bool = True):
+    """(source of the training masks, source of the test support masks) of a mode. Pseudo masks are
+    generated on first use; with build=False only looked up in the cache (None where not made yet),
+    for callers that promise to run nothing (`bench sweep --dry-run`)."""
     check_mode(mode)
     kinds = SUPERVISION[mode]
     if pseudo and "pseudo" not in kinds.values():
@@ -39,15 +41,15 @@ def annotation_sources(mode: str, dataset, cache_dir: Path, pseudo: dict | None 
         if kind == "gt":
             sources[kind] = GroundTruthMasks(dataset)
         else:
-            from pseudo_labels.source import pseudo_masks_for
+            from pseudo_labels.source import cached_pseudo_masks, pseudo_masks_for
 
-            sources[kind] = pseudo_masks_for(dataset, cache_dir, pseudo)
+            sources[kind] = pseudo_masks_for(dataset, cache_dir, pseudo) if build else cached_pseudo_masks(dataset, cache_dir, pseudo)
     return sources[kinds["train_masks"]], sources[kinds["support_masks"]]
 
 
-def annotation_source(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None):
+def annotation_source(mode: str, dataset, cache_dir: Path, pseudo: dict | None = None, build: bool = True):
     """The source of the test support masks of a mode (for full and weak: also the training masks)."""
-    return annotation_sources(mode, dataset, cache_dir, pseudo)[1]
+    return annotation_sources(mode, dataset, cache_dir, pseudo, build)[1]
 
 
 def training_mode(mode: str) -> str:

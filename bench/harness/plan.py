@@ -123,11 +123,7 @@ def sources(req, dataset, masks_missing: bool) -> tuple:
     """The run's (training, test-support) annotation sources, as the runner takes them; None where
     they are pseudo masks not made yet (reading them would make them: then the fits trained on them
     and every record are new, whatever the cache holds)."""
-    if not masks_missing:
-        return annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
-    from bench.core.types import GroundTruthMasks
-
-    return (GroundTruthMasks(dataset) if training_mode(req.mode) == "full" else None), None
+    return annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo, build=not masks_missing)
 
 
 @dataclass

@@ -154,6 +154,7 @@ def pending_cells(cells: list[Cell], paths: Paths, build: bool = True) -> list[C
     (`--dry-run`, which promises to run nothing) pseudo masks are only looked up: a cell whose
     masks are not made yet is pending, as its records would be keyed by the masks' fingerprint."""
     from bench.data.datasets import get_dataset
+    from bench.harness.annotations import annotation_source
     from bench.harness.presets import get_preset
     from bench.harness.registry import create_method
     from bench.harness.runner import pending_seeds, request_seeds, resolved_request
@@ -167,21 +168,10 @@ def pending_cells(cells: list[Cell], paths: Paths, build: bool = True) -> list[C
         dataset = get_dataset(cell.dataset, paths.cache_dir, paths.data_root)
         key = (cell.dataset, cell.mode, cell.pseudo)
         if key not in sources:
-            sources[key] = support_source(cell.mode, dataset, paths.cache_dir, req.pseudo, build)
+            sources[key] = annotation_source(cell.mode, dataset, paths.cache_dir, req.pseudo, build)
         if sources[key] is None or pending_seeds(req, preset, dataset, sources[key], cell.fold, request_seeds(req, preset)):
             todo.append(cell)
     return todo
-
-
-def support_source(mode: str, dataset, cache_dir: Path, pseudo: dict, build: bool):
-    """The mode's test-support source; without build, None where it is pseudo masks not in the cache."""
-    from bench.harness.annotations import SUPERVISION, annotation_source
-
-    if build or SUPERVISION[mode]["support_masks"] != "pseudo":
-        return annotation_source(mode, dataset, cache_dir, pseudo)
-    from pseudo_labels.source import cached_pseudo_masks
-
-    return cached_pseudo_masks(dataset, cache_dir, pseudo)
 
 
 def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
