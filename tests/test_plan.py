@@ -122,3 +122,36 @@ def test_sweep_dry_run_makes_no_pseudo_masks(mini, cache_dir, tmp_path, capsys):
     assert any(line.startswith("build") and "CAM classifier" in line for line in out.splitlines())
     assert not [p for p in (cache / "pseudo").rglob("*") if p.is_file() and p.suffix != ".lock"]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_path):
+    """After a run, a plan of the same settings at another length is timed by what this machine
+    measured: the fit by its training loop's seconds per step (the checkpoint's sidecar) times the
+    new length, the evaluation by the record's episodes per second; other settings fall back to
+    the probe (a probe of one step missed most of a real PFENet step: 24 min planned, 58 taken)."""
+    import json
+
+    from bench.harness.plan import plan
+    from bench.harness.runner import RunRequest, run
+
+    results = tmp_path / "results"
+
+    def request(**config):
+        return RunRequest(method="panet", mode="full", dataset="openmoji5i-mini", folds=(0,), preset="quick",
+                          config={"trunk_epochs": 1, **config}, cache_dir=cache_dir, results_dir=results, profile="embedded")
+
+    run(request(iterations=5), log=lambda *_: None)
+    sidecars = [json.loads(p.read_text()) for p in Path(cache_dir).glob("checkpoints/openmoji5i-mini/*/panet/full/*.json")]
+    timing = next(s["timing"] for s in sidecars if s.get("timing", {}).get("config", {}).get("iterations") == 5)
+    assert timing["steps"] == 5 and timing["loop_s"] > 0 and timing["device"] == "cpu"
+
+    longer = {r.what: r for r in plan(request(iterations=10)).rows}
+    fit = longer["panet full fit, fold 0"]
+    assert fit.action == "build" and fit.note.startswith("measured")
+    assert fit.seconds == pytest.approx(timing["loop_s"] / 5 * 10)
+    evaluation = next(r for w, r in longer.items() if "evaluation" in w)
+    rate = next(json.loads(p.read_text())["timings"]["episodes_per_s"] for p in results.rglob("fold0_*.json"))
+    assert evaluation.note.startswith("measured") and f"{rate:g} episodes/s" in evaluation.note
+
+    other = {r.what: r for r in plan(request(iterations=10, seed=1)).rows}  # another fit: nothing measured for it
+    assert other["panet full fit, fold 0"].note == "" and other["panet full fit, fold 0"].seconds > 0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 
 LOSS_EVERY = 25
@@ -163,6 +164,8 @@ class Tracker:
         self.curve = FitCurve(total)
         self._method, self._score = method, score
         self._due = set(self.curve.points())
+        self._started = time.perf_counter()
+        self.seconds: float | None = None  # the loop's wall time (its steps and validations), once its last step ran
 
     def step(self, step: int, loss) -> None:
         self.curve.add_loss(step, loss)
@@ -170,6 +173,8 @@ class Tracker:
             counts = self._validate()
             self.curve.validation.append([step, round(pooled_iou(counts), 3)])
             self.curve.episodes.append([[int(i), int(u)] for i, u in counts])
+        if step == self.curve.total:  # kept out of the curve: two equal fits have equal curves, not equal times
+            self.seconds = time.perf_counter() - self._started
 
     def _validate(self) -> list:
         torch = sys.modules.get("torch")

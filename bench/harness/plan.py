@@ -7,8 +7,13 @@ Each layer declares its own artefacts (pseudo_labels/plan.py, backbones' `*_need
 `plan` hook), so the plan reads the same cache keys and budgets the run does. Sizes are computed
 (bench/core/plans.py: random-initialised architectures, one forward pass for a store's bytes per
 pixel); times are probes of one unit of work times the count of units, so they are estimates
-(heads, data loading and bookkeeping are not probed). Building nothing itself, the plan still
-generates an embedded dataset it is asked about (it needs the images to count and size them)."""
+(heads, data loading and bookkeeping are not probed). A fit or an evaluation that this machine has
+already done with the same settings (on the same device, at the same thread count) is timed by
+that instead: a fit by its training loop's seconds per step (the checkpoint's sidecar,
+runner.fit_timing), an evaluation by its record's episodes per second; the row says "measured".
+A probe of one step missed most of a real one: PFENet's 32,000 steps probed at 24 min took 58.
+Building nothing itself, the plan still generates an embedded dataset it is asked about (it needs
+the images to count and size them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from bench.harness.presets import get_preset
 from bench.harness.registry import create_method, method_label
 from bench.harness.views import training_labels
 
+LENGTH_SETTINGS = ("steps", "iterations", "episodes", "epochs")  # a fit's length: a measured rate per step carries over
 RECORD_BYTES = 30_000  # a record's JSON (per-class sums, curve with per-episode validation counts, settings)
 SAMPLE_EPISODES = 8  # predictions saved beside every record (runner.sample_dir)
 
@@ -57,8 +63,10 @@ class Plan:
             out.append(f"{r.action:<9} {size:>9} {human_seconds(r.seconds if r.action != 'reuse' else None):>7}  {r.what}{note}"
                        + (f"\n{'':>29}{r.path}" if r.path else ""))
         free = free_bytes(self.cache_dir)
+        how = ("measured where noted, else probes of one unit of work" if any(r.note.startswith("measured") for r in self.rows)
+               else "probes of one unit of work each")
         out.append(f"total: {human_bytes(self.new_bytes())} new on disk, ≈ {human_seconds(self.seconds())} on {self.device} "
-                   f"(probes of one unit of work each: an estimate); {human_bytes(free)} free where {self.cache_dir} lives")
+                   f"({how}: an estimate); {human_bytes(free)} free where {self.cache_dir} lives")
         return out
 
     def check_fits(self) -> None:
@@ -111,8 +119,10 @@ def request_rows(req) -> list[Row]:
     mp = hook(context(req, dataset, preset))
     needs += mp.needs
     masks_missing = any(not n.built() for n in needs if n.kind == "pseudo masks")
-    work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing), _seconds(*mp.fit, probes),
-                    _seconds(*mp.episode, probes), mask_png_bytes(dataset))
+    fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name)
+    work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing),
+                    fit or Timed(_seconds(*mp.fit, probes)), episode or Timed(_seconds(*mp.episode, probes)),
+                    mask_png_bytes(dataset))
     rows = [as_row(n, probes) for n in needs]
     for fold in req.folds:
         rows += work.rows(fold)
@@ -137,8 +147,8 @@ class FoldWork:
     mp: object  # the method's MethodPlan
     train_annotations: object | None
     test_annotations: object | None
-    fit_s: float | None  # one fit
-    episode_s: float | None  # one evaluation episode
+    fit: "Timed"  # one fit
+    episode: "Timed"  # one evaluation episode
     mask_bytes: float  # one palette PNG mask of the dataset
 
     def rows(self, fold: int) -> list[Row]:
@@ -149,7 +159,7 @@ class FoldWork:
             path = None if self.train_annotations is None else checkpoint_path(req, fold, self.train_annotations)
             built = path is not None and path.exists() and not req.retrain
             rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
-                            "reuse" if built else "build", pickled_bytes(self.mp.state) + 400, self.fit_s))
+                            "reuse" if built else "build", pickled_bytes(self.mp.state) + 400, self.fit.seconds, self.fit.note))
         seeds = request_seeds(req, preset)
         redo = req.force or req.retrain or self.test_annotations is None
         todo = seeds if redo else pending_seeds(req, preset, self.dataset, self.test_annotations, fold, seeds)
@@ -158,8 +168,78 @@ class FoldWork:
             sample = SAMPLE_EPISODES * req.way * (req.shot + 1) * self.mask_bytes
             rows.append(Row(f"{label} {req.mode} evaluation, fold {fold}: {len(todo)} run(s) × {preset.episodes} episodes",
                             str(record_path(req, preset, self.dataset, fold, todo[0]).parent), "build",
-                            int(len(todo) * (RECORD_BYTES + sample)), None if self.episode_s is None else self.episode_s * episodes))
+                            int(len(todo) * (RECORD_BYTES + sample)),
+                            None if self.episode.seconds is None else self.episode.seconds * episodes, self.episode.note))
         return rows
+
+
+@dataclass
+class Timed:
+    seconds: float | None  # of one fit, or of one episode
+    note: str = ""  # "measured: ..." when it comes from this machine's own earlier run
+
+
+def _without_length(config: dict) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in config.items() if k not in LENGTH_SETTINGS}, sort_keys=True, default=str)
+
+
+def _plan_threads() -> int:
+    """The torch thread count a run of this process would fit and evaluate with (the pinned one)."""
+    import torch
+
+    from bench.core.pinning import fixed_threads
+
+    with fixed_threads():
+        return torch.get_num_threads()
+
+
+def measured_fit(req, steps: int) -> Timed | None:
+    """One fit's seconds from the newest earlier fit of the same method, settings (but its length)
+    and dataset on this device and thread count: its training loop's seconds per step (steps and
+    validations, from the checkpoint's sidecar) times `steps`. None when there is none."""
+    import json
+
+    from bench.core.device import device
+    from bench.harness.runner import fit_config
+
+    want, threads = _without_length(fit_config(req)), _plan_threads()
+    best = None
+    for info in (Path(req.cache_dir) / "checkpoints" / req.dataset).glob(f"*/{method_label(req.method)}/*/*.json"):
+        timing = json.loads(info.read_text()).get("timing") or {}
+        if (timing.get("loop_s") and timing.get("steps") and timing.get("device") == str(device())
+                and timing.get("torch_threads") == threads and _without_length(timing.get("config", {})) == want):
+            if best is None or info.stat().st_mtime > best[0]:
+                best = (info.stat().st_mtime, timing, info)
+    if best is None:
+        return None
+    _, timing, info = best
+    per_step = timing["loop_s"] / timing["steps"]
+    return Timed(per_step * steps, f"measured: {per_step:.3g} s/step over {timing['steps']} steps, {info.parent.name} "
+                                   f"{info.stem.split('-')[0]} here")
+
+
+def measured_episode(req, preset, dataset_name: str) -> Timed | None:
+    """One evaluation episode's seconds from the newest record of the same method, settings (but
+    the fit's length: a longer fit predicts no slower), dataset, preset, ways and shots on this
+    device and thread count. None when there is none."""
+    from bench.core.device import device
+    from bench.core.records import load_records
+    from bench.harness.runner import requested_config
+
+    if not Path(req.results_dir).is_dir():
+        return None
+    want, threads = _without_length(requested_config(req)), _plan_threads()
+    found = [(path, r) for path, r in load_records(req.results_dir)
+             if r.method == req.method and r.dataset == dataset_name and r.preset == preset.label() and r.way == req.way
+             and r.shot == req.shot and r.device == str(device()) and (r.torch_threads or {}).get("eval") == threads
+             and r.timings.get("episodes_per_s") and _without_length(r.method_config) == want]
+    if not found:
+        return None
+    path, r = max(found, key=lambda pr: pr[0].stat().st_mtime)
+    rate = r.timings["episodes_per_s"]
+    return Timed(1.0 / rate, f"measured: {rate:g} episodes/s, {r.mode} fold {r.fold} here")
 
 
 def context(req, dataset, preset) -> PlanContext:

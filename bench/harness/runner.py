@@ -219,11 +219,7 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     minus the settings a method declares test-time only, `test_settings`), the content of any weight
     file it names, the training masks and the preset's training settings
     (so presets that train alike share one fit); changing any of them never loads a stale fit."""
-    from bench.harness.registry import method_class
-
-    test_only = getattr(method_class(req.method), "test_settings", ())  # read at prediction only: one fit serves all
-    config = {k: v for k, v in requested_config(req).items() if k not in test_only}
-    config = {**config, **{k: f"sha256:{sha}" for k, sha in input_files(config).items()}}  # content, not path
+    config = fit_config(req)
     preset = get_preset(req.preset)
     training = {**preset.training_key(), "novel": annotations.dataset.fold_classes(fold, preset.coco_split)}
     key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
@@ -232,6 +228,27 @@ def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     trained_as = training_mode(req.mode)  # weak-test trains on GT: full's fit
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / method_label(req.method)
             / mode_label(trained_as, req.pseudo if trained_as == "weak" else {}) / f"fold{fold}-{tag}.pt")
+
+
+def fit_config(req: RunRequest) -> dict:
+    """The settings a fit depends on: the resolved config minus the settings the method reads at
+    prediction only (`test_settings`: one fit serves all), with any weight file named by its content."""
+    from bench.harness.registry import method_class
+
+    test_only = getattr(method_class(req.method), "test_settings", ())
+    config = {k: v for k, v in requested_config(req).items() if k not in test_only}
+    return {**config, **{k: f"sha256:{sha}" for k, sha in input_files(config).items()}}
+
+
+def fit_timing(req: RunRequest, train: FitView) -> dict:
+    """How long the fit's training loop took, where, and on which settings: `bench plan` estimates
+    a new fit of the same settings from it (bench/harness/plan.py:measured_fit), which a probe of
+    one step cannot (data loading, memo misses, validation)."""
+    from bench.core.device import device
+
+    curve = train.fit_curve() or {}
+    return {"loop_s": train.loop_seconds(), "steps": curve.get("total"), "device": str(device()),
+            "torch_threads": torch_threads(), "config": fit_config(req)}
 
 
 def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
@@ -253,7 +270,8 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         from bench.core.files import atomic_write_bytes
 
         atomic_write_bytes(path, pickle.dumps(state))
-        atomic_write_bytes(fit_info_path(path), json.dumps(fit_summary(train, method), sort_keys=True).encode())
+        info = {**fit_summary(train, method), "timing": fit_timing(req, train)}
+        atomic_write_bytes(fit_info_path(path), json.dumps(info, sort_keys=True, default=str).encode())
     return method
 
 

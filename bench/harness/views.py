@@ -100,6 +100,11 @@ class FitView:
         """The curve and verdict of the fit this view served, or None if the method kept none."""
         return None if self._tracker is None else self._tracker.curve.as_dict()
 
+    def loop_seconds(self) -> float | None:
+        """Wall time of the training loop this view served (its steps and validations, not the
+        preparation before it: pool nets, feature stores), or None if it kept no curve or did not finish."""
+        return None if self._tracker is None else self._tracker.seconds
+
     def validation_score(self, predict) -> float:
         """Foreground IoU (%) of `predict` pooled over the fixed validation episodes."""
         return curves.pooled_iou(self.validation_counts(predict))
