@@ -84,3 +84,24 @@ def test_claims_read_rows_with_settings_and_profiles_and_say_how_they_ran(tmp_pa
     assert "panet full: profile reference, trunk_checkpoint=vgg16.pth" in claim1[3]
     assert "amp full: 2 --set variants, none plain (left out)" in claim1[3]
     shutil.rmtree(tmp_path)
+
+
+def test_claims_leave_out_a_row_that_lacks_folds_and_say_which(tmp_path):
+    """A row made over several sessions (PFENet's 32,000-step row, one fold at a time) has no mean
+    yet: the claims leave it out by name, with the folds it has and lacks, and their caveat names
+    no row they did not read (it used to list the partial row's unconverged fits as if it were in)."""
+    import dataclasses
+
+    from bench.core.records import load_records
+    from bench.report.claims import claim_rows
+
+    for _, r in load_records(DATA / "records_b698898"):
+        r.write(tmp_path)
+        if r.method != "pfenet":
+            dataclasses.replace(r, fold=1).write(tmp_path)
+    claim1 = next(row for row in claim_rows(tmp_path) if row[0] == "1")
+    numbers, *notes = claim1[3].split(" · ")
+    assert "panet" in numbers and "amp" in numbers and "pfenet" not in numbers
+    caveat = next(n for n in notes if n.startswith("no curve"))
+    assert "panet full" in caveat and "pfenet" not in caveat
+    assert "left out, folds missing: pfenet full (has fold 0; lacks 1); pfenet weak (has fold 0; lacks 1)" in notes

@@ -31,23 +31,29 @@ ABLATIONS = {"E": "ours-noE", "saliency": "ours [saliency=none]"}
 PAPER_DROPS = {"E": (12, 18), "saliency": (1, 4)}
 
 
-def setting_means(records) -> dict[tuple, dict[tuple[str, str], float]]:
-    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}."""
+def setting_means(records) -> tuple[dict[tuple, dict[tuple[str, str], float]], dict[tuple, list[str]]]:
+    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}, and per setting the
+    rows left out because they lack a fold the setting has (or the same seeds on every fold), each
+    named with the folds it has: a row made over several sessions is not read as if it were whole."""
     groups = defaultdict(list)
     for r in records:
         groups[(r.dataset, r.way, r.shot)].append(r)
-    out = {}
+    out, partial = {}, defaultdict(list)
     for key, recs in groups.items():
         folds = sorted({r.fold for r in recs})
         cells = runs_by_cell(recs)
         means = {}
-        for label in {row_label(r) for r in recs}:
+        for label in sorted({row_label(r) for r in recs}):
             for mode in ("full", "weak"):
+                have = [f for f in folds if cells.get((label, mode, f))]
                 s = stat(fold_mean_per_seed(cells, label, mode, folds))
                 if s is not None:
                     means[(label, mode)] = s[0]
+                elif have:
+                    lacks = [f for f in folds if f not in have] or ["none (seeds differ between folds)"]
+                    partial[key].append(f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})")
         out[key] = means
-    return out
+    return out, dict(partial)
 
 
 def paper_means(table: str) -> dict[tuple, dict[tuple[str, str], float]]:
@@ -149,12 +155,13 @@ def claim_records(records) -> tuple[list, dict]:
     return chosen, {k: "; ".join(v) for k, v in how.items()}
 
 
-def fit_caveat(records, dataset: str, way: int, shot: int) -> str:
-    """Which rows of the setting stand on fits that did not converge (↑) or have no curve (?), by
-    the one rule of bench/core/curves.py: a claim on such rows says little about those methods."""
+def fit_caveat(records, dataset: str, way: int, shot: int, rows: set) -> str:
+    """Which of the setting's `rows` ((label, mode) the claims read) stand on fits that did not
+    converge (↑) or have no curve (?), by the one rule of bench/core/curves.py: a claim on such
+    rows says little about those methods."""
     marked = defaultdict(set)
     for r in records:
-        if (r.dataset, r.way, r.shot) == (dataset, way, shot) and fit_mark(r):
+        if (r.dataset, r.way, r.shot) == (dataset, way, shot) and (row_label(r), r.mode) in rows and fit_mark(r):
             marked[fit_mark(r)].add(f"{row_label(r)} {r.mode}")
     names = {"↑": "not converged", "?": "no curve"}
     return "; ".join(f"{names[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(marked.items()))
@@ -168,7 +175,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep --grid grids/table2a.toml` first")
     check_tableable(records)
     base, ran_with = claim_records([r for _, r in records])
-    ours_means = setting_means(base)
+    ours_means, partial = setting_means(base)
     published = {b: paper_means(t) for t, b in LAYOUT_BENCHMARK.items()}
     rows = []
     for claim, check in CHECKS.items():
@@ -181,10 +188,12 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             benchmark = BENCHMARK_OF.get(dataset, dataset)
             paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
             paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
-            unjudged = fit_caveat(base, dataset, way, shot)
+            unjudged = fit_caveat(base, dataset, way, shot, set(means))
             how = ran_with.get((dataset, way, shot), "")
+            left = "; ".join(partial.get((dataset, way, shot), []))
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (" (caveat ↑/?)" if unjudged else ""),
-                          text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else ""),
+                          text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
+                          + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])
         rows += found or [[str(claim), "–", "not checkable", reasons[0] if reasons else "no records", "", ""]]
     return rows
