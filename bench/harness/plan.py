@@ -86,9 +86,9 @@ def plan_all(requests) -> Plan:
     """One plan for several requests (a sweep's cells): an artefact several share is listed once."""
     from bench.core.device import device
 
-    rows, seen = [], set()
+    rows, seen, records = [], set(), {}
     for req in requests:
-        for row in request_rows(req):
+        for row in request_rows(req, records):
             key = (row.what, row.path)
             if key not in seen:
                 seen.add(key)
@@ -96,9 +96,10 @@ def plan_all(requests) -> Plan:
     return Plan(rows, Path(requests[0].cache_dir), Path(requests[0].results_dir), str(device()))
 
 
-def request_rows(req) -> list[Row]:
+def request_rows(req, records: dict | None = None) -> list[Row]:
     """Rows of one request: pseudo-mask artefacts (modes that use them), the method's own (its
-    `plan` hook), then per fold its fit and its evaluation."""
+    `plan` hook), then per fold its fit and its evaluation. `records`: results folder -> its
+    records, read once for all the requests of a plan (measured_episode)."""
     from bench.harness.runner import check_weights_given, method_config, resolved_request
 
     preset = get_preset(req.preset)
@@ -119,7 +120,7 @@ def request_rows(req) -> list[Row]:
     mp = hook(context(req, dataset, preset))
     needs += mp.needs
     masks_missing = any(not n.built() for n in needs if n.kind == "pseudo masks")
-    fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name)
+    fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name, {} if records is None else records)
     work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing),
                     fit or Timed(_seconds(*mp.fit, probes)), episode or Timed(_seconds(*mp.episode, probes)),
                     mask_png_bytes(dataset))
@@ -220,7 +221,7 @@ def measured_fit(req, steps: int) -> Timed | None:
                                    f"{info.stem.split('-')[0]} here")
 
 
-def measured_episode(req, preset, dataset_name: str) -> Timed | None:
+def measured_episode(req, preset, dataset_name: str, records: dict) -> Timed | None:
     """One evaluation episode's seconds from the newest record of the same method, settings (but
     the fit's length: a longer fit predicts no slower), dataset, preset, ways and shots on this
     device and thread count. None when there is none."""
@@ -228,10 +229,13 @@ def measured_episode(req, preset, dataset_name: str) -> Timed | None:
     from bench.core.records import load_records
     from bench.harness.runner import requested_config
 
-    if not Path(req.results_dir).is_dir():
+    folder = Path(req.results_dir)
+    if not folder.is_dir():
         return None
+    if folder not in records:
+        records[folder] = load_records(folder)
     want, threads = _without_length(requested_config(req)), _plan_threads()
-    found = [(path, r) for path, r in load_records(req.results_dir)
+    found = [(path, r) for path, r in records[folder]
              if r.method == req.method and r.dataset == dataset_name and r.preset == preset.label() and r.way == req.way
              and r.shot == req.shot and r.device == str(device()) and (r.torch_threads or {}).get("eval") == threads
              and r.timings.get("episodes_per_s") and _without_length(r.method_config) == want]
