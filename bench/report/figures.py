@@ -275,7 +275,10 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
             for ax in row:
                 ax.set_xlabel("step", fontsize=8)
                 ax.legend(fontsize=6)
-        fig.suptitle(f"{dataset} · {preset}\n{RULE}", fontsize=7)
+        import textwrap
+
+        rule = "\n".join(textwrap.wrap(RULE, 150))  # one line of it ran past the figure's edges
+        fig.suptitle(f"{dataset} · {preset}\n{rule}", fontsize=7)
         fig.tight_layout()
         target = out if len(groups) == 1 else out.with_name(f"{out.stem}_{dataset}_{preset}{out.suffix}")
         written.append(_save(fig, target))
