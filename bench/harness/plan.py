@@ -206,19 +206,18 @@ def measured_fit(req, steps: int) -> Timed | None:
     from bench.harness.runner import fit_config
 
     want, threads = _without_length(fit_config(req)), _plan_threads()
-    best = None
-    for info in (Path(req.cache_dir) / "checkpoints" / req.dataset).glob(f"*/{method_label(req.method)}/*/*.json"):
-        timing = json.loads(info.read_text()).get("timing") or {}
-        if (timing.get("loop_s") and timing.get("steps") and timing.get("device") == str(device())
-                and timing.get("torch_threads") == threads and _without_length(timing.get("config", {})) == want):
-            if best is None or info.stat().st_mtime > best[0]:
-                best = (info.stat().st_mtime, timing, info)
-    if best is None:
+    found = []
+    for path in (Path(req.cache_dir) / "checkpoints" / req.dataset).glob(f"*/{method_label(req.method)}/*/*.json"):
+        info = json.loads(path.read_text())
+        timing, total = info.get("timing") or {}, (info.get("curve") or {}).get("total")
+        if (timing.get("loop_s") and total and timing.get("device") == str(device())
+                and info.get("torch_threads") == threads and _without_length(timing.get("config", {})) == want):
+            found.append((path.stat().st_mtime, timing["loop_s"] / total, total, path))
+    if not found:
         return None
-    _, timing, info = best
-    per_step = timing["loop_s"] / timing["steps"]
-    return Timed(per_step * steps, f"measured: {per_step:.3g} s/step over {timing['steps']} steps, {info.parent.name} "
-                                   f"{info.stem.split('-')[0]} here")
+    _, per_step, total, path = max(found)
+    return Timed(per_step * steps, f"measured: {per_step:.3g} s/step over {total} steps, {path.parent.name} "
+                                   f"{path.stem.split('-')[0]} here")
 
 
 def measured_episode(req, preset, dataset_name: str, records: dict) -> Timed | None:

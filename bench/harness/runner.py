@@ -243,12 +243,11 @@ def fit_config(req: RunRequest) -> dict:
 def fit_timing(req: RunRequest, train: FitView) -> dict:
     """How long the fit's training loop took, where, and on which settings: `bench plan` estimates
     a new fit of the same settings from it (bench/harness/plan.py:measured_fit), which a probe of
-    one step cannot (data loading, memo misses, validation)."""
+    one step cannot (data loading, memo misses, validation). Its steps and thread count are the
+    sidecar's own (`curve.total`, `torch_threads`: fit_summary)."""
     from bench.core.device import device
 
-    curve = train.fit_curve() or {}
-    return {"loop_s": train.loop_seconds(), "steps": curve.get("total"), "device": str(device()),
-            "torch_threads": torch_threads(), "config": fit_config(req)}
+    return {"loop_s": train.loop_seconds(), "device": str(device()), "config": fit_config(req)}
 
 
 def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):

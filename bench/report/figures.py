@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -275,8 +276,6 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
             for ax in row:
                 ax.set_xlabel("step", fontsize=8)
                 ax.legend(fontsize=6)
-        import textwrap
-
         rule = "\n".join(textwrap.wrap(RULE, 150))  # one line of it ran past the figure's edges
         fig.suptitle(f"{dataset} · {preset}\n{rule}", fontsize=7)
         fig.tight_layout()
