@@ -156,3 +156,31 @@ def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_pa
 
     other = {r.what: r for r in plan(request(iterations=10, seed=1)).rows}  # another fit: nothing measured for it
     assert other["panet full fit, fold 0"].note == "" and other["panet full fit, fold 0"].seconds > 0
+
+
+def test_a_sweep_plan_probes_each_kind_of_work_once(mini, cache_dir, tmp_path, monkeypatch):
+    """The cells of a sweep make their own unit objects for the same work; the plan times each
+    kind once (per cell, a dry-run of Table 2b's grid probed a VGG-16 batch and a PFENet step
+    40 times over, for more than 10 minutes)."""
+    import bench.harness.plan as plan_module
+    from bench.harness.runner import RunRequest
+
+    timed = []
+    monkeypatch.setattr(plan_module, "probe_seconds", lambda unit: timed.append(unit) or 0.5)
+
+    def request(fold, seed):  # a seed no test fits: its fit and evaluation are probed, not measured
+        return RunRequest(method="panet", mode="full", dataset="openmoji5i-mini", folds=(fold,), preset="quick",
+                          config={"trunk_epochs": 1, "seed": seed}, cache_dir=cache_dir, results_dir=tmp_path / "r",
+                          profile="embedded")
+
+    one = plan_module.plan_all([request(0, 77)])
+    assert len(timed) >= 2  # the fit's step and the episode at least
+    per_cell = len(timed)
+    timed.clear()
+    both = plan_module.plan_all([request(0, 77), request(1, 77)])
+    assert len(timed) == per_cell  # fold 1's cell reuses fold 0's probes
+    fits = [r for r in both.rows if "fit, fold" in r.what]
+    assert len(fits) == 2 and fits[0].seconds == fits[1].seconds == next(r for r in one.rows if "fit, fold" in r.what).seconds
+    timed.clear()
+    plan_module.plan_all([request(0, 77), request(0, 78)])
+    assert len(timed) > per_cell  # other settings are other work: probed again

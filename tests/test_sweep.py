@@ -45,6 +45,29 @@ def test_variant_lists_replace_the_grids_and_all_means_every_real_method():
     assert "oracle" not in real and {"ours", "panet", "amp", "pfenet"} <= set(real)
 
 
+def test_command_line_lists_restrict_every_row_of_the_grid():
+    """`--method panet` with a grid whose 5-shot variant says methods = ["all"] sweeps PANet's
+    cells only (it used to add every method's 5-shot cells: a dry-run of Table 2b for four
+    methods planned PFENet too); --shot 1 drops a 5-shot variant's cells."""
+    grid = {**MINI, "methods": ["panet"], "modes": ["full"], "folds": [0, 1],
+            "variants": [{"methods": ["all"], "shots": [5], "seeds": [7]}, {"method": "amp", "folds": [0]}]}
+    cells = grid_cells(grid, only={"methods": ["panet"]})
+    assert cells == [Cell("panet", "full", f, 1, s, **MINI, seeds=(7,) if s == 5 else None) for s in (1, 5) for f in (0, 1)]
+    assert grid_cells(grid, only={"shots": [1], "folds": [0]}) == [Cell("panet", "full", 0, 1, 1, **MINI),
+                                                                      Cell("amp", "full", 0, 1, 1, **MINI)]
+    assert len(grid_cells(grid)) == 2 + 2 * len({c.method for c in grid_cells(grid) if c.shot == 5}) + 1
+
+
+def test_sweep_flags_restrict_a_grid_files_variants(mini, cache_dir, tmp_path, capsys):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'dataset = "openmoji5i-mini"\npreset = "quick"\nmethods = ["panet"]\nmodes = ["full"]\n'
+                    f'folds = [0]\n[[variants]]\nmethods = ["all"]\nshots = [5]\n')
+    args = ["sweep", "--grid", str(grid), "--method", ORACLE, "--results-dir", str(tmp_path / "results"), "--dry-run"]
+    assert bench(cache_dir, *args) == 0
+    listed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert listed == ["oracle full fold 0 1w1s", "oracle full fold 0 1w5s"], listed
+
+
 @pytest.mark.parametrize("name", ["table2a", "table2b", "table3"])
 def test_committed_grid_files_expand(name):
     from pathlib import Path

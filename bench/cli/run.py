@@ -41,7 +41,7 @@ def add_parsers(sub) -> dict:
 
     sw = sub.add_parser("sweep", help="run a grid of cells (methods x modes x folds x ways x shots), resumable",
                         description="Cells whose records exist with the same fingerprint are skipped. Grid file "
-                                    "format: see bench/harness/sweep.py. Flags add to / override the grid file's lists.")
+                                    "format: see bench/harness/sweep.py. Flags replace the grid file's lists and restrict its variants.")
     sw.add_argument("--grid", type=Path, default=None, help="TOML grid file")
     sw.add_argument("--method", action="append", default=None, help="repeatable; 'all' = every registered method")
     sw.add_argument("--mode", action="append", choices=MODES, default=None)
@@ -120,16 +120,16 @@ def cmd_run(args, cache: Path) -> int:
 
 
 def cmd_sweep(args, cache: Path) -> int:
-    from bench.harness.sweep import Paths, grid_cells, load_grid, pending_cells, sweep
+    from bench.harness.sweep import ONLY_KEYS, Paths, grid_cells, load_grid, pending_cells, sweep
     from bench.report.tables import BENCHMARK_OF, LAYOUT_BENCHMARK
 
     grid = load_grid(args.grid) if args.grid else {}
-    for key, value in (("methods", args.method), ("modes", args.mode), ("folds", list(args.fold) if args.fold else None),
-                       ("ways", args.way), ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
-                       ("preset", args.preset), ("profile", args.profile)):
-        if value is not None:
-            grid[key] = value
-    cells = grid_cells(grid)
+    given = {key: value for key, value in (("methods", args.method), ("modes", args.mode),
+                                           ("folds", list(args.fold) if args.fold else None), ("ways", args.way),
+                                           ("shots", args.shot), ("seeds", args.seed), ("dataset", args.dataset),
+                                           ("preset", args.preset), ("profile", args.profile)) if value is not None}
+    grid.update(given)
+    cells = grid_cells(grid, only={k: v for k, v in given.items() if k in ONLY_KEYS})
     paths = Paths(cache, args.results_dir, args.data_root, args.device)
     if args.dry_run:
         todo = pending_cells(cells, paths, build=False)  # looks pseudo masks up, never makes them

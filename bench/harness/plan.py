@@ -86,9 +86,9 @@ def plan_all(requests) -> Plan:
     """One plan for several requests (a sweep's cells): an artefact several share is listed once."""
     from bench.core.device import device
 
-    rows, seen, records = [], set(), {}
+    rows, seen, records, probes = [], set(), {}, {}
     for req in requests:
-        for row in request_rows(req, records):
+        for row in request_rows(req, records, probes):
             key = (row.what, row.path)
             if key not in seen:
                 seen.add(key)
@@ -96,10 +96,13 @@ def plan_all(requests) -> Plan:
     return Plan(rows, Path(requests[0].cache_dir), Path(requests[0].results_dir), str(device()))
 
 
-def request_rows(req, records: dict | None = None) -> list[Row]:
+def request_rows(req, records: dict | None = None, probes: dict | None = None) -> list[Row]:
     """Rows of one request: pseudo-mask artefacts (modes that use them), the method's own (its
     `plan` hook), then per fold its fit and its evaluation. `records`: results folder -> its
-    records, read once for all the requests of a plan (measured_episode)."""
+    records, read once for all the requests of a plan (measured_episode); `probes`: probe key ->
+    seconds, shared by the requests of a plan, so a sweep of 40 cells times each distinct unit of
+    work once (a probe of a VGG-16 batch or a PFENet step takes seconds; per cell, a dry-run of
+    Table 2b's grid took over 10 minutes)."""
     from bench.harness.runner import check_weights_given, method_config, resolved_request
 
     preset = get_preset(req.preset)
@@ -112,7 +115,7 @@ def request_rows(req, records: dict | None = None) -> list[Row]:
         from pseudo_labels.plan import pseudo_needs
 
         needs += pseudo_needs(dataset, req.pseudo, req.cache_dir)
-    probes: dict = {}  # one probe per unit of this request (units stay alive meanwhile: ids are not reused)
+    probes = {} if probes is None else probes
     hook = getattr(method, "plan", None)
     if hook is None:
         label = method_label(req.method)
@@ -121,8 +124,10 @@ def request_rows(req, records: dict | None = None) -> list[Row]:
     needs += mp.needs
     masks_missing = any(not n.built() for n in needs if n.kind == "pseudo masks")
     fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name, {} if records is None else records)
+    unit_key = (req.method, _without_length(method_config(req)), dataset.name, req.way, req.shot)
     work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing),
-                    fit or Timed(_seconds(*mp.fit, probes)), episode or Timed(_seconds(*mp.episode, probes)),
+                    fit or Timed(_seconds(*mp.fit, probes, ("fit",) + unit_key)),
+                    episode or Timed(_seconds(*mp.episode, probes, ("episode",) + unit_key)),
                     mask_png_bytes(dataset))
     rows = [as_row(n, probes) for n in needs]
     for fold in req.folds:
@@ -260,16 +265,19 @@ def as_row(need: Need, probes: dict) -> Row:
         return Row(need.what, str(need.path or ""), "reuse", 0, None, need.note)
     if need.path is None:
         return Row(need.what, "", "per batch", 0, None, need.note)
-    return Row(need.what, str(need.path), "build", need.bytes, _seconds(need.unit, need.count, probes), need.note)
+    return Row(need.what, str(need.path), "build", need.bytes,
+               _seconds(need.unit, need.count, probes, ("need", need.what, str(need.path))), need.note)
 
 
-def _seconds(unit, count, probes: dict) -> float | None:
-    """Probe x count; None (shown "-") when the work has no probe."""
+def _seconds(unit, count, probes: dict, key: tuple) -> float | None:
+    """Probe x count; None (shown "-") when the work has no probe. `key` names the unit's work
+    (an artefact's path; a method's settings, dataset, ways and shots), not the unit object: every
+    request makes its own unit objects for the same work."""
     if unit is None:
         return None
-    if id(unit) not in probes:
-        probes[id(unit)] = probe_seconds(unit)
-    return probes[id(unit)] * count
+    if key not in probes:
+        probes[key] = probe_seconds(unit)
+    return probes[key] * count
 
 
 def mask_png_bytes(dataset) -> float:

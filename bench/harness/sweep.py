@@ -25,6 +25,11 @@ Grid file (TOML), every key optional except methods:
     seeds = [1234]
 
 A variant's own keys replace the grid's for its cells. Ready-made grids: grids/*.toml.
+
+Command-line lists (--method, --mode, --fold, --way, --shot) replace the grid's own and also
+restrict its variants: `bench sweep --grid grids/table2b.toml --method panet` runs PANet's cells
+of every row, not the 5-shot variant's `methods = ["all"]` too. --seed replaces the grid's seeds;
+a variant keeps its own.
 """
 from __future__ import annotations
 
@@ -87,8 +92,9 @@ class Outcome:
     error: str = ""
 
 
-def grid_cells(grid: dict) -> list[Cell]:
-    """Every cell of a grid dict (a parsed grid file, or the flags), in a stable order."""
+def grid_cells(grid: dict, only: dict | None = None) -> list[Cell]:
+    """Every cell of a grid dict (a parsed grid file, or the flags), in a stable order. `only`:
+    key of ONLY_KEYS -> the values a cell may take (the command line's lists), for every row."""
     if not grid.get("methods") and not grid.get("variants"):
         raise BenchError("the sweep grid names no method; fix: pass --method NAME or `methods = [...]` in the grid file")
     base = {k: grid[k] for k in ("dataset", "preset", "profile") if k in grid}
@@ -99,7 +105,7 @@ def grid_cells(grid: dict) -> list[Cell]:
         if unknown:
             raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use {', '.join(sorted(ROW_KEYS))}")
         seeds = row.get("seeds", grid.get("seeds"))
-        methods, modes = _row_methods(row), row.get("modes", grid.get("modes", ["full", "weak"]))
+        methods, modes = _row_methods(row, (only or {}).get("methods")), row.get("modes", grid.get("modes", ["full", "weak"]))
         for mode in modes:
             if mode not in MODES:
                 raise BenchError(f"unknown mode '{mode}' in the sweep grid; use {', '.join(MODES)}")
@@ -110,21 +116,33 @@ def grid_cells(grid: dict) -> list[Cell]:
                               config=tuple(sorted(row.get("set", {}).items())),
                               pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode != "full" else (),
                               seeds=tuple(seeds) if seeds else None))
-    return list(dict.fromkeys(cells))
+    return [c for c in dict.fromkeys(cells) if _allowed(c, only or {})]
+
+
+ONLY_KEYS = {"methods": "method", "modes": "mode", "folds": "fold", "ways": "way", "shots": "shot"}  # grid key -> Cell field
+
+
+def _allowed(cell: Cell, only: dict) -> bool:
+    for key, values in only.items():
+        allowed = _row_methods({"methods": values}) if key == "methods" else [int(v) if key != "modes" else v for v in values]
+        if getattr(cell, ONLY_KEYS[key]) not in allowed:
+            return False
+    return True
 
 
 ROW_KEYS = {"method", "methods", "modes", "folds", "ways", "shots", "seeds", "set", "pseudo"}
 
 
-def _row_methods(row: dict) -> list[str]:
-    """A row's method names; 'all' = every built-in and entry-point method."""
+def _row_methods(row: dict, given: list[str] | None = None) -> list[str]:
+    """A row's method names; 'all' = every built-in and entry-point method, or the command line's
+    methods where it names some (a module path, as a plug-in is run, is not among 'every')."""
     from bench.harness.registry import known_methods
 
     names = row.get("methods") or ([row["method"]] if "method" in row else [])
     if not names:
         raise BenchError("a sweep variant names no method; fix: add method = \"NAME\" (or methods = [...]) to it")
     if "all" in names:
-        names = list(known_methods())
+        names = _row_methods({"methods": given}) if given else list(known_methods())
     return list(names)
 
 
