@@ -141,15 +141,23 @@ def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_pa
                           config={"trunk_epochs": 1, **config}, cache_dir=cache_dir, results_dir=results, profile="embedded")
 
     run(request(iterations=5), log=lambda *_: None)
-    sidecars = [json.loads(p.read_text()) for p in Path(cache_dir).glob("checkpoints/openmoji5i-mini/*/panet/full/*.json")]
-    sidecar = next(s for s in sidecars if s.get("timing", {}).get("config", {}).get("iterations") == 5)
+    paths = Path(cache_dir).glob("checkpoints/openmoji5i-mini/*/panet/full/*.json")
+    path, sidecar = next((p, s) for p, s in ((p, json.loads(p.read_text())) for p in paths)
+                         if s.get("timing", {}).get("config", {}).get("iterations") == 5)
     timing = sidecar["timing"]
     assert sidecar["curve"]["total"] == 5 and timing["loop_s"] > 0 and timing["device"] == "cpu"
 
     longer = {r.what: r for r in plan(request(iterations=10)).rows}
     fit = longer["panet full fit, fold 0"]
-    assert fit.action == "build" and fit.note.startswith("measured")
+    assert fit.action == "build" and fit.note.startswith("measured") and "median of 1 fit" in fit.note
     assert fit.seconds == pytest.approx(timing["loop_s"] / 5 * 10)
+    paused = path.with_name("fold9-paused.json")  # a like fit whose loop shared the cores: 10 times slower
+    paused.write_text(json.dumps({**sidecar, "timing": {**timing, "loop_s": timing["loop_s"] * 10}}))
+    try:
+        fit = {r.what: r for r in plan(request(iterations=10)).rows}["panet full fit, fold 0"]
+    finally:
+        paused.unlink()
+    assert "median of 2 fit" in fit.note and fit.seconds == pytest.approx(timing["loop_s"] / 5 * 10)
     evaluation = next(r for w, r in longer.items() if "evaluation" in w)
     rate = next(json.loads(p.read_text())["timings"]["episodes_per_s"] for p in results.rglob("fold0_*.json"))
     assert evaluation.note.startswith("measured") and f"{rate:g} episodes/s" in evaluation.note

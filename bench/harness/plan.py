@@ -202,9 +202,11 @@ def _plan_threads() -> int:
 
 
 def measured_fit(req, steps: int) -> Timed | None:
-    """One fit's seconds from the newest earlier fit of the same method, settings (but its length)
-    and dataset on this device and thread count: its training loop's seconds per step (steps and
-    validations, from the checkpoint's sidecar) times `steps`. None when there is none."""
+    """One fit's seconds from the earlier fits of the same method, settings (but their length)
+    and dataset on this device and thread count: the median of their training loops' seconds per
+    step (steps and validations, from the checkpoints' sidecars) times `steps`. The median, not the
+    newest: a loop's wall time counts whatever shared the cores meanwhile (a fit paused for a CI
+    run read 4,528 s where its like took 2,554). None when there is none."""
     import json
 
     from bench.core.device import device
@@ -217,12 +219,11 @@ def measured_fit(req, steps: int) -> Timed | None:
         timing, total = info.get("timing") or {}, (info.get("curve") or {}).get("total")
         if (timing.get("loop_s") and total and timing.get("device") == str(device())
                 and info.get("torch_threads") == threads and _without_length(timing.get("config", {})) == want):
-            found.append((path.stat().st_mtime, timing["loop_s"] / total, total, path))
+            found.append((timing["loop_s"] / total, f"{path.parent.name} {path.stem.split('-')[0]}"))
     if not found:
         return None
-    _, per_step, total, path = max(found)
-    return Timed(per_step * steps, f"measured: {per_step:.3g} s/step over {total} steps, {path.parent.name} "
-                                   f"{path.stem.split('-')[0]} here")
+    per_step, which = sorted(found)[(len(found) - 1) // 2]  # the lower median: one of the fits, named
+    return Timed(per_step * steps, f"measured: {per_step:.3g} s/step, median of {len(found)} fit(s) here ({which})")
 
 
 def measured_episode(req, preset, dataset_name: str, records: dict) -> Timed | None:
