@@ -116,18 +116,11 @@ def grid_cells(grid: dict, only: dict | None = None) -> list[Cell]:
                               config=tuple(sorted(row.get("set", {}).items())),
                               pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode != "full" else (),
                               seeds=tuple(seeds) if seeds else None))
-    return [c for c in dict.fromkeys(cells) if _allowed(c, only or {})]
+    allowed = {ONLY_KEYS[k]: set(_row_methods({"methods": v}) if k == "methods" else v) for k, v in (only or {}).items()}
+    return [c for c in dict.fromkeys(cells) if all(getattr(c, f) in values for f, values in allowed.items())]
 
 
 ONLY_KEYS = {"methods": "method", "modes": "mode", "folds": "fold", "ways": "way", "shots": "shot"}  # grid key -> Cell field
-
-
-def _allowed(cell: Cell, only: dict) -> bool:
-    for key, values in only.items():
-        allowed = _row_methods({"methods": values}) if key == "methods" else [int(v) if key != "modes" else v for v in values]
-        if getattr(cell, ONLY_KEYS[key]) not in allowed:
-            return False
-    return True
 
 
 ROW_KEYS = {"method", "methods", "modes", "folds", "ways", "shots", "seeds", "set", "pseudo"}
