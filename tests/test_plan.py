@@ -138,12 +138,13 @@ def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_pa
 
     def request(**config):
         return RunRequest(method="panet", mode="full", dataset="openmoji5i-mini", folds=(0,), preset="quick",
-                          config={"trunk_epochs": 1, **config}, cache_dir=cache_dir, results_dir=results, profile="embedded")
+                          config={"trunk_epochs": 1, "seed": 9173, **config}, cache_dir=cache_dir, results_dir=results,
+                          profile="embedded")  # a seed of this test alone: no other test's fit is "like" it
 
     run(request(iterations=5), log=lambda *_: None)
     paths = Path(cache_dir).glob("checkpoints/openmoji5i-mini/*/panet/full/*.json")
     path, sidecar = next((p, s) for p, s in ((p, json.loads(p.read_text())) for p in paths)
-                         if s.get("timing", {}).get("config", {}).get("iterations") == 5)
+                         if {"iterations": 5, "seed": 9173}.items() <= s.get("timing", {}).get("config", {}).items())
     timing = sidecar["timing"]
     assert sidecar["curve"]["total"] == 5 and timing["loop_s"] > 0 and timing["device"] == "cpu"
 
