@@ -96,7 +96,7 @@ def plan_all(requests) -> Plan:
     return Plan(rows, Path(requests[0].cache_dir), Path(requests[0].results_dir), str(device()))
 
 
-def request_rows(req, records: dict | None = None, probes: dict | None = None) -> list[Row]:
+def request_rows(req, records: dict, probes: dict) -> list[Row]:
     """Rows of one request: pseudo-mask artefacts (modes that use them), the method's own (its
     `plan` hook), then per fold its fit and its evaluation. `records`: results folder -> its
     records, read once for all the requests of a plan (measured_episode); `probes`: probe key ->
@@ -108,14 +108,14 @@ def request_rows(req, records: dict | None = None, probes: dict | None = None) -
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
-    method = create_method(req.method, method_config(req))
+    config = method_config(req)
+    method = create_method(req.method, config)
     check_weights_given(req, dataset, method)  # the run's own refusal, before anything is sized
     needs: list[Need] = []
     if "pseudo" in SUPERVISION[req.mode].values():
         from pseudo_labels.plan import pseudo_needs
 
         needs += pseudo_needs(dataset, req.pseudo, req.cache_dir)
-    probes = {} if probes is None else probes
     hook = getattr(method, "plan", None)
     if hook is None:
         label = method_label(req.method)
@@ -123,8 +123,8 @@ def request_rows(req, records: dict | None = None, probes: dict | None = None) -
     mp = hook(context(req, dataset, preset))
     needs += mp.needs
     masks_missing = any(not n.built() for n in needs if n.kind == "pseudo masks")
-    fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name, {} if records is None else records)
-    unit_key = (req.method, _without_length(method_config(req)), dataset.name, req.way, req.shot)
+    fit, episode = measured_fit(req, mp.fit[1]), measured_episode(req, preset, dataset.name, records)
+    unit_key = (req.method, _without_length(config), dataset.name, req.way, req.shot)
     work = FoldWork(req, preset, dataset, mp, *sources(req, dataset, masks_missing),
                     fit or Timed(_seconds(*mp.fit, probes, ("fit",) + unit_key)),
                     episode or Timed(_seconds(*mp.episode, probes, ("episode",) + unit_key)),

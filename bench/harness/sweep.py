@@ -99,13 +99,15 @@ def grid_cells(grid: dict, only: dict | None = None) -> list[Cell]:
         raise BenchError("the sweep grid names no method; fix: pass --method NAME or `methods = [...]` in the grid file")
     base = {k: grid[k] for k in ("dataset", "preset", "profile") if k in grid}
     rows = ([{"methods": grid["methods"]}] if grid.get("methods") else []) + list(grid.get("variants", []))
+    only = only or {}
+    given = _row_methods({"methods": only["methods"]}) if "methods" in only else None  # the flags' methods, expanded once
     cells = []
     for row in rows:
         unknown = set(row) - ROW_KEYS
         if unknown:
             raise BenchError(f"unknown key(s) {', '.join(sorted(unknown))} in a sweep variant; fix: use {', '.join(sorted(ROW_KEYS))}")
         seeds = row.get("seeds", grid.get("seeds"))
-        methods, modes = _row_methods(row, (only or {}).get("methods")), row.get("modes", grid.get("modes", ["full", "weak"]))
+        methods, modes = _row_methods(row, given), row.get("modes", grid.get("modes", ["full", "weak"]))
         for mode in modes:
             if mode not in MODES:
                 raise BenchError(f"unknown mode '{mode}' in the sweep grid; use {', '.join(MODES)}")
@@ -116,7 +118,7 @@ def grid_cells(grid: dict, only: dict | None = None) -> list[Cell]:
                               config=tuple(sorted(row.get("set", {}).items())),
                               pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode != "full" else (),
                               seeds=tuple(seeds) if seeds else None))
-    allowed = {ONLY_KEYS[k]: set(_row_methods({"methods": v}) if k == "methods" else v) for k, v in (only or {}).items()}
+    allowed = {ONLY_KEYS[k]: set(given if k == "methods" else v) for k, v in only.items()}
     return [c for c in dict.fromkeys(cells) if all(getattr(c, f) in values for f, values in allowed.items())]
 
 
@@ -128,14 +130,14 @@ ROW_KEYS = {"method", "methods", "modes", "folds", "ways", "shots", "seeds", "se
 
 def _row_methods(row: dict, given: list[str] | None = None) -> list[str]:
     """A row's method names; 'all' = every built-in and entry-point method, or the command line's
-    methods where it names some (a module path, as a plug-in is run, is not among 'every')."""
+    methods (already expanded) where it names some (a module path, as a plug-in is run, is not among 'every')."""
     from bench.harness.registry import known_methods
 
     names = row.get("methods") or ([row["method"]] if "method" in row else [])
     if not names:
         raise BenchError("a sweep variant names no method; fix: add method = \"NAME\" (or methods = [...]) to it")
     if "all" in names:
-        names = _row_methods({"methods": given}) if given else list(known_methods())
+        names = list(given) if given else list(known_methods())
     return list(names)
 
 
