@@ -87,6 +87,23 @@ def test_validation_points_and_loss_means():
     assert d.loss == [[25, 1.0, 1], [50, 1.0, 2]] and d.nonfinite_steps() == 3
 
 
+def test_a_fit_prints_its_validation_points_and_its_verdict(capsys):
+    """A log shows the curve as it grows and the verdict at the end, by the same rule as the record."""
+    scores = iter(range(10, 90, 10))  # foreground IoU of the 8 validation points: still rising at the end
+
+    class Method:
+        def predict(self, episode):
+            raise AssertionError("the score function here never calls it")
+
+    tracker = Tracker(16, Method(), lambda predict: [[next(scores), 100]] * 5)
+    for step in range(1, 17):
+        tracker.step(step, 1.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:8] == [f"validation at step {2 * k}/16: base-class foreground IoU {10 * k}.0" for k in range(1, 9)]
+    assert lines[8] == "fit NOT converged: " + tracker.curve.as_dict()["verdict"]["why"]
+    assert "+20.0 IoU points from step 12 to 16" in lines[8] and len(lines) == 9
+
+
 def _episode(mini, cache_dir):
     from bench.harness.annotations import annotation_source
     from bench.harness.episodes import build_episode_input, load_or_sample_episodes

@@ -27,6 +27,8 @@ passes (PANet's 21.9 -> 20.9 at the end of a fold); the curves' figure shows it.
 a plateaued fit (ours, weak, fold 0 after the loss fix:
 34.5 31.3 34.5 34.4 30.7 33.6 33.8 36.5), so a 1-point rule alone judged the last point's noise.
 A curve stored without per-episode counts (fits before this rule) is judged by the gain alone.
+Each validation point and, after the last step, the verdict are printed on stderr as they come
+(`progress.say`), so a fit's log shows whether it converged without opening its record.
 Fits without steps (`ours-noE`: nothing is trained) are "no training"; checkpoints made before curves
 existed are "no curve". Every record carries the curve and the verdict; tables mark a row whose fit
 did not converge, and `bench claims` says which claims stand on such rows."""
@@ -36,6 +38,8 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+
+from bench.core.progress import say
 
 LOSS_EVERY = 25
 VALIDATION_POINTS = 8
@@ -173,8 +177,12 @@ class Tracker:
             counts = self._validate()
             self.curve.validation.append([step, round(pooled_iou(counts), 3)])
             self.curve.episodes.append([[int(i), int(u)] for i, u in counts])
+            say(f"validation at step {step}/{self.curve.total}: base-class foreground IoU {pooled_iou(counts):.1f}")
         if step == self.curve.total:  # kept out of the curve: two equal fits have equal curves, not equal times
             self.seconds = time.perf_counter() - self._started
+            judged_now = verdict(self.curve.validation, self.curve.total, self.curve.episodes)
+            say(f"fit {'converged' if judged_now['converged'] else 'NOT converged' if judged_now['converged'] is False else 'unjudged'}: "
+                f"{judged_now['why']}")
 
     def _validate(self) -> list:
         torch = sys.modules.get("torch")

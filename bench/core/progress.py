@@ -3,12 +3,24 @@ scheduler's log file): a line on stderr every $WSFSS_LOG_EVERY seconds (default 
 one when a step that printed any ends: step/total, the values noted by the loop (e.g. the training
 loss), rate and ETA. A step shorter than the interval prints nothing (a one-line error stays one
 line). A loop notes values with `bar.note(loss=loss)`; tensors are
-turned into numbers only when a line is printed (no device sync per step)."""
+turned into numbers only when a line is printed (no device sync per step). `say(line)` prints a
+line between them (a fit's validation points and verdict, bench/core/curves.py)."""
 from __future__ import annotations
 
 import os
 import sys
 import time
+
+
+def say(line: str) -> None:
+    """One line on stderr between progress lines (a fit's validation points, its verdict); on a
+    terminal through tqdm, so an open bar is redrawn below it instead of being broken."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def progress(iterable, total=None, desc=None):
