@@ -228,3 +228,23 @@ def test_a_truncated_weight_file_is_one_line_and_exit_2(mini, cache_dir, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "vgg16.pth is truncated or not a PyTorch weight file" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_record_names_the_commit_its_run_started_at_and_says_when_the_checkout_moved(monkeypatch):
+    """A run of an hour imports modules lazily: if the checkout moves during it (a merge), the record
+    must not claim the new commit alone (it did: the commit was read when the record was written)."""
+    import subprocess
+
+    from bench.core import files
+
+    files._start_commit.cache_clear()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=os.path.dirname(__file__)).stdout.strip()
+    assert files.git_commit().removesuffix("-dirty") == head  # the real repository, asked for real
+    heads = iter(["aaa", "aaa", "bbb"])
+    monkeypatch.setattr(files, "_head_commit", lambda: next(heads))
+    files._start_commit.cache_clear()
+    try:
+        assert files.git_commit() == "aaa"  # at the run's start
+        assert files.git_commit() == "aaa (checkout moved to bbb during the run)"  # when its record is written
+    finally:
+        files._start_commit.cache_clear()

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.cli import data, nets, results, run
 from bench.cli.flags import default_cache
 from bench.core.errors import BenchError
+from bench.core.files import git_commit
 
 GROUPS = (run, results, data, nets)
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cache = args.cache_dir or default_cache()
+    git_commit()  # the commit whose code this run imports, before a long run lets the checkout move
     try:
         if hasattr(args, "device"):
             from bench.core.device import use_device

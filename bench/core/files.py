@@ -89,6 +89,20 @@ def cpu_name() -> str:
 
 
 def git_commit() -> str:
+    """The checkout's commit when this process first asked (the CLI asks at its start: the code it
+    imports is that commit's), "-dirty" with uncommitted changes. A record is written at the end of
+    a run that may last an hour; if the checkout moved meanwhile (a pull, a merge), the record says
+    so, since modules imported later in the run (lazily) may come from the new commit."""
+    start, now = _start_commit(), _head_commit()
+    return start if start == now else f"{start} (checkout moved to {now or 'unknown'} during the run)"
+
+
+@lru_cache(maxsize=1)
+def _start_commit() -> str:
+    return _head_commit()
+
+
+def _head_commit() -> str:
     here = Path(__file__).resolve().parents[2]  # the repository
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
