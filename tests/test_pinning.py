@@ -47,3 +47,22 @@ def test_pool_nets_train_the_same_weights_under_two_machines_settings(mini, cach
             pytest.xfail(message)  # another CPU model: reported, it is what the golden hash is for
         pytest.fail(message)  # the same CPU model: the code changed what a fit computes
 
+
+
+def test_records_tell_two_cpus_of_one_name_apart(tmp_path):
+    """Two "AMD EPYC" machines (Zen 4 and Zen 5 report the same name) differ in family and L1 size,
+    which the pins cannot fix: the signature a record keeps must carry both."""
+    from bench.core.files import cpu_signature
+    from bench.core.pinning import pinning
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC\nstepping\t: 1\n\nprocessor\t: 1\ncpu family\t: 99\n")
+    for n, (level, kind, size) in enumerate([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"), (3, "Unified", "32768K")]):
+        d = tmp_path / "cache" / f"index{n}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n"), (d / "type").write_text(f"{kind}\n"), (d / "size").write_text(f"{size}\n")
+    assert cpu_signature(info, tmp_path / "cache") == {
+        "family": "25", "model": "17", "name": "AMD EPYC", "stepping": "1",  # the first processor's, not the second's 99
+        "caches": {"L1d": "32K", "L1i": "32K", "L2": "1024K", "L3": "32768K"}}
+    assert pinning()["cpu"] == cpu_signature() and pinning()["cpu"]["name"]  # this machine's, in every record

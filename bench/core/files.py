@@ -88,6 +88,34 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_signature(cpuinfo: Path = Path("/proc/cpuinfo"), caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> dict:
+    """What tells two CPUs of one model name apart, for records: family / model / stepping (two
+    AMD EPYC generations share the name "AMD EPYC") and the cache sizes oneDNN blocks its kernels
+    by, which the pins cannot fix (bench/core/pinning.py). A PFENet fit differed between two such
+    machines whose pool nets and `ours` fits agreed to the bit; this is what lets the next one be
+    told apart."""
+    fields = {"cpu family": "family", "model": "model", "stepping": "stepping", "model name": "name"}
+    out: dict = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in fields and fields[key] not in out:
+                out[fields[key]] = value.strip()
+            if not line.strip() and out:  # the first processor's block is enough
+                break
+    except OSError:
+        pass
+    try:
+        for index in sorted(caches.glob("index*")):
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            name = f"L{level}" + {"Data": "d", "Instruction": "i"}.get(kind, "")
+            out.setdefault("caches", {})[name] = (index / "size").read_text().strip()
+    except OSError:
+        pass
+    return out
+
+
 def git_commit() -> str:
     """The checkout's commit when this process first asked (the CLI asks at its start: the code it
     imports is that commit's), "-dirty" with uncommitted changes. A record is written at the end of

@@ -16,7 +16,9 @@ DeepLabV3+ r18 fit (hash of the weights):
   (read when numpy loads: only effective if `bench` is imported before numpy).
 The pins are this machine's own defaults, so weights trained here before the pins existed are
 unchanged by them. What they cannot pin: a CPU without AVX-512 (oneDNN and ATen fall back to
-AVX2 and the weights differ: `pinning()` says so), and oneDNN's blocking by cache size.
+AVX2 and the weights differ: `pinning()` says so), and oneDNN's blocking by cache size (records
+keep the CPU's family / model / stepping and cache sizes, `files.cpu_signature`, so two machines
+whose fits differ can be told apart).
 WSFSS_PIN=0 turns all of it off (each library's fastest path, the machine's core count);
 WSFSS_THREADS sets the pinned thread count (default 2, the count the README's numbers used).
 Every record keeps `pinning()`, and `golden_fit` (bench/harness) compares a short fit with the hash
@@ -81,7 +83,9 @@ def pinning() -> dict:
     """What was pinned, for records: the pins in force, the thread count, and what escaped them."""
     if not pinned():
         return {"pinned": False, "threads": pinned_threads()}
-    info: dict = {"pinned": True, "env": dict(ENV_PINS), "threads": pinned_threads()}
+    from bench.core.files import cpu_signature
+
+    info: dict = {"pinned": True, "env": dict(ENV_PINS), "threads": pinned_threads(), "cpu": cpu_signature()}
     if _state.get("overridden"):
         info["overridden"] = _state["overridden"]
     if "numpy" in _state.get("loaded_before", []):
