@@ -48,7 +48,6 @@ def test_pool_nets_train_the_same_weights_under_two_machines_settings(mini, cach
         pytest.fail(message)  # the same CPU model: the code changed what a fit computes
 
 
-
 def test_records_tell_two_cpus_of_one_name_apart(tmp_path):
     """Two "AMD EPYC" machines (Zen 4 and Zen 5 report the same name) differ in family and L1 size,
     which the pins cannot fix: the signature a record keeps must carry both."""

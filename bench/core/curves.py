@@ -175,9 +175,10 @@ class Tracker:
         self.curve.add_loss(step, loss)
         if step in self._due:
             counts = self._validate()
-            self.curve.validation.append([step, round(pooled_iou(counts), 3)])
+            score = pooled_iou(counts)
+            self.curve.validation.append([step, round(score, 3)])
             self.curve.episodes.append([[int(i), int(u)] for i, u in counts])
-            say(f"validation at step {step}/{self.curve.total}: base-class foreground IoU {pooled_iou(counts):.1f}")
+            say(f"validation at step {step}/{self.curve.total}: base-class foreground IoU {score:.1f}")
         if step == self.curve.total:  # kept out of the curve: two equal fits have equal curves, not equal times
             self.seconds = time.perf_counter() - self._started
             judged_now = verdict(self.curve.validation, self.curve.total, self.curve.episodes)

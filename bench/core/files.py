@@ -79,13 +79,7 @@ def environment_versions() -> dict:
 
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo; the report and the golden-hash check name it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpu_signature().get("name") or platform.processor() or "unknown CPU"
 
 
 def cpu_signature(cpuinfo: Path = Path("/proc/cpuinfo"), caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> dict:
