@@ -3,6 +3,9 @@ PFENet), computed once and stored as float16.
 
 Keyed by (weights, image, size): the same image is a different entry at 129x129 (`wacv22`) and at
 its own 500x375 (`pfenet2020`), because a method must see the features of the image it was given.
+The weights are named by the network's file (a pool-pretrained file's stem names its settings, a
+user file's its sha256), so each opening of a store recomputes one stored image per size and
+refuses the store if the network now computes something else (`_check_stored`).
 Sizes come from the preset (bench/data/sizes.py): training images at `train_size`, test images at
 `eval_size`. Stored at the network's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image,
 279 kB); methods upsample when they need pixel features. One .npy file per (image, size).
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from backbones.deeplab import decoder_features
 from bench.data.sizes import resized_image, target_shape
 from bench.core.device import device, to_numpy
+from bench.core.errors import BenchError
 from bench.core.locks import one_builder
 from bench.core.memo import BytesLRU
 from bench.core.progress import progress
@@ -52,11 +56,12 @@ class FeatureCache:
         user file's stem + sha); `outputs(model, batch)` -> (B, C, h, w) features to store
         (default: the DeepLabV3+ decoder's); `tag` names another choice of outputs. `images` is an
         image store (bench/data/stores.py): the dataset's name and content fingerprint key the folder."""
-        self.images, self.model, self._outputs = images, model, outputs
+        self.images, self.model, self._outputs, self.weights_id = images, model, outputs, weights_id
         name = f"{images.name}-{images.fingerprint}-{weights_id}{'-' + tag if tag else ''}"
         self.root = Path(cache_dir) / "features" / name
         self._ram = BytesLRU(ram_bytes)
         self.stored = True  # False once a request would exceed the store budget: computed when used
+        self._checked: set = set()  # sizes whose stored files were checked against the network
 
     def planned_bytes(self, wanted: dict, per_pixel: float | None = None) -> int:
         """Disk bytes of the float16 outputs of {id: (H, W)}: one probe image, scaled by pixel count
@@ -108,6 +113,8 @@ class FeatureCache:
         """Compute and store the features of every image in `ids` at `size` (a preset's square
         side, or None for each image's own size) that has none yet; batches group equal sizes."""
         wanted = self.wanted(ids, size)
+        if self.stored:
+            self._check_stored(wanted)
         if not self.stored or all(self.path(i, s).is_file() for i, s in wanted.items()):
             return
         need = self.planned_bytes(wanted)
@@ -127,6 +134,28 @@ class FeatureCache:
             n = sum(len(g) for g in by_shape.values())
             for shape, batch in progress(batches, desc=f"{desc} ({n} images)"):
                 self._store(batch, shape, self.compute([self.image_at(i, shape) for i in batch]))
+
+    def _check_stored(self, wanted: dict) -> None:
+        """Refuses a store whose files the network no longer computes. The folder is keyed by the
+        weights' name (a pool-pretrained file's stem names its settings, not its bytes), so a net
+        retrained under the same name (a cache from before a code or pin change, another machine's
+        file copied in) would otherwise be served stale outputs. One stored image per size is
+        recomputed, once per store object: a few milliseconds against a fit's minutes."""
+        for image_id, shape in wanted.items():
+            path = self.path(image_id, shape)
+            if shape in self._checked or not path.is_file():
+                continue
+            self._checked.add(shape)
+            stored = np.load(path).astype(np.float32)
+            fresh = to_numpy(self.compute([self.image_at(image_id, shape)])[0]).astype(np.float32)
+            # float16 storage and another batch size move a value by about one float16 step (1e-3 of
+            # it; near zero, of the largest value's 1e-5); other weights move it by its own size
+            tol = 4e-3 * np.abs(fresh) + 4e-5 * float(np.abs(fresh).max())
+            if stored.shape != fresh.shape or not bool((np.abs(stored - fresh) <= tol).all()):
+                worst = float(np.abs(stored - fresh).max()) if stored.shape == fresh.shape else float("nan")
+                raise BenchError(f"{path}: stored outputs differ from what the network named {self.weights_id} computes now "
+                                 f"(largest difference {worst:.3g}, shape {stored.shape} vs {fresh.shape}): this store was made by "
+                                 f"other weights or other code; fix: delete {self.root} (the next run rebuilds it)")
 
     def _store(self, ids: list[str], shape, feats: torch.Tensor) -> None:
         for image_id, f in zip(ids, feats):

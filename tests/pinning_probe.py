@@ -1,6 +1,9 @@
 """Run by tests/test_pinning.py in a fresh interpreter: trains each pool net briefly through the
-cached builders (the real path, thread pin included) into a new cache folder and prints one sha256
-per net's weights as JSON. argv: dataset cache folder, output cache folder."""
+cached builders (the real path, thread pin included) into a new cache folder, then each method a few
+steps on fold 0 of the mini set at its embedded defaults otherwise (widths, batch, learning rate: the
+kernels a real fit runs), under the pinned thread count as the runner fits, and prints one sha256 per
+net's weights as JSON. argv: dataset cache folder, output cache folder, and "methods" to fit the
+methods too (else the pool nets alone)."""
 import hashlib
 import json
 import sys
@@ -9,19 +12,60 @@ from pathlib import Path
 import bench  # noqa: F401 - first, as the CLI does: the pins are set before torch or numpy load
 
 
+# a few steps each; the backbones under them as brief as the pool nets above (their own files)
+METHOD_FITS = {
+    "ours": {"episodes": 4, "backbone_crop_epochs": 1, "backbone_steps": 3, "backbone_max_images": 16},
+    "panet": {"iterations": 4, "trunk_epochs": 1},
+    "amp": {"steps": 4, "trunk_epochs": 1},
+    "pfenet": {"steps": 4, "backbone_crop_epochs": 1, "backbone_steps": 3, "backbone_max_images": 16},
+}
+
+
 def weights_sha(path: Path) -> str:
     import torch
 
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    state = blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
+    return state_sha(blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob)
+
+
+def state_sha(state: dict) -> str:
+    """Of every tensor in a (nested) state, by key: configs, names and loss logs left out."""
+    import torch
+
     h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value):
+                walk(f"{prefix}.{k}" if prefix else k, value[k])  # a flat state hashes as weights_sha always did
+        elif isinstance(value, torch.Tensor):
+            h.update(prefix.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+
+    walk("", state)
     return h.hexdigest()[:16]
 
 
-def main(data_cache: str, out_cache: str) -> None:
+def method_fits(mini, out: Path) -> dict:
+    from bench.core import curves
+    from bench.core.pinning import fixed_threads
+    from bench.harness.annotations import annotation_source
+    from bench.harness.presets import get_preset
+    from bench.harness.registry import create_method
+    from bench.harness.views import FitView
+
+    curves.VALIDATION_EPISODES = 5  # validation runs as in a real fit (it must not move the weights), on fewer episodes
+    train = FitView(mini, annotation_source("full", mini, out), get_preset("wacv22"), 0, out)
+    shas = {}
+    for name, config in METHOD_FITS.items():
+        method = create_method(name, config)
+        with fixed_threads():  # as the runner fits
+            method.fit(train, {})
+        shas[name] = state_sha(method.state_dict())
+    return shas
+
+
+def main(data_cache: str, out_cache: str, what: str = "pool") -> None:
     from backbones.pretrain import backbone_config, pretrained_backbone
     from backbones.trunks import TrunkConfig, pretrained_vgg16
     from bench.data.datasets import embedded_dataset, find_pool, mini_spec
@@ -36,8 +80,9 @@ def main(data_cache: str, out_cache: str) -> None:
              "deeplab": pretrained_backbone(pool, backbone_config({"crop_epochs": 1, "steps": 3, "max_images": 16}), out, quiet)[2]}
     pretrained_vgg16(pool, TrunkConfig(epochs=1), out, quiet)
     paths["vgg16"] = next((out / "trunks").glob("*.pt"))
-    print(json.dumps({k: weights_sha(p) for k, p in paths.items()}))
+    shas = {k: weights_sha(p) for k, p in paths.items()}
+    print(json.dumps({**shas, **(method_fits(mini, out) if what == "methods" else {})}))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

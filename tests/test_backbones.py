@@ -183,3 +183,30 @@ def test_a_feature_store_over_its_budget_computes_the_same_values_and_writes_not
         step = torch.finfo(torch.float16).eps * a.abs().clamp(min=2 ** -14)  # one float16 step at each value
         assert a.shape == b.shape and bool(((a - b).abs() <= step + 1e-12).all())
     assert not list((tmp_path / "b").rglob("*.npy"))
+
+
+def test_a_feature_store_made_by_other_weights_under_the_same_name_is_refused(mini, tmp_path):
+    """A store is keyed by the weights' name, not their bytes: a net retrained under the same name
+    must not be served the old net's outputs. Reopened by the same net (another batch size, float16
+    storage) the store passes; by a net with other weights it is refused with the folder to delete."""
+    import torch
+
+    from backbones.features import FeatureCache
+
+    ids = mini.ids("val")[:5]
+    store = mini.image_store(ids)
+    outputs = lambda model, x: model(x)  # noqa: E731
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4, padding=1), torch.nn.ReLU()).eval()
+
+    same = net(0)
+    FeatureCache(store, same, "tiny", tmp_path, outputs=outputs).ensure(ids, 65)
+    reopened = FeatureCache(store, same, "tiny", tmp_path, outputs=outputs)
+    reopened.ensure(ids, 65)  # stored in a batch of 5, checked one by one: within float16 rounding
+    assert reopened._checked == {(65, 65)}
+    with pytest.raises(BenchError, match=r"other weights or other code; fix: delete .*tiny"):
+        FeatureCache(store, net(1), "tiny", tmp_path, outputs=outputs).ensure(ids, 65)
+    with pytest.raises(BenchError, match="differ from what the network named tiny computes"):
+        FeatureCache(store, same, "tiny", tmp_path, outputs=lambda model, x: model(x) * 1.01).ensure(ids[:1], 65)

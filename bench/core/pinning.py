@@ -21,8 +21,8 @@ keep the CPU's family / model / stepping and cache sizes, `files.cpu_signature`,
 whose fits differ can be told apart).
 WSFSS_PIN=0 turns all of it off (each library's fastest path, the machine's core count);
 WSFSS_THREADS sets the pinned thread count (default 2, the count the README's numbers used).
-Every record keeps `pinning()`, and `golden_fit` (bench/harness) compares a short fit with the hash
-committed from this machine."""
+Every record keeps `pinning()`, and tests/test_pinning.py compares brief pool-net and method fits
+with the hashes committed in tests/data/golden_pool_fits.json, with the CPUs they were made on."""
 from __future__ import annotations
 
 import os
