@@ -169,13 +169,16 @@ def test_readme_oracle_run_on_the_default_dataset(tmp_path, capsys):
 def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
     assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
+    n = len(list(results.rglob("*.json")))
+    assert f"wrote {n} record(s) under" in capsys.readouterr().out
     path = next(results.rglob("*.json"))
     before = path.stat().st_mtime_ns
-    capsys.readouterr()
     assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
-    assert "kept" in capsys.readouterr().out and path.stat().st_mtime_ns == before
+    out = capsys.readouterr().out
+    assert "kept" in out and path.stat().st_mtime_ns == before
+    assert f"wrote 0 record(s), kept {n} existing under" in out  # the summary says what the run did
     assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0", "--force")) == 0
-    assert path.stat().st_mtime_ns != before
+    assert path.stat().st_mtime_ns != before and f"wrote {n} record(s) under" in capsys.readouterr().out
     # a different config is a different cell content: recomputed, not kept
     raw = json.loads(path.read_text())
     raw["config"] = {"k": 1}

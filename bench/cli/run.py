@@ -111,12 +111,21 @@ def cmd_run(args, cache: Path) -> int:
 
     if args.dry_run:
         return print_plan([run_request(args, cache)])
+    before = record_stamps(args.results_dir)
     records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
                       args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
                       args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions,
                       allow_leak=args.allow_leak, profile=args.profile)
-    print(f"wrote {len(records)} record(s) under {args.results_dir}/; see them with `bench table`")
+    written = sum(1 for path, stamp in record_stamps(args.results_dir).items() if before.get(path) != stamp)
+    kept = len(records) - written
+    print(f"wrote {written} record(s){f', kept {kept} existing' if kept > 0 else ''} under {args.results_dir}/; "
+          "see them with `bench table`")
     return 0
+
+
+def record_stamps(results_dir: Path) -> dict:
+    """{record file: modification time}, to tell the records a run wrote from those it kept."""
+    return {p: p.stat().st_mtime_ns for p in Path(results_dir).rglob("*.json")} if Path(results_dir).is_dir() else {}
 
 
 def cmd_sweep(args, cache: Path) -> int:
