@@ -37,10 +37,11 @@ def test_pool_nets_and_short_method_fits_train_the_same_weights_under_two_machin
     a = _hashes(cache_dir, tmp_path / "a", MACHINE_A, "methods")
     b = _hashes(cache_dir, tmp_path / "b", MACHINE_B, "methods")
     assert a == b and set(a) == {*POOL_NETS, *METHODS}
-    # the unpinned pair trains the pool nets alone (the methods' fits would double the test's time)
-    loose_a = _hashes(cache_dir, tmp_path / "c", {**MACHINE_A, "WSFSS_PIN": "0"})
-    loose_b = _hashes(cache_dir, tmp_path / "d", {**MACHINE_B, "WSFSS_PIN": "0"})
+    loose_a = _hashes(cache_dir, tmp_path / "c", {**MACHINE_A, "WSFSS_PIN": "0"}, "methods")
+    loose_b = _hashes(cache_dir, tmp_path / "d", {**MACHINE_B, "WSFSS_PIN": "0"})  # pool nets alone: time
     assert all(loose_a[k] != loose_b[k] for k in POOL_NETS)  # unpinned, every net differs: the check has teeth
+    # and every method's fit: unpinned under setting A, not what the pins make of it
+    assert all(loose_a[k] != a[k] for k in METHODS)
     golden = json.loads((HERE / "data" / "golden_pool_fits.json").read_text())
     verdicts = [_pool_nets_against_golden({k: a[k] for k in POOL_NETS}, golden),
                 _methods_against_golden({k: a[k] for k in METHODS}, golden["methods"])]
