@@ -4,8 +4,8 @@ PFENet), computed once and stored as float16.
 Keyed by (weights, image, size): the same image is a different entry at 129x129 (`wacv22`) and at
 its own 500x375 (`pfenet2020`), because a method must see the features of the image it was given.
 The weights are named by the network's file (a pool-pretrained file's stem names its settings, a
-user file's its sha256), so each opening of a store recomputes one stored image per size and
-refuses the store if the network now computes something else (`_check_stored`).
+user file's its sha256), so each opening of a store recomputes one stored image and refuses the
+store if the network now computes something else (`_check_stored`).
 Sizes come from the preset (bench/data/sizes.py): training images at `train_size`, test images at
 `eval_size`. Stored at the network's own resolution (stride 4: 128 x 33 x 33 for a 129x129 image,
 279 kB); methods upsample when they need pixel features. One .npy file per (image, size).
@@ -61,7 +61,7 @@ class FeatureCache:
         self.root = Path(cache_dir) / "features" / name
         self._ram = BytesLRU(ram_bytes)
         self.stored = True  # False once a request would exceed the store budget: computed when used
-        self._checked: set = set()  # sizes whose stored files were checked against the network
+        self._checked: tuple = ()  # (id, size) of the stored file checked against the network, once
 
     def planned_bytes(self, wanted: dict, per_pixel: float | None = None) -> int:
         """Disk bytes of the float16 outputs of {id: (H, W)}: one probe image, scaled by pixel count
@@ -139,13 +139,16 @@ class FeatureCache:
         """Refuses a store whose files the network no longer computes. The folder is keyed by the
         weights' name (a pool-pretrained file's stem names its settings, not its bytes), so a net
         retrained under the same name (a cache from before a code or pin change, another machine's
-        file copied in) would otherwise be served stale outputs. One stored image per size is
-        recomputed, once per store object: a few milliseconds against a fit's minutes."""
+        file copied in) would otherwise be served stale outputs. One stored image is recomputed, the
+        first this store object is asked for (not one per size: real VOC at its own sizes has hundreds
+        of them, and other weights change every image): milliseconds against a fit's minutes."""
+        if self._checked:
+            return
         for image_id, shape in wanted.items():
             path = self.path(image_id, shape)
-            if shape in self._checked or not path.is_file():
+            if not path.is_file():
                 continue
-            self._checked.add(shape)
+            self._checked = (image_id, shape)
             stored = np.load(path).astype(np.float32)
             fresh = to_numpy(self.compute([self.image_at(image_id, shape)])[0]).astype(np.float32)
             # float16 storage and another batch size move a value by about one float16 step (1e-3 of
@@ -156,6 +159,7 @@ class FeatureCache:
                 raise BenchError(f"{path}: stored outputs differ from what the network named {self.weights_id} computes now "
                                  f"(largest difference {worst:.3g}, shape {stored.shape} vs {fresh.shape}): this store was made by "
                                  f"other weights or other code; fix: delete {self.root} (the next run rebuilds it)")
+            return
 
     def _store(self, ids: list[str], shape, feats: torch.Tensor) -> None:
         for image_id, f in zip(ids, feats):

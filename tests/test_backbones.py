@@ -205,7 +205,7 @@ def test_a_feature_store_made_by_other_weights_under_the_same_name_is_refused(mi
     FeatureCache(store, same, "tiny", tmp_path, outputs=outputs).ensure(ids, 65)
     reopened = FeatureCache(store, same, "tiny", tmp_path, outputs=outputs)
     reopened.ensure(ids, 65)  # stored in a batch of 5, checked one by one: within float16 rounding
-    assert reopened._checked == {(65, 65)}
+    assert reopened._checked == (ids[0], (65, 65))
     with pytest.raises(BenchError, match=r"other weights or other code; fix: delete .*tiny"):
         FeatureCache(store, net(1), "tiny", tmp_path, outputs=outputs).ensure(ids, 65)
     with pytest.raises(BenchError, match="differ from what the network named tiny computes"):
