@@ -30,19 +30,11 @@ from bench.data.sizes import resized_image, target_shape
 from bench.core.device import device, to_numpy
 from bench.core.errors import BenchError
 from bench.core.locks import one_builder
-from bench.core.memo import BytesLRU
+from bench.core.memo import BytesLRU, store_budget
 from bench.core.progress import progress
 from bench.core.files import atomic_write_bytes
 
 BATCH = 32
-DEFAULT_STORE_GB = 20.0
-
-
-def store_budget() -> float:
-    """Bytes a feature store may take on disk ($WSFSS_STORE_GB)."""
-    import os
-
-    return float(os.environ.get("WSFSS_STORE_GB", DEFAULT_STORE_GB)) * 1e9
 
 
 class FeatureCache:

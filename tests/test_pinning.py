@@ -101,3 +101,15 @@ def test_records_tell_two_cpus_of_one_name_apart(tmp_path):
         "family": "25", "model": "17", "name": "AMD EPYC", "stepping": "1",  # the first processor's, not the second's 99
         "caches": {"L1d": "32K", "L1i": "32K", "L2": "1024K", "L3": "32768K"}}
     assert pinning()["cpu"] == cpu_signature() and pinning()["cpu"]["name"]  # this machine's, in every record
+
+
+def test_records_keep_the_memory_and_store_budgets(monkeypatch):
+    """A store over its budget computes features per batch instead of reading float16 files, which
+    may move a fit's last bits: the budgets in force go into every record with the pins."""
+    from bench.core.pinning import pinning
+
+    monkeypatch.setenv("WSFSS_RAM_MB", "512")
+    monkeypatch.setenv("WSFSS_STORE_GB", "0.5")
+    assert pinning()["budgets"] == {"ram_mb": 512.0, "store_gb": 0.5}
+    monkeypatch.setenv("WSFSS_PIN", "0")
+    assert pinning()["budgets"] == {"ram_mb": 512.0, "store_gb": 0.5}

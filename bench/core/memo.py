@@ -3,7 +3,8 @@
 Every per-image memo (feature arrays, embeddings, trunk outputs) is bounded by what it holds, not
 by how many entries: 4,096 entries were 780 MB of the embedded set's float16 features but would be
 ~49 GB of ResNet-50 features of 500x375 VOC images. The budget per memo is
-$WSFSS_RAM_MB (default 2048 MB); 0 keeps nothing.
+$WSFSS_RAM_MB (default 2048 MB); 0 keeps nothing. The disk budget of the feature stores,
+$WSFSS_STORE_GB, is read here too, so that records can keep both (`budgets`, in `pinning()`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,24 @@ import numpy as np
 import torch
 
 DEFAULT_MB = 2048
+DEFAULT_STORE_GB = 20.0
 
 
 def default_budget() -> int:
     """Bytes each memo may hold: $WSFSS_RAM_MB megabytes (default 2048)."""
     return int(float(os.environ.get("WSFSS_RAM_MB", DEFAULT_MB)) * 2**20)
+
+
+def store_budget() -> float:
+    """Bytes a per-image feature store may take on disk ($WSFSS_STORE_GB; backbones/features.py)."""
+    return float(os.environ.get("WSFSS_STORE_GB", DEFAULT_STORE_GB)) * 1e9
+
+
+def budgets() -> dict:
+    """The memory and disk budgets in force, for records: over a store's budget features are
+    computed per batch (equal to stored ones up to a float16 step), and what a RAM memo evicts is
+    recomputed in another batch, so a fit may move in its last bits with either."""
+    return {"ram_mb": default_budget() / 2**20, "store_gb": store_budget() / 1e9}
 
 
 def nbytes(value) -> int:
