@@ -34,7 +34,7 @@ def run(method: str, mode: str = "weak", dataset: str = "openmoji5i", folds=None
                      config=dict(config or {}), pseudo=dict(pseudo or {}), data_root=data_root, cache_dir=Path(cache_dir),
                      results_dir=Path(results_dir), force=force, retrain=retrain, save_predictions=save_predictions,
                      allow_leak=allow_leak, profile=profile)
-    paths = {Path(p).resolve() for p in _run(req, log=log)}
+    paths = {Path(p).resolve() for p in _run(req, log=log).paths}
     return [r for p, r in load_records(Path(results_dir)) if p.resolve() in paths]
 
 

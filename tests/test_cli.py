@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -186,6 +187,46 @@ def test_rerun_keeps_matching_records_and_force_recomputes(mini, cache_dir, tmp_
     capsys.readouterr()
     assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
     assert "kept" not in capsys.readouterr().out
+
+
+def test_run_counts_the_records_it_wrote_not_those_another_job_writes_meanwhile(mini, cache_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    from bench.harness import runner
+
+    results = tmp_path / "results"
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0")) == 0
+    n = len(list(results.rglob("*.json")))
+    other = next(results.rglob("*.json"))  # stands for a record a sweep into the same folder rewrites
+    evaluate = runner.evaluate_run
+
+    def evaluate_while_another_job_writes(*args, **kwargs):
+        time.sleep(0.01)
+        other.write_text(other.read_text())
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_run", evaluate_while_another_job_writes)
+    before = other.stat().st_mtime_ns
+    capsys.readouterr()
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "1")) == 0
+    assert other.stat().st_mtime_ns != before  # the other job did write meanwhile
+    # a listing of the folder around the run would say "wrote n+1"
+    assert f"wrote {n} record(s) under" in capsys.readouterr().out
+    assert bench(cache_dir, *run_args(results, ORACLE, "--fold", "0", "--fold", "1")) == 0
+    assert f"wrote 0 record(s), kept {2 * n} existing under" in capsys.readouterr().out
+
+
+def test_a_dry_run_plans_what_the_run_then_does_with_saved_predictions(mini, cache_dir, tmp_path, capsys):
+    results, tiny = tmp_path / "results", ["--fold", "0", "--set", "iterations=2 trunk_epochs=1"]
+    assert bench(cache_dir, *run_args(results, "panet", *tiny)) == 0
+    capsys.readouterr()
+    assert bench(cache_dir, *run_args(results, "panet", *tiny, "--dry-run")) == 0
+    assert "evaluation, fold 0" not in capsys.readouterr().out  # every record kept
+    # saving predictions re-evaluates kept cells (a record holds none): the plan says so
+    saved = ["--save-predictions", str(tmp_path / "preds")]
+    assert bench(cache_dir, *run_args(results, "panet", *tiny, "--dry-run", *saved)) == 0
+    assert "evaluation, fold 0" in capsys.readouterr().out
+    assert bench(cache_dir, *run_args(results, "panet", *tiny, *saved)) == 0
+    assert "wrote 1 record(s) under" in capsys.readouterr().out and any((tmp_path / "preds").rglob("*.png"))
 
 
 def test_several_overrides_after_one_set_flag():

@@ -89,7 +89,8 @@ def run_request(args, cache: Path):
                       way=args.way, shot=args.shot, preset=args.preset, seeds=tuple(args.seed) if args.seed else None,
                       config=parse_overrides(args.overrides), pseudo=parse_overrides(args.pseudo), data_root=args.data_root,
                       cache_dir=cache, results_dir=args.results_dir, retrain=getattr(args, "retrain", False),
-                      force=getattr(args, "force", False), profile=args.profile)
+                      force=getattr(args, "force", False), profile=args.profile,
+                      save_predictions=getattr(args, "save_predictions", None), allow_leak=getattr(args, "allow_leak", False))
 
 
 def print_plan(requests) -> int:
@@ -107,25 +108,15 @@ def cmd_plan(args, cache: Path) -> int:
 
 
 def cmd_run(args, cache: Path) -> int:
-    from bench import api
+    from bench.harness.runner import run
 
     if args.dry_run:
         return print_plan([run_request(args, cache)])
-    before = record_stamps(args.results_dir)
-    records = api.run(args.method, args.mode, args.dataset, args.fold or folds("all"), args.way, args.shot, args.preset,
-                      args.seed, parse_overrides(args.overrides), parse_overrides(args.pseudo), args.data_root, cache,
-                      args.results_dir, force=args.force, retrain=args.retrain, save_predictions=args.save_predictions,
-                      allow_leak=args.allow_leak, profile=args.profile)
-    written = sum(1 for path, stamp in record_stamps(args.results_dir).items() if before.get(path) != stamp)
-    kept = len(records) - written
-    print(f"wrote {written} record(s){f', kept {kept} existing' if kept > 0 else ''} under {args.results_dir}/; "
+    ran = run(run_request(args, cache))
+    kept = len(ran.kept)
+    print(f"wrote {len(ran.written)} record(s){f', kept {kept} existing' if kept > 0 else ''} under {args.results_dir}/; "
           "see them with `bench table`")
     return 0
-
-
-def record_stamps(results_dir: Path) -> dict:
-    """{record file: modification time}, to tell the records a run wrote from those it kept."""
-    return {p: p.stat().st_mtime_ns for p in Path(results_dir).rglob("*.json")} if Path(results_dir).is_dir() else {}
 
 
 def cmd_sweep(args, cache: Path) -> int:

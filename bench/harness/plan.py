@@ -158,7 +158,7 @@ class FoldWork:
     mask_bytes: float  # one palette PNG mask of the dataset
 
     def rows(self, fold: int) -> list[Row]:
-        from bench.harness.runner import checkpoint_path, pending_seeds, record_path, request_seeds
+        from bench.harness.runner import checkpoint_path, pending_seeds, record_path, request_seeds, reruns_all
 
         req, preset, label, rows = self.req, self.preset, method_label(self.req.method), []
         if self.mp.state is not None:
@@ -167,7 +167,7 @@ class FoldWork:
             rows.append(Row(f"{label} {training_mode(req.mode)} fit, fold {fold}", str(path or "(keyed by the new pseudo masks)"),
                             "reuse" if built else "build", pickled_bytes(self.mp.state) + 400, self.fit.seconds, self.fit.note))
         seeds = request_seeds(req, preset)
-        redo = req.force or req.retrain or self.test_annotations is None
+        redo = reruns_all(req) or self.test_annotations is None
         todo = seeds if redo else pending_seeds(req, preset, self.dataset, self.test_annotations, fold, seeds)
         if todo:
             episodes = preset.episodes * len(todo)

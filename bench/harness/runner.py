@@ -53,15 +53,28 @@ class RunRequest:
     profile: str | None = None  # embedded | reference (bench/core/profiles.py); None: by dataset (default_profile)
 
 
-def run(req: RunRequest, log=print) -> list[Path]:
-    """Fits (or loads) and evaluates every fold and seed of the request; the record paths. Fits and
+@dataclass
+class Ran:
+    """The record files of one run, in fold and seed order, and which of them it kept (a record of the
+    same episodes and config was there) rather than wrote: the runner knows, a directory listing
+    taken around the run would also count what another job wrote meanwhile."""
+    paths: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for p in self.paths if p not in self.kept]
+
+
+def run(req: RunRequest, log=print) -> Ran:
+    """Fits (or loads) and evaluates every fold and seed of the request; the record files. Fits and
     evaluations run with the pinned thread count (bench/core/pinning.py), whatever the caller set:
     CPU numbers depend on it."""
     with fixed_threads():
         return _run(req, log)
 
 
-def _run(req: RunRequest, log=print) -> list[Path]:
+def _run(req: RunRequest, log=print) -> Ran:
     check_mode(req.mode)
     preset = get_preset(req.preset)
     req = resolved_request(req)
@@ -71,14 +84,14 @@ def _run(req: RunRequest, log=print) -> list[Path]:
     networks, leaks = run_networks(req, dataset, preset, probe)
     train_annotations, annotations = annotation_sources(req.mode, dataset, req.cache_dir, req.pseudo)
     seeds = request_seeds(req, preset)
-    written = []
-    redo = req.force or req.retrain or req.save_predictions is not None
+    ran = Ran()
     for fold in req.folds:
-        todo = seeds if redo else pending_seeds(req, preset, dataset, annotations, fold, seeds)
+        todo = seeds if reruns_all(req) else pending_seeds(req, preset, dataset, annotations, fold, seeds)
         for seed in sorted(set(seeds) - set(todo)):
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} seed {seed}: "
                 f"record exists for the same episodes and config, kept (--force to re-run)")
-            written.append(record_path(req, preset, dataset, fold, seed))
+            ran.kept.append(record_path(req, preset, dataset, fold, seed))
+            ran.paths.append(ran.kept[-1])
         if not todo:
             continue
         t0 = time.perf_counter()
@@ -91,11 +104,11 @@ def _run(req: RunRequest, log=print) -> list[Path]:
             record, sample = evaluate_run(req, preset, dataset, annotations, method, fold, seed, fit_s, threads,
                                           train_annotations, fitted)
             record.networks, record.leaks = networks, leaks
-            written.append(record.write(req.results_dir))
-            sample.close_into(sample_dir(written[-1]))
+            ran.paths.append(record.write(req.results_dir))
+            sample.close_into(sample_dir(ran.paths[-1]))
             log(f"{req.method:>10} {req.mode:<4} {dataset.name} {preset.label()} fold {fold} "
                 f"{req.way}-way {req.shot}-shot seed {seed}: mIoU {record.miou:6.2f}  FB-IoU {record.fbiou:6.2f}")
-    return written
+    return ran
 
 
 def run_networks(req: RunRequest, dataset, preset: Preset, method=None) -> tuple[dict, dict]:
@@ -173,6 +186,12 @@ def profile_settings(req: RunRequest) -> dict:
 def method_config(req: RunRequest) -> dict:
     """What the method is built with: its profile's values, then the user's --set on top."""
     return {**{k: c.value for k, c in profile_settings(req).items()}, **req.config}
+
+
+def reruns_all(req: RunRequest) -> bool:
+    """Whether the request re-evaluates cells whose matching record exists: asked to (--force,
+    --retrain), or predictions are to be saved (a record keeps none to save)."""
+    return req.force or req.retrain or req.save_predictions is not None
 
 
 def request_seeds(req: RunRequest, preset: Preset) -> list[int]:

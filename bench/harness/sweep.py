@@ -202,8 +202,8 @@ def run_cell(cell: Cell, paths: Paths, threads: int = 0) -> Outcome:
     start = time.perf_counter()
     try:
         use_device(paths.device)
-        written = run(cell_request(cell, paths), log=lambda *_: None)
-        mious = [RunRecord(**json.loads(Path(p).read_text())).miou for p in written]
+        ran = run(cell_request(cell, paths), log=lambda *_: None)
+        mious = [RunRecord(**json.loads(Path(p).read_text())).miou for p in ran.paths]
         return Outcome(cell, time.perf_counter() - start, mious)
     except BenchError as exc:
         return Outcome(cell, time.perf_counter() - start, error=str(exc))
