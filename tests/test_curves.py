@@ -16,7 +16,8 @@ def test_the_rule_on_hand_made_curves():
     rising = [[125 * (i + 1), 10.0 + 2 * i] for i in range(8)]  # +2 per point: 750 -> 1000 gains 4
     flat = [[125 * (i + 1), 20.0 + (0.3 if i == 7 else 0.0)] for i in range(8)]
     assert verdict(rising, 1000) == {"converged": False, "gain": 4.0, "se": None, "from_step": 750, "to_step": 1000,
-                                     "why": "+4.0 IoU points from step 750 to 1000: still learning: not below 1"}
+                                     "why": "+4.0 IoU points from step 750 to 1000: still learning: not below 1",
+                                     "within_noise": False}
     assert verdict(flat, 1000)["converged"] is True and verdict(flat, 1000)["gain"] == 0.3
     falling = [[s, 30.0 - s / 100] for s, _ in rising]  # overfitting still counts as no gain
     assert verdict(falling, 1000)["converged"] is True
@@ -71,6 +72,46 @@ def test_a_gain_within_the_validation_noise_is_not_learning():
     # sqrt(mean(d^2) - 4^2) = sqrt(358 - 16) = 18.49, over sqrt(4) = 9.25; the bootstrap agrees
     assert v["se"] == pytest.approx(9.25, rel=0.06)
     assert verdict(steps, 1000, [alike[0]])["se"] is None  # counts missing for a point: the gain alone
+    # converged by the noise clause alone: a gain of 1 point or more that the SE cannot tell from none
+    assert v["within_noise"] is True
+    assert verdict(steps, 1000, alike)["within_noise"] is False  # learning
+    flat = [[750, 30.0], [1000, 30.5]]
+    assert verdict(flat, 1000, [alike[0], alike[0]])["within_noise"] is False  # a plateau: below 1 point
+
+
+def _noise_only_fit() -> dict:
+    """A 1000-step fit whose last quarter gains +4 (30, 30, 34) on 4 validation episodes that
+    disagree (one +36, three -6 to -8): converged by the noise clause alone."""
+    quiet = [[30, 100]] * 4
+    values = [20.0, 24.0, 27.0, 29.0, 30.0, 30.0, 30.0, 34.0]
+    episodes = [quiet] * 7 + [[[66, 100], [22, 100], [24, 100], [24, 100]]]
+    return {"total": 1000, "loss": [[1000, 0.5, 0]], "validation": [[125 * (i + 1), v] for i, v in enumerate(values)],
+            "episodes": episodes, "verdict": {"converged": True, "why": "stored"}}
+
+
+def test_tables_and_claims_mark_a_fit_that_converged_only_within_the_noise(tmp_path):
+    """PFENet's openmoji20i full fold-1 fit passed the rule with +11.5 (SE 6.6) while still rising:
+    the verdict stands, but the cell is marked "≈" (its fold cell and the mean over folds), the
+    legend says what the mark means, and the claims standing on it say "caveat ≈" and name the row."""
+    import dataclasses
+    from pathlib import Path
+
+    from bench.core.records import load_records
+    from bench.report.claims import claim_rows
+    from bench.report.tables import render_tables
+
+    stored = Path(__file__).parent / "data" / "records_b698898"
+    for _, r in load_records(stored):
+        dataclasses.replace(r, fit=_noise_only_fit() if (r.method, r.mode) == ("amp", "weak") else r.fit).write(tmp_path)
+    table = render_tables(tmp_path, "markdown")
+    amp = next(line for line in table.splitlines() if line.startswith("| amp"))
+    assert amp.count(" ≈") == 2 and amp.count(" ?") == 2  # weak fold 0 and weak mean; full: no curve
+    assert "≈ = a fit of the cell met the rule only within the validation's noise" in table
+    assert "≈" not in "".join(line for line in table.splitlines() if line.startswith("| panet"))
+    claim1 = next(row for row in claim_rows(tmp_path) if row[0] == "1")
+    assert claim1[2].endswith("(caveat ≈/?)")
+    assert "converged only within the validation's noise (≈): amp weak" in claim1[3]
+    assert "≈" not in render_tables(tmp_path, "csv").split("# scoring")[0]  # csv cells stay plain numbers
 
 
 def test_validation_points_and_loss_means():

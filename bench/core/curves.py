@@ -31,7 +31,13 @@ Each validation point and, after the last step, the verdict are printed on stder
 (`progress.say`), so a fit's log shows whether it converged without opening its record.
 Fits without steps (`ours-noE`: nothing is trained) are "no training"; checkpoints made before curves
 existed are "no curve". Every record carries the curve and the verdict; tables mark a row whose fit
-did not converge, and `bench claims` says which claims stand on such rows."""
+did not converge, and `bench claims` says which claims stand on such rows.
+
+A fit that passes only by the noise clause (it gained `MIN_GAIN` or more, within `NOISE_SE` SE) has
+not shown a plateau: its validation is too noisy to tell one from a slow rise (PFENet on
+`openmoji20i`, full fold 1: 0.0 ... 31.6 36.6 43.1, +11.5 with SE 6.6). The verdict says so
+(`within_noise`), and tables and claims mark such cells apart ("≈") without changing the verdict:
+the rule stays the one every recorded fit was judged by."""
 from __future__ import annotations
 
 import math
@@ -114,7 +120,8 @@ def verdict(validation: list, total: int, episodes: list | None = None) -> dict:
            f"{span}: below {MIN_GAIN:g}, converged" if small else
            f"{span}: within {NOISE_SE:g} SE, no evidence of learning, converged")
     return {"converged": not learning, "gain": round(gain, 2), "se": None if se is None else round(se, 2),
-            "from_step": steps[worst["from"]], "to_step": steps[-1], "why": why}
+            "from_step": steps[worst["from"]], "to_step": steps[-1], "why": why,
+            "within_noise": not learning and not small}
 
 
 def _gain(validation: list, episodes: list | None, j: int) -> dict:

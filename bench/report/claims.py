@@ -14,7 +14,8 @@ seeds (bench/report/tables.py). Rows are the base networks: per method and mode 
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
    12-18 (E) and 1-4 (saliency) points.
 A setting whose rows stand on a fit that did not converge by the one rule (bench/core/curves.py)
-or has no curve gets "(caveat ↑/?)" beside its verdict and the rows named.
+or has no curve gets "(caveat ↑/?)" beside its verdict and the rows named; one that met the rule only
+within the validation's noise (a gain the SE cannot tell from none) gets "≈" the same way.
 """
 from __future__ import annotations
 
@@ -157,14 +158,20 @@ def claim_records(records) -> tuple[list, dict]:
 
 def fit_caveat(records, dataset: str, way: int, shot: int, rows: set) -> str:
     """Which of the setting's `rows` ((label, mode) the claims read) stand on fits that did not
-    converge (↑) or have no curve (?), by the one rule of bench/core/curves.py: a claim on such
-    rows says little about those methods."""
+    converge (↑), converged only within the validation's noise (≈) or have no curve (?), by the one
+    rule of bench/core/curves.py: a claim on such rows says little about those methods, or (≈) may
+    move with a longer fit."""
     marked = defaultdict(set)
     for r in records:
         if (r.dataset, r.way, r.shot) == (dataset, way, shot) and (row_label(r), r.mode) in rows and fit_mark(r):
             marked[fit_mark(r)].add(f"{row_label(r)} {r.mode}")
-    names = {"↑": "not converged", "?": "no curve"}
+    names = {"↑": "not converged", "≈": "converged only within the validation's noise", "?": "no curve"}
     return "; ".join(f"{names[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(marked.items()))
+
+
+def caveat_marks(caveat: str) -> str:
+    """The marks a `fit_caveat` text names, in a fixed order ("↑/≈")."""
+    return "/".join(m for m in "↑≈?" if f"({m})" in caveat)
 
 
 def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
@@ -191,7 +198,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             unjudged = fit_caveat(base, dataset, way, shot, set(means))
             how = ran_with.get((dataset, way, shot), "")
             left = "; ".join(partial.get((dataset, way, shot), []))
-            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (" (caveat ↑/?)" if unjudged else ""),
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (f" (caveat {caveat_marks(unjudged)})" if unjudged else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])

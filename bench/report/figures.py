@@ -262,7 +262,8 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
                     continue
                 style = dict(color=f"C{fold}", ls="-" if mode == "full" else "--")
                 verdict = fit.get("verdict", {})
-                mark = {True: "converged", False: "not converged"}.get(verdict.get("converged"), "no verdict")
+                mark = ("converged within noise" if verdict.get("within_noise") else
+                        {True: "converged", False: "not converged"}.get(verdict.get("converged"), "no verdict"))
                 finite = [(e[0], e[1]) for e in fit["loss"] if e[1] is not None and np.isfinite(e[1])]
                 bad = sum(e[2] for e in fit["loss"] if len(e) > 2)  # older records: [step, mean] (may be inf)
                 if finite:

@@ -25,7 +25,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.core.errors import BenchError
-from bench.core.curves import RULE
+from bench.core.curves import MIN_GAIN, NOISE_SE, RULE
 from bench.core.records import RunRecord, load_records
 from bench.harness.annotations import MODES, supervision_legend
 from bench.harness.metrics import Conventions, scores
@@ -109,7 +109,8 @@ def runs_by_cell(records: list[RunRecord]) -> dict[tuple, dict[int, float]]:
 
 
 def marks_by_cell(records: list[RunRecord]) -> dict[tuple, str]:
-    """(row label, mode, fold) -> the fit marks of its runs ("↑" not converged, "?" no curve)."""
+    """(row label, mode, fold) -> the fit marks of its runs ("↑" not converged, "≈" converged only
+    within the validation's noise, "?" no curve)."""
     return {cell: "".join(sorted(set(v.values()))) for cell, v in _by_cell(records, fit_mark).items()}
 
 
@@ -129,10 +130,14 @@ def _by_cell(records: list[RunRecord], value) -> dict[tuple, dict[int, object]]:
 
 def fit_mark(r: RunRecord) -> str:
     """The one convergence rule's verdict on the record's fit (bench/core/curves.py) as a mark:
-    "↑" did not converge, "?" no curve (a record or checkpoint from before curves), "" otherwise."""
+    "↑" did not converge, "≈" met the rule only within the validation's noise (a gain of MIN_GAIN or
+    more that its SE cannot tell from none), "?" no curve (a record or checkpoint from before
+    curves), "" otherwise."""
     verdict = (r.fit or {}).get("verdict", {})
     if verdict.get("converged") is False:
         return "↑"
+    if verdict.get("within_noise"):
+        return "≈"
     if not r.fit or (verdict.get("converged") is None and verdict.get("why") != "no training"):
         return "?"
     return ""
@@ -143,6 +148,10 @@ def fit_legend(recs: list[RunRecord]) -> str:
     parts = []
     if "↑" in marks:
         parts.append(f"↑ = a fit of the cell did not converge ({RULE})")
+    if "≈" in marks:
+        parts.append(f"≈ = a fit of the cell met the rule only within the validation's noise: it gained {MIN_GAIN:g} point "
+                     f"or more over the last quarter, less than {NOISE_SE:g} bootstrap SE (a plateau or a slow rise; "
+                     "`bench figure curves` shows it)")
     if "?" in marks:
         parts.append("? = a fit of the cell has no curve (fitted before curves were recorded; --retrain gives one)")
     return "; ".join(parts)
@@ -249,7 +258,7 @@ def _csv(header, rows) -> str:
     import io
 
     buf = io.StringIO()
-    plain = [[re.sub(r" [?↑]+$", "", c) if isinstance(c, str) else c for c in row] for row in rows]  # marks: legend only
+    plain = [[re.sub(r" [?↑≈]+$", "", c) if isinstance(c, str) else c for c in row] for row in rows]  # marks: legend only
     csv.writer(buf, lineterminator="\n").writerows([header] + plain)
     return buf.getvalue().rstrip("\n")
 
