@@ -111,6 +111,9 @@ def test_tables_and_claims_mark_a_fit_that_converged_only_within_the_noise(tmp_p
     claim1 = next(row for row in claim_rows(tmp_path) if row[0] == "1")
     assert claim1[2].endswith("(caveat ≈/?)")
     assert "converged only within the validation's noise (≈): amp weak" in claim1[3]
+    claim3 = next(row for row in claim_rows(tmp_path) if row[0] == "3")  # weak rows only: its caveat names no full row
+    caveat = next(note for note in claim3[3].split(" · ") if note.startswith("no curve"))
+    assert "(≈): amp weak" in caveat and "panet weak" in caveat and "full" not in caveat
     assert "≈" not in render_tables(tmp_path, "csv").split("# scoring")[0]  # csv cells stay plain numbers
 
 

@@ -123,6 +123,15 @@ def claim_4(means: dict) -> tuple[str, str]:
 CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}
 
 
+def rows_read(claim: int, means: dict) -> set:
+    """The (row label, mode) of a setting's `means` that `claim`'s check reads: its caveat names
+    unconverged fits among these only (claim 4 reads no baseline, claim 3 no full-mode row)."""
+    methods = ("ours", *BASELINES)
+    if claim == 4:
+        return {("ours", "weak"), *((label, "weak") for label in ABLATIONS.values())} & set(means)
+    return {(m, mode) for m, mode in means if m in methods and (claim != 3 or mode == "weak")}
+
+
 def claim_records(records) -> tuple[list, dict]:
     """The records each claim reads, and per setting what they ran with. Per (setting, method,
     mode) one row: the one without --set / --pseudo-set if there is one, else the only row there is
@@ -195,7 +204,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             benchmark = BENCHMARK_OF.get(dataset, dataset)
             paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
             paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
-            unjudged = fit_caveat(base, dataset, way, shot, set(means))
+            unjudged = fit_caveat(base, dataset, way, shot, rows_read(claim, means))
             how = ran_with.get((dataset, way, shot), "")
             left = "; ".join(partial.get((dataset, way, shot), []))
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (f" (caveat {caveat_marks(unjudged)})" if unjudged else ""),
