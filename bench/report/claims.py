@@ -165,22 +165,23 @@ def claim_records(records) -> tuple[list, dict]:
     return chosen, {k: "; ".join(v) for k, v in how.items()}
 
 
-def fit_caveat(records, dataset: str, way: int, shot: int, rows: set) -> str:
+CAVEATS = {"↑": "not converged", "≈": "converged only within the validation's noise", "?": "no curve"}
+
+
+def fit_caveats(records, dataset: str, way: int, shot: int, rows: set) -> dict[str, set[str]]:
     """Which of the setting's `rows` ((label, mode) the claims read) stand on fits that did not
     converge (↑), converged only within the validation's noise (≈) or have no curve (?), by the one
-    rule of bench/core/curves.py: a claim on such rows says little about those methods, or (≈) may
-    move with a longer fit."""
+    rule of bench/core/curves.py: mark -> the rows, marks in CAVEATS' order. A claim on such rows
+    says little about those methods, or (≈) may move with a longer fit."""
     marked = defaultdict(set)
     for r in records:
         if (r.dataset, r.way, r.shot) == (dataset, way, shot) and (row_label(r), r.mode) in rows and fit_mark(r):
             marked[fit_mark(r)].add(f"{row_label(r)} {r.mode}")
-    names = {"↑": "not converged", "≈": "converged only within the validation's noise", "?": "no curve"}
-    return "; ".join(f"{names[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(marked.items()))
+    return {m: marked[m] for m in CAVEATS if m in marked}
 
 
-def caveat_marks(caveat: str) -> str:
-    """The marks a `fit_caveat` text names, in a fixed order ("↑/≈")."""
-    return "/".join(m for m in "↑≈?" if f"({m})" in caveat)
+def caveat_text(caveats: dict[str, set[str]]) -> str:
+    return "; ".join(f"{CAVEATS[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(caveats.items()))
 
 
 def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
@@ -204,10 +205,11 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             benchmark = BENCHMARK_OF.get(dataset, dataset)
             paper = published.get(benchmark, {}).get((benchmark, way, shot), {})
             paper_verdict, paper_text = check(paper) if paper else ("–", "no published numbers for this setting")
-            unjudged = fit_caveat(base, dataset, way, shot, rows_read(claim, means))
+            caveats = fit_caveats(base, dataset, way, shot, rows_read(claim, means))
+            unjudged = caveat_text(caveats)
             how = ran_with.get((dataset, way, shot), "")
             left = "; ".join(partial.get((dataset, way, shot), []))
-            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (f" (caveat {caveat_marks(unjudged)})" if unjudged else ""),
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])
