@@ -6,16 +6,26 @@ prints fingerprints along PFENet's path on `openmoji5i`, in the order the data f
 on another machine finds the first one that differs:
   1. the frozen trunk's weights (the pool-pretrained DeepLabV3+ ResNet, re-dilated);
   2. its stored outputs for the fold's first training images (the feature store's bytes);
-  3. for each of a few short fits (fresh FEM, the embedded defaults but `steps`), the FEM's
+  3. the single operations of a training step, each on fixed random inputs at the fit's shapes,
+     named by the library that computes them: the prior's batched matrix product (MKL), layer4
+     of one support and of four (oneDNN), one FEM forward and backward on a fixed prior (oneDNN's
+     convolutions, ATen's pooling and resizing), and a linear layer (MKL's plain matrix product,
+     which `ours`' fits use and which agreed across the two machines): where a fit differs, these
+     name the library (MKL_CBWR=COMPATIBLE moves the `mkl` lines only, ONEDNN_MAX_CPU_ISA=AVX2 the
+     `onednn` ones only);
+  4. for each of a few short fits (fresh FEM, the embedded defaults but `steps`), the FEM's
      weights and its loss curve (means of every 25 steps): the shortest fit that differs brackets
      the step at which training parts.
 Run after the main job has built the cache (the trunk is built here if missing, ≈ 8–18 min):
 
     python benchmarks/pfenet_fingerprint.py [--fold 2] [--steps 1,25,400,2000] [--cache-dir cache]
-        [--compare benchmarks/pfenet_fingerprint.json] [--write FILE]
+        [--compare benchmarks/pfenet_fingerprint.json] [--write FILE] [--onednn-caches L1,L2,L3]
 
 --compare prints each fingerprint beside the committed one (made on the machine where the README's
 fold 2-3 PFENet fits were made; its CPU signature is in the file) and exits 1 if any differs.
+--onednn-caches runs it all as if the CPU's per-core caches had these sizes in bytes, as oneDNN
+sees them (it blocks some convolutions by them, which can change a sum's order): a machine with
+other caches can be imitated here (benchmarks/onednn_caches.py).
 Validation runs on 5 episodes (it does not move the weights, tests/test_curves.py)."""
 from __future__ import annotations
 
@@ -54,6 +64,46 @@ def fit_prints(train, steps: int) -> dict:
             "last_loss": loss[-1][1]}
 
 
+def tensor_sha(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def kernel_prints(probe) -> dict:
+    """sha256 (16 hex) of each operation of a training step on fixed random inputs at the embedded
+    fit's shapes (batch 4, 17 x 17 features), under the pinned thread count, named by the library
+    that computes it (MKL_VERBOSE / ONEDNN_VERBOSE say so here)."""
+    import torch
+
+    from bench.core.pinning import fixed_threads
+    from methods.pfenet import Fem, prior_mask, weighted_gap
+
+    (c2, c3, c4), dim, grid = probe._widths, probe.cfg.reduce_dim, 17
+    gen = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
+    q_high, s_high, q_mid, s_mid = rand(4, c4, grid, grid), rand(4, c4, grid, grid), rand(4, c2 + c3, grid, grid), rand(4, c2 + c3, grid, grid)
+    mask, prior = (rand(4, 1, grid, grid) > 0).float(), rand(4, 1, grid, grid).sigmoid()
+    layer4 = getattr(probe.trunk, probe.trunk.res_layers[-1])
+    with fixed_threads(), torch.no_grad():
+        out = {"mkl.prior_batched_matmul": tensor_sha(prior_mask(q_high, s_high, mask)),  # MKL's sgemm_batch
+               "onednn.layer4_batch1": tensor_sha(layer4(rand(1, c3, grid, grid))),
+               "onednn.layer4_batch4": tensor_sha(layer4(rand(4, c3, grid, grid)))}
+    with fixed_threads():
+        torch.manual_seed(0)  # the FEM's initial weights and its dropout
+        fem = Fem(c2 + c3, dim).train()
+        main, aux = fem(fem.down_query(q_mid), weighted_gap(fem.down_supp(s_mid), mask), prior)  # no MKL
+        (main.square().mean() + sum(a.square().mean() for a in aux)).backward()
+        out["onednn.fem_forward"] = tensor_sha(main, *aux)
+        out["onednn.fem_grads"] = tensor_sha(*(p.grad for p in fem.parameters()))
+        linear = torch.nn.Linear(c2 + c3, 64)
+        y = linear(q_mid.flatten(2).transpose(1, 2).reshape(-1, c2 + c3))
+        y.square().mean().backward()
+        out["mkl.linear"] = tensor_sha(y, linear.weight.grad)  # MKL's sgemm, as `ours`' E uses it
+    return out
+
+
 def fingerprints(cache: Path, fold: int, steps: list[int]) -> dict:
     from bench.core import curves
     from bench.core.files import state_sha
@@ -69,11 +119,20 @@ def fingerprints(cache: Path, fold: int, steps: list[int]) -> dict:
     probe = Pfenet()
     probe.attach(train)
     out = {"trunk": {"name": probe._trunk_name, "weights": state_sha(probe.trunk.state_dict())},
-           "store": store_sha(probe.features.root, train.ids[:STORED_IMAGES])}
+           "store": store_sha(probe.features.root, train.ids[:STORED_IMAGES]), "kernels": kernel_prints(probe)}
     for n in steps:
         out[f"fit_{n}"] = fit_prints(train, n)
         print(f"fit of {n} steps: {out[f'fit_{n}']}", file=sys.stderr)
     return out
+
+
+def cache_sizes(text: str) -> list[int]:
+    """'32K,1M,0' -> [32768, 1048576, 0] (bytes; 0 keeps a level)."""
+    units = {"K": 2**10, "M": 2**20}
+    try:
+        return [int(t[:-1]) * units[t[-1].upper()] if t[-1:].upper() in units else int(t) for t in text.split(",")]
+    except (ValueError, KeyError):
+        sys.exit(f"--onednn-caches {text}: not sizes; fix: e.g. --onednn-caches 32K,1M,32M")
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -88,11 +147,20 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path("cache"))
     ap.add_argument("--compare", type=Path, help="a file written by --write")
     ap.add_argument("--write", type=Path, help="write the fingerprints and this CPU's signature here")
+    ap.add_argument("--onednn-caches", help="per-core data cache sizes oneDNN is to see, L1,L2[,L3] "
+                    "(bytes, or with K / M: 32K,1M,32M); 0 keeps a level")
     args = ap.parse_args()
     from bench.core.files import cpu_signature
     from bench.core.pinning import pinning
 
     steps = [int(s) for s in args.steps.split(",")]
+    if args.onednn_caches and args.write:
+        sys.exit("--write keeps this machine's fingerprints, not an imitation's; fix: drop --onednn-caches or --write")
+    if args.onednn_caches:
+        from onednn_caches import imitate, per_core_caches
+
+        before = imitate(cache_sizes(args.onednn_caches))
+        print(f"oneDNN's per-core data caches: {per_core_caches()} bytes (this CPU's: {before})", file=sys.stderr)
     if args.compare and not args.compare.is_file():
         sys.exit(f"{args.compare}: no such file; fix: --compare benchmarks/pfenet_fingerprint.json (or a file --write made)")
     want = json.loads(args.compare.read_text()) if args.compare else None

@@ -113,3 +113,70 @@ def test_records_keep_the_memory_and_store_budgets(monkeypatch):
     assert pinning()["budgets"] == {"ram_mb": 512.0, "store_gb": 0.5}
     monkeypatch.setenv("WSFSS_PIN", "0")
     assert pinning()["budgets"] == {"ram_mb": 512.0, "store_gb": 0.5}
+
+
+def _mkl_branch_in_fresh_interpreter(env: dict) -> str | None:
+    """MKL reads MKL_CBWR once per process: each setting is read back in its own interpreter."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "MKL_CBWR")}
+    code = "import bench, torch, json; from bench.core.pinning import pinning; print(json.dumps(pinning().get('mkl_cbwr')))"
+    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
+    """MKL_CBWR=AVX2 (the pin) is a request: MKL runs the AVX2 branch on an Intel CPU and AUTO on
+    another (AMD), so a record keeps what MKL reports. The reading is live: unpinned, MKL's default
+    (CNR off) and an explicit COMPATIBLE read back as such."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch has no MKL")
+    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    assert _mkl_branch_in_fresh_interpreter({}) == ("AVX2" if intel else "AUTO")
+    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0"}) == "BRANCH_OFF"
+    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "COMPATIBLE"}) == "COMPATIBLE"
+
+
+IMITATION_PROBE = """
+import hashlib, json, sys
+sys.path.insert(0, "benchmarks")
+import bench, torch
+from bench.core.pinning import fixed_threads
+from onednn_caches import imitate, per_core_caches
+if sys.argv[1]:
+    imitate([int(sys.argv[1])])
+g = torch.Generator().manual_seed(0)
+x, w = torch.randn(4, 64, 65, 65, generator=g), torch.randn(64, 64, 1, 1, generator=g).requires_grad_()
+with fixed_threads():
+    torch.nn.functional.conv2d(x, w).square().sum().backward()
+print(json.dumps({"seen": per_core_caches(), "grad": hashlib.sha256(w.grad.numpy().tobytes()).hexdigest()}))
+"""
+
+
+def _imitated(l1: int | None) -> dict:
+    done = subprocess.run([sys.executable, "-c", IMITATION_PROBE, str(l1 or "")], capture_output=True, text=True,
+                          timeout=120, cwd=HERE.parent)
+    if done.returncode and "onednn_caches:" in done.stderr:  # no nm, or another torch build: the tool says so
+        pytest.skip(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_onednn_cache_imitation_reads_this_cpu_and_moves_a_sum_blocked_by_l1():
+    """benchmarks/onednn_caches.py (the fingerprint's --onednn-caches) reads oneDNN's view of the
+    caches where it is (this CPU's L1d, as sysfs gives it), and writing it has the effect the
+    diagnostic relies on: a quarter of the L1 reorders the weight gradient's sum of a 1x1
+    convolution over 65 x 65 pixels (oneDNN blocks that reduction by L1), while writing the CPU's
+    own sizes back changes nothing."""
+    from bench.core.files import cpu_signature
+
+    l1 = cpu_signature().get("caches", {}).get("L1d", "")
+    if not l1.endswith("K"):
+        pytest.skip("sysfs gives no L1d size here")
+    own = _imitated(None)
+    assert own["seen"][0] == int(l1[:-1]) * 1024
+    same, quarter = _imitated(own["seen"][0]), _imitated(own["seen"][0] // 4)
+    assert same == own
+    assert quarter["seen"][0] == own["seen"][0] // 4 and quarter["grad"] != own["grad"]

@@ -7,9 +7,12 @@ DeepLabV3+ r18 fit (hash of the weights):
 - oneDNN's instruction set changes them (ONEDNN_MAX_CPU_ISA=AVX2 vs this CPU's AVX512_CORE_BF16;
   AVX512_CORE gives this CPU's default weights), and oneDNN picks it by CPU (an Intel CPU with AMX
   reports AVX512_CORE_AMX);
-- MKL's code path: on AMD MKL takes its AVX2 path by default, on an Intel AVX-512 CPU its AVX-512
-  one; MKL_CBWR=AVX2 makes Intel take the AVX2 path too (MKL_CBWR=COMPATIBLE changes this
-  machine's weights and is 2x slower on matrix products);
+- MKL's code path: MKL_CBWR=AVX2 asks for MKL's AVX2 branch of conditional numerical
+  reproducibility (CNR), which MKL documents for Intel CPUs; on this AMD CPU it runs AUTO (read back
+  from MKL: `mkl_branch`), its own ISA-based path for the CPU but with fixed cache sizes and static
+  scheduling, so MKL's blocking does not follow the machine's caches either way. The only branch
+  MKL promises on every x86 CPU, COMPATIBLE, changes this machine's weights and is 2x slower on
+  matrix products. Records keep the branch MKL ran (`mkl_cbwr`);
 - ATen's own kernels (ATEN_CPU_CAPABILITY avx2 vs avx512) gave the same weights here; pinned to
   avx512 anyway, the capability of the kind;
 - numpy's OpenBLAS picks a kernel by CPU (Zen vs SkylakeX); OPENBLAS_CORETYPE=Haswell fixes it
@@ -84,7 +87,8 @@ def pinning() -> dict:
     from bench.core.memo import budgets  # here, not at the top: this module loads before torch
 
     if not pinned():
-        return {"pinned": False, "threads": pinned_threads(), "budgets": budgets()}
+        info = {"pinned": False, "threads": pinned_threads(), "budgets": budgets()}
+        return info | ({"mkl_cbwr": branch} if (branch := mkl_branch()) is not None else {})
     from bench.core.files import cpu_signature
 
     info: dict = {"pinned": True, "env": dict(ENV_PINS), "threads": pinned_threads(), "cpu": cpu_signature(),
@@ -99,4 +103,30 @@ def pinning() -> dict:
         info["aten_capability"] = capability
         if capability != ENV_PINS["ATEN_CPU_CAPABILITY"].upper():
             info["cpu_below_pin"] = f"this CPU runs ATen at {capability}, below the pinned AVX-512: numbers may differ"
+    if (branch := mkl_branch()) is not None:
+        info["mkl_cbwr"] = branch
     return info
+
+
+# oneMKL's named constants for CNR control (mkl_service.h); STRICT is a flag on top
+MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
+                8: "SSE4_2", 9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
+MKL_CBWR_STRICT = 0x10000
+
+
+def mkl_branch() -> str | None:
+    """The CNR branch MKL runs in this process, as MKL reports it (not as asked: on a non-Intel CPU
+    MKL_CBWR=AVX2 runs AUTO); None without torch or where torch carries no MKL. MKL inside torch
+    exports its `mkl_cbwr_get` under the service name `mkl_serv_cbwr_get`."""
+    import ctypes
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.backends.mkl.is_available():
+        return None
+    try:
+        get = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")).mkl_serv_cbwr_get
+    except (OSError, AttributeError):  # another build of torch: nothing to report, nothing wrong
+        return None
+    code = get(1)  # MKL_CBWR_BRANCH
+    name = MKL_BRANCHES.get(code & ~MKL_CBWR_STRICT, f"code {code & ~MKL_CBWR_STRICT}")
+    return name + (",STRICT" if code & MKL_CBWR_STRICT else "")

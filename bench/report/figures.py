@@ -255,7 +255,7 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
     written = []
     for (dataset, preset), fits in sorted(groups.items()):
         labels = sorted({k[0] for k in fits})
-        fig, axes = plt.subplots(len(labels), 2, figsize=(10, 2.8 * len(labels)), squeeze=False)
+        fig, axes = plt.subplots(len(labels), 2, figsize=(15, 2.8 * len(labels)), squeeze=False)
         for row, label in zip(axes, labels):
             for (lab, mode, fold), fit in sorted(fits.items()):
                 if lab != label:
@@ -276,7 +276,7 @@ def curves_chart(results_dir: Path, out: Path, filters: dict | None = None) -> l
             row[1].set_title(f"{label}: base-class validation fg IoU (%)", fontsize=9)
             for ax in row:
                 ax.set_xlabel("step", fontsize=8)
-                ax.legend(fontsize=6)
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)  # beside: inside, it hid lines
         rule = "\n".join(textwrap.wrap(RULE, 150))  # one line of it ran past the figure's edges
         fig.suptitle(f"{dataset} · {preset}\n{rule}", fontsize=7)
         fig.tight_layout()
