@@ -5,7 +5,8 @@ fits and 4-step mini-set fits (tests/test_pinning.py) agree to the bit (README, 
 prints fingerprints along PFENet's path on `openmoji5i`, in the order the data flows, so a session
 on another machine finds the first one that differs:
   1. the frozen trunk's weights (the pool-pretrained DeepLabV3+ ResNet, re-dilated);
-  2. its stored outputs for the fold's first training images (the feature store's bytes);
+  2. its stored outputs for the fold's first training images (the feature store's bytes), and the
+     same outputs computed afresh in one batch, as a machine would build its store;
   3. the single operations of a training step, each on fixed random inputs at the fit's shapes,
      named by the library that computes them: the prior's batched matrix product (MKL), layer4
      of one support and of four (oneDNN), one FEM forward and backward on a fixed prior (oneDNN's
@@ -19,13 +20,16 @@ on another machine finds the first one that differs:
 Run after the main job has built the cache (the trunk is built here if missing, ≈ 8–18 min):
 
     python benchmarks/pfenet_fingerprint.py [--fold 2] [--steps 1,25,400,2000] [--cache-dir cache]
-        [--compare benchmarks/pfenet_fingerprint.json] [--write FILE] [--onednn-caches L1,L2,L3]
+        [--compare benchmarks/pfenet_fingerprint.json] [--write FILE] [--cpu-caches | --onednn-caches L1,L2,L3]
 
 --compare prints each fingerprint beside the committed one (made on the machine where the README's
 fold 2-3 PFENet fits were made; its CPU signature is in the file) and exits 1 if any differs.
---onednn-caches runs it all as if the CPU's per-core caches had these sizes in bytes, as oneDNN
-sees them (it blocks some convolutions by them, which can change a sum's order): a machine with
-other caches can be imitated here (benchmarks/onednn_caches.py).
+--cpu-caches runs it all on a CPU that reports other per-core caches to oneDNN (e.g. 32K,1M,16M, a
+Zen 4's L1d; bench/core/onednn_view.py), which the pin then overrides: every line should match.
+--onednn-caches makes oneDNN use them over the pin, as an unpinned CPU with them would. The store
+is read from files, so what such a CPU would build shows in
+`store_recomputed`: the first 32 stored images' outputs computed afresh in one batch (as a store is
+built), float16 as stored; under the pin here it equals the stored arrays.
 Validation runs on 5 episodes (it does not move the weights, tests/test_curves.py)."""
 from __future__ import annotations
 
@@ -62,6 +66,20 @@ def fit_prints(train, steps: int) -> dict:
     loss = train.fit_curve()["loss"]  # once: the curve's dict carries a bootstrapped verdict
     return {"fem": state_sha(model.state_dict()["fem"]), "loss": hashlib.sha256(json.dumps(loss).encode()).hexdigest()[:16],
             "last_loss": loss[-1][1]}
+
+
+def recomputed_store_sha(probe, train) -> str:
+    """sha256 (16 hex) of the fold's first STORED_IMAGES training images' trunk outputs computed
+    now in one batch, rounded to float16 as a store keeps them."""
+    import torch
+
+    from bench.core.pinning import fixed_threads
+
+    wanted = probe.features.wanted(train.ids[:STORED_IMAGES], train.train_size)
+    shape = next(iter(wanted.values()))
+    with fixed_threads():
+        out = probe.features.compute([probe.features.image_at(i, shape) for i in wanted])
+    return tensor_sha(out.to(torch.float16))
 
 
 def tensor_sha(*tensors) -> str:
@@ -119,7 +137,8 @@ def fingerprints(cache: Path, fold: int, steps: list[int]) -> dict:
     probe = Pfenet()
     probe.attach(train)
     out = {"trunk": {"name": probe._trunk_name, "weights": state_sha(probe.trunk.state_dict())},
-           "store": store_sha(probe.features.root, train.ids[:STORED_IMAGES]), "kernels": kernel_prints(probe)}
+           "store": store_sha(probe.features.root, train.ids[:STORED_IMAGES]),
+           "store_recomputed": recomputed_store_sha(probe, train), "kernels": kernel_prints(probe)}
     for n in steps:
         out[f"fit_{n}"] = fit_prints(train, n)
         print(f"fit of {n} steps: {out[f'fit_{n}']}", file=sys.stderr)
@@ -147,20 +166,26 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path("cache"))
     ap.add_argument("--compare", type=Path, help="a file written by --write")
     ap.add_argument("--write", type=Path, help="write the fingerprints and this CPU's signature here")
-    ap.add_argument("--onednn-caches", help="per-core data cache sizes oneDNN is to see, L1,L2[,L3] "
-                    "(bytes, or with K / M: 32K,1M,32M); 0 keeps a level")
+    ap.add_argument("--cpu-caches", help="a CPU reporting these per-core data caches, L1,L2[,L3] (bytes, or "
+                    "with K / M: 32K,1M,16M), as oneDNN reads them before the pin")
+    ap.add_argument("--onednn-caches", help="caches oneDNN is to use over the pin, as an unpinned CPU with them would")
     args = ap.parse_args()
     from bench.core.files import cpu_signature
     from bench.core.pinning import pinning
 
     steps = [int(s) for s in args.steps.split(",")]
-    if args.onednn_caches and args.write:
-        sys.exit("--write keeps this machine's fingerprints, not an imitation's; fix: drop --onednn-caches or --write")
-    if args.onednn_caches:
-        from onednn_caches import imitate, per_core_caches
+    if (args.onednn_caches or args.cpu_caches) and args.write:
+        sys.exit("--write keeps this machine's fingerprints, not an imitation's; fix: drop --cpu-caches / --onednn-caches or --write")
+    from bench.core import onednn_view
+    from bench.core.pinning import at_torch_import
 
-        before = imitate(cache_sizes(args.onednn_caches))
-        print(f"oneDNN's per-core data caches: {per_core_caches()} bytes (this CPU's: {before})", file=sys.stderr)
+    if args.cpu_caches:  # before the pin, which runs when torch is imported (nothing here has imported it yet)
+        sizes = cache_sizes(args.cpu_caches)
+        at_torch_import(lambda: onednn_view.write(sizes), first=True)
+    import torch  # noqa: F401 - the pin (and a --cpu-caches CPU before it) is written now
+    if args.onednn_caches:
+        onednn_view.write(cache_sizes(args.onednn_caches))
+    print(f"oneDNN's per-core data caches: {onednn_view.view()['caches']} bytes; {pinning().get('onednn_view')}", file=sys.stderr)
     if args.compare and not args.compare.is_file():
         sys.exit(f"{args.compare}: no such file; fix: --compare benchmarks/pfenet_fingerprint.json (or a file --write made)")
     want = json.loads(args.compare.read_text()) if args.compare else None

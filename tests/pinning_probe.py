@@ -3,13 +3,22 @@ cached builders (the real path, thread pin included) into a new cache folder, th
 steps on fold 0 of the mini set at its embedded defaults otherwise (widths, batch, learning rate: the
 kernels a real fit runs), under the pinned thread count as the runner fits, and prints one sha256 per
 net's weights as JSON. argv: dataset cache folder, output cache folder, and "methods" to fit the
-methods too (else the pool nets alone)."""
+methods too (else the pool nets alone). $WSFSS_PROBE_ONEDNN_CACHES (per-core bytes, L1 first) makes
+oneDNN read other caches from the CPU, as on a machine of another generation."""
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import bench  # noqa: F401 - first, as the CLI does: the pins are set before torch or numpy load
+
+if os.environ.get("WSFSS_PROBE_ONEDNN_CACHES"):  # this "machine's" CPU has these caches, as oneDNN reads them
+    from bench.core import onednn_view
+    from bench.core.pinning import at_torch_import
+
+    sizes = [int(v) for v in os.environ["WSFSS_PROBE_ONEDNN_CACHES"].split(",")]
+    at_torch_import(lambda: onednn_view.write(sizes), first=True)  # before the pin, as the CPU itself would be
 
 
 # a few steps each; the backbones under them as brief as the pool nets above (their own files)

@@ -1,8 +1,10 @@
 """CPU fits give the same weights on machines of one kind (bench/core/pinning.py). Each pool net
 (CAM classifier, saliency net, DeepLabV3+, VGG-16 trunk) is trained briefly through its cached
 builder in a fresh interpreter under two settings in which machines differ: the torch thread count a
-machine starts with (its cores) and the math libraries' code paths its CPU selects (oneDNN's ISA,
-MKL's path, simulated by their environment variables). Pinned (the default), the weights are
+machine starts with (its cores), the math libraries' code paths its CPU selects (oneDNN's ISA,
+MKL's path, simulated by their environment variables) and the caches oneDNN reads from the CPU
+(simulated in oneDNN's CPU object before the pin: bench/core/onednn_view.py; unpinned, a Zen 4's
+32 KB L1d alone gives PFENet other weights here). Pinned (the default), the weights are
 identical; with WSFSS_PIN=0 the same two settings give different weights, so the comparison
 catches what the pins guard against. The pinned weights are also compared with the hashes committed
 from the machine the README's numbers come from (tests/data/golden_pool_fits.json). The two pinned
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-MACHINE_A = {"OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}  # 1 core, AVX2 paths
+MACHINE_A = {"OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",  # 1 core, AVX2 paths,
+             "WSFSS_PROBE_ONEDNN_CACHES": "32768,1048576,16777216"}  # a Zen 4's caches (this CPU: 48 KB L1d)
 MACHINE_B = {"OMP_NUM_THREADS": "2"}  # 2 cores, this CPU's own paths
 POOL_NETS = ("cam", "saliency", "deeplab", "vgg16")
 METHODS = ("ours", "panet", "amp", "pfenet")
@@ -139,44 +142,86 @@ def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
     assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "COMPATIBLE"}) == "COMPATIBLE"
 
 
-IMITATION_PROBE = """
+VIEW_PROBE = """
 import hashlib, json, sys
-sys.path.insert(0, "benchmarks")
-import bench, torch
-from bench.core.pinning import fixed_threads
-from onednn_caches import imitate, per_core_caches
-if sys.argv[1]:
-    imitate([int(sys.argv[1])])
+import bench
+from bench.core import onednn_view
+from bench.core.pinning import at_torch_import, fixed_threads, pinning
+mode, l1 = sys.argv[1], int(sys.argv[2])
+if mode == "cpu":  # a CPU whose L1d is l1, as oneDNN reads it; the pin comes after
+    at_torch_import(lambda: onednn_view.write([l1]), first=True)
+import torch
+if mode == "over-pin":  # the view written after the pin, as the fingerprint's --onednn-caches does
+    onednn_view.write([l1])
 g = torch.Generator().manual_seed(0)
 x, w = torch.randn(4, 64, 65, 65, generator=g), torch.randn(64, 64, 1, 1, generator=g).requires_grad_()
 with fixed_threads():
     torch.nn.functional.conv2d(x, w).square().sum().backward()
-print(json.dumps({"seen": per_core_caches(), "grad": hashlib.sha256(w.grad.numpy().tobytes()).hexdigest()}))
+print(json.dumps({"seen": onednn_view.view()["caches"], "record": pinning()["onednn_view"],
+                  "grad": hashlib.sha256(w.grad.numpy().tobytes()).hexdigest()}))
 """
 
 
-def _imitated(l1: int | None) -> dict:
-    done = subprocess.run([sys.executable, "-c", IMITATION_PROBE, str(l1 or "")], capture_output=True, text=True,
+def _viewed(mode: str, l1: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", VIEW_PROBE, mode, str(l1)], capture_output=True, text=True,
                           timeout=120, cwd=HERE.parent)
-    if done.returncode and "onednn_caches:" in done.stderr:  # no nm, or another torch build: the tool says so
-        pytest.skip(done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_onednn_cache_imitation_reads_this_cpu_and_moves_a_sum_blocked_by_l1():
-    """benchmarks/onednn_caches.py (the fingerprint's --onednn-caches) reads oneDNN's view of the
-    caches where it is (this CPU's L1d, as sysfs gives it), and writing it has the effect the
-    diagnostic relies on: a quarter of the L1 reorders the weight gradient's sum of a 1x1
-    convolution over 65 x 65 pixels (oneDNN blocks that reduction by L1), while writing the CPU's
-    own sizes back changes nothing."""
+def test_onednn_view_is_pinned_to_the_kinds_caches_whatever_the_cpu_reports():
+    """oneDNN blocks a 1x1 convolution's weight-gradient sum over 65 x 65 pixels by the L1 it reads
+    from the CPU. The pin writes the kind's view (ONEDNN_VIEW) into oneDNN when torch is imported:
+    a CPU reporting a quarter of this L1 then computes this machine's gradient to the bit, and the
+    record keeps both views; written over the pin, the same quarter L1 gives another gradient (the
+    simulation has teeth). Here the CPU's own view is read from oneDNN and checked against sysfs."""
     from bench.core.files import cpu_signature
+    from bench.core.pinning import ONEDNN_VIEW
 
+    own = _viewed("own", 0)
+    if "not_pinned" in own["record"]:
+        pytest.skip(f"oneDNN's view cannot be pinned here: {own['record']['not_pinned']}")
     l1 = cpu_signature().get("caches", {}).get("L1d", "")
-    if not l1.endswith("K"):
-        pytest.skip("sysfs gives no L1d size here")
-    own = _imitated(None)
-    assert own["seen"][0] == int(l1[:-1]) * 1024
-    same, quarter = _imitated(own["seen"][0]), _imitated(own["seen"][0] // 4)
-    assert same == own
-    assert quarter["seen"][0] == own["seen"][0] // 4 and quarter["grad"] != own["grad"]
+    assert own["record"]["cpu"]["caches"][0] == int(l1[:-1]) * 1024 and own["seen"] == ONEDNN_VIEW["caches"]
+    quarter = own["record"]["cpu"]["caches"][0] // 4
+    other_cpu, over_pin = _viewed("cpu", quarter), _viewed("over-pin", quarter)
+    assert other_cpu["record"]["cpu"]["caches"][0] == quarter and other_cpu["seen"] == ONEDNN_VIEW["caches"]
+    assert other_cpu["grad"] == own["grad"]
+    assert over_pin["seen"][0] == quarter and over_pin["grad"] != own["grad"]
+
+
+def test_onednn_symbol_is_found_in_an_elf_symbol_table(tmp_path):
+    """The ELF reader finds a local symbol's address as `nm` lists it: checked on a library built
+    here from C when a compiler is at hand, else on torch's own library against `nm`."""
+    import shutil
+
+    from bench.core.onednn_view import symbol_offset
+
+    cc, nm = shutil.which("cc") or shutil.which("gcc"), shutil.which("nm")
+    if cc and nm:
+        (tmp_path / "a.c").write_text("static int hidden_thing[4] = {1, 2, 3, 4};\nint *get(void) { return hidden_thing; }\n")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp_path / "a.so"), str(tmp_path / "a.c")], check=True)
+        lib, name = tmp_path / "a.so", "hidden_thing"
+    elif nm:
+        import torch
+
+        lib, name = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so", "_ZZN4dnnl4impl3cpu3x643cpuEvE4cpu_"
+    else:
+        pytest.skip("neither a C compiler nor nm here")
+    listed = subprocess.run([nm, str(lib)], capture_output=True, text=True, check=True).stdout
+    want = next(int(line.split()[0], 16) for line in listed.splitlines() if line.endswith(" " + name))
+    assert symbol_offset(str(lib), name.encode()) == want
+    assert symbol_offset(str(lib), b"no_such_symbol_here") is None
+
+
+def test_a_view_that_cannot_be_written_is_recorded_and_torch_still_imports():
+    """The pin runs inside `import torch`: where oneDNN's view cannot be found (another torch build,
+    here a library path that does not exist), torch imports as usual and the record says why."""
+    code = ("import bench, json\nfrom bench.core import onednn_view\n"
+            "onednn_view._library = lambda: '/nonexistent/libtorch_cpu.so'\n"
+            "import torch\nfrom bench.core.pinning import pinning\n"
+            "print(json.dumps([torch.ones(2).sum().item(), pinning()['onednn_view']]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    total, view = json.loads(done.stdout.strip().splitlines()[-1])
+    assert total == 2.0 and view == {"not_pinned": "no /nonexistent/libtorch_cpu.so (a torch without it)"}

@@ -84,10 +84,10 @@ def cpu_name() -> str:
 
 def cpu_signature(cpuinfo: Path = Path("/proc/cpuinfo"), caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> dict:
     """What tells two CPUs of one model name apart, for records: family / model / stepping (two
-    AMD EPYC generations share the name "AMD EPYC") and the cache sizes oneDNN blocks its kernels
-    by, which the pins cannot fix (bench/core/pinning.py). A PFENet fit differed between two such
-    machines whose pool nets and `ours` fits agreed to the bit; this is what lets the next one be
-    told apart."""
+    AMD EPYC generations share the name "AMD EPYC") and the cache sizes, which oneDNN blocks its
+    kernels by (the pin overrides its view of them: bench/core/onednn_view.py). A PFENet fit
+    differed between two such machines whose pool nets and `ours` fits agreed to the bit (the cache
+    view, README Table 2a); this is what lets the next one be told apart."""
     fields = {"cpu family": "family", "model": "model", "stepping": "stepping", "model name": "name"}
     out: dict = {}
     try:

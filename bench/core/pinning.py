@@ -17,11 +17,17 @@ DeepLabV3+ r18 fit (hash of the weights):
   avx512 anyway, the capability of the kind;
 - numpy's OpenBLAS picks a kernel by CPU (Zen vs SkylakeX); OPENBLAS_CORETYPE=Haswell fixes it
   (read when numpy loads: only effective if `bench` is imported before numpy).
+- oneDNN's view of the CPU: it sizes some kernels' blocks by the per-core caches it reads from the
+  CPU, and a Zen 4's 32 KB L1d instead of this CPU's 48 KB changes PFENet's trunk outputs (so its
+  feature store and fits: two machines of the kind parted there). oneDNN has no setting for it;
+  `bench.core.onednn_view` writes the kind's values (ONEDNN_VIEW) into oneDNN's CPU object when torch
+  is imported, before any kernel is built.
 The pins are this machine's own defaults, so weights trained here before the pins existed are
 unchanged by them. What they cannot pin: a CPU without AVX-512 (oneDNN and ATen fall back to
-AVX2 and the weights differ: `pinning()` says so), and oneDNN's blocking by cache size (records
-keep the CPU's family / model / stepping and cache sizes, `files.cpu_signature`, so two machines
-whose fits differ can be told apart).
+AVX2 and the weights differ: `pinning()` says so), MKL's code path on a non-Intel CPU (above), and
+oneDNN's view where it cannot be written (another torch build: `pinning()` says so). Records keep
+the CPU's family / model / stepping and cache sizes (`files.cpu_signature`), so two machines whose
+fits differ can be told apart.
 WSFSS_PIN=0 turns all of it off (each library's fastest path, the machine's core count);
 WSFSS_THREADS sets the pinned thread count (default 2, the count the README's numbers used).
 Every record keeps `pinning()`, and tests/test_pinning.py compares brief pool-net and method fits
@@ -39,7 +45,11 @@ ENV_PINS = {
     "OPENBLAS_CORETYPE": "Haswell",
 }
 DEFAULT_THREADS = 2
+# oneDNN's view of the kind's CPU, this machine's own (CPU family 26 model 2): per-core L1d 48 KB,
+# L2 1 MB, L3 16 MB (32 MB shared by its 2 cores); 1 thread per core, 2 cores
+ONEDNN_VIEW = {"caches": [48 * 2**10, 2**20, 16 * 2**20], "cores": [1, 2]}
 _state: dict = {}
+_at_torch_import: list = []
 
 
 def pinned() -> bool:
@@ -56,6 +66,59 @@ def apply_pins() -> None:
     _state["overridden"] = {k: os.environ[k] for k in ENV_PINS if k in os.environ and os.environ[k] != ENV_PINS[k]}
     _state["loaded_before"] = sorted(m for m in ("torch", "numpy") if m in sys.modules)
     os.environ.update(ENV_PINS)
+    at_torch_import(pin_onednn_view)
+
+
+def pin_onednn_view() -> None:
+    """Writes ONEDNN_VIEW into oneDNN (bench/core/onednn_view.py); where it cannot, the record says why."""
+    from bench.core import onednn_view
+
+    try:
+        _state["onednn_view"] = {"cpu": onednn_view.write(**ONEDNN_VIEW), "pinned": dict(ONEDNN_VIEW)}
+    except Exception as e:  # noqa: BLE001 - runs inside `import torch`, which must not fail for it; the record says why
+        _state["onednn_view"] = {"not_pinned": e.args[0] if isinstance(e, onednn_view.ViewUnavailable) else f"{type(e).__name__}: {e}"}
+
+
+def at_torch_import(fn, first: bool = False) -> None:
+    """Runs fn() once torch is imported (now, if it is), after the functions already waiting or,
+    `first`, before them: oneDNN's view must be written before it builds a kernel, and code that
+    never imports torch stays torch-free. (tests/pinning_probe.py sets up another CPU's view first.)"""
+    if first:
+        _at_torch_import.insert(0, fn)
+    else:
+        _at_torch_import.append(fn)
+    if "torch" in sys.modules:
+        _run_at_torch_import()
+    elif not any(isinstance(f, _AfterTorch) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterTorch())
+
+
+def _run_at_torch_import() -> None:
+    while _at_torch_import:
+        _at_torch_import.pop(0)()
+
+
+class _AfterTorch:
+    """An import finder that lets Python find torch as usual, then runs the waiting functions
+    when torch's module has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            _run_at_torch_import()
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def pinned_threads() -> int:
@@ -105,6 +168,7 @@ def pinning() -> dict:
             info["cpu_below_pin"] = f"this CPU runs ATen at {capability}, below the pinned AVX-512: numbers may differ"
     if (branch := mkl_branch()) is not None:
         info["mkl_cbwr"] = branch
+    info["onednn_view"] = _state.get("onednn_view", {"not_pinned": "torch was not imported"})
     return info
 
 
