@@ -147,11 +147,12 @@ def fingerprints(cache: Path, fold: int, steps: list[int]) -> dict:
 
 def cache_sizes(text: str) -> list[int]:
     """'32K,1M,0' -> [32768, 1048576, 0] (bytes; 0 keeps a level)."""
-    units = {"K": 2**10, "M": 2**20}
+    from bench.core.onednn_view import size_bytes
+
     try:
-        return [int(t[:-1]) * units[t[-1].upper()] if t[-1:].upper() in units else int(t) for t in text.split(",")]
-    except (ValueError, KeyError):
-        sys.exit(f"--onednn-caches {text}: not sizes; fix: e.g. --onednn-caches 32K,1M,32M")
+        return [size_bytes(t) for t in text.split(",")]
+    except ValueError:
+        sys.exit(f"{text}: not cache sizes; fix: e.g. --cpu-caches 32K,1M,16M")
 
 
 def flat(d: dict, prefix: str = "") -> dict:

@@ -218,7 +218,7 @@ def test_a_view_that_cannot_be_written_is_recorded_and_torch_still_imports():
     """The pin runs inside `import torch`: where oneDNN's view cannot be found (another torch build,
     here a library path that does not exist), torch imports as usual and the record says why."""
     code = ("import bench, json\nfrom bench.core import onednn_view\n"
-            "onednn_view._library = lambda: '/nonexistent/libtorch_cpu.so'\n"
+            "onednn_view.torch_cpu_library = lambda: '/nonexistent/libtorch_cpu.so'\n"
             "import torch\nfrom bench.core.pinning import pinning\n"
             "print(json.dumps([torch.ones(2).sum().item(), pinning()['onednn_view']]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=HERE.parent)

@@ -29,10 +29,20 @@ class ViewUnavailable(Exception):
     """This process's oneDNN cannot be read or written (another torch build or platform)."""
 
 
-def _library() -> str:
+def torch_cpu_library() -> str:
+    """The path of torch's CPU library (oneDNN and MKL are linked into it), links resolved as
+    /proc/self/maps names it."""
     import torch
 
     return os.path.realpath(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+
+
+def size_bytes(text: str) -> int:
+    """'48K' -> 49152, '1M' -> 1048576, '32768' -> 32768 (sysfs' cache sizes, and sizes typed on a
+    command line); ValueError otherwise."""
+    units = {"K": 2**10, "M": 2**20}
+    unit = units.get(text[-1:].upper(), 1)
+    return int(text[:-1] if unit > 1 else text) * unit
 
 
 def symbol_offset(path: str, name: bytes) -> int | None:
@@ -77,7 +87,7 @@ def _cpu_object() -> int:
 
     if _checked:
         return _checked[0]
-    lib = _library()
+    lib = torch_cpu_library()
     if not os.path.isfile(lib):
         raise ViewUnavailable(f"no {lib} (a torch without it)")
     offset = symbol_offset(lib, SYMBOL)
@@ -99,8 +109,10 @@ def _cpu_object() -> int:
 def _sysfs_l1d() -> int | None:
     from bench.core.files import cpu_signature
 
-    text = cpu_signature().get("caches", {}).get("L1d", "")
-    return int(text[:-1]) * 1024 if text.endswith("K") and text[:-1].isdigit() else None
+    try:
+        return size_bytes(cpu_signature().get("caches", {}).get("L1d", ""))
+    except ValueError:  # no sysfs here
+        return None
 
 
 def _fields(at: int):

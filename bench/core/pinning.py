@@ -184,11 +184,13 @@ def mkl_branch() -> str | None:
     exports its `mkl_cbwr_get` under the service name `mkl_serv_cbwr_get`."""
     import ctypes
 
+    from bench.core.onednn_view import torch_cpu_library
+
     torch = sys.modules.get("torch")
     if torch is None or not torch.backends.mkl.is_available():
         return None
     try:
-        get = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")).mkl_serv_cbwr_get
+        get = ctypes.CDLL(torch_cpu_library()).mkl_serv_cbwr_get
     except (OSError, AttributeError):  # another build of torch: nothing to report, nothing wrong
         return None
     code = get(1)  # MKL_CBWR_BRANCH
