@@ -9,7 +9,8 @@ last quarter and verdict, and writes every curve to a JSON file for `bench`-styl
         [--mode full] [--cache-dir cache] [--set key=value ...] [--out cache/schedules/pfenet.json]
 
 The length setting is each method's own: iterations (panet), steps (amp, pfenet), episodes (ours).
-The cap is the documented one: what a 2-core machine fits in a session (README, "Every fit").
+The cap is the method's documented one (README, the method's section; PFENet: 64,000 steps, a fit
+of ~37 min on 2 cores). When the rule does not hold by the cap, the cap is the default.
 """
 from __future__ import annotations
 

@@ -25,6 +25,16 @@ def test_the_rule_on_hand_made_curves():
     assert verdict([[5, 1.0]], 5)["converged"] is None
 
 
+def test_the_verdict_text_reads_the_stored_gain():
+    """The text and the stored gain are one number: PFENet's 5i weak fold 0 gained 29.6xx - 22.6xx,
+    a float just under 6.95 that the text once printed as +6.9 and the curves figure, formatting
+    the stored 6.95, as +7.0."""
+    curve = [[125 * (i + 1), v] for i, v in enumerate([4.7, 19.4, 11.8, 27.6, 16.8, 22.663, 31.0, 29.613])]
+    v = verdict(curve, 1000)
+    assert 29.613 - 22.663 < 6.95 and v["gain"] == 6.95
+    assert v["why"].startswith(f"{v['gain']:+.1f} IoU points") and v["why"].startswith("+7.0")
+
+
 def test_a_curve_that_swings_in_its_last_quarter_is_not_converged():
     """PFENet's embedded curve jumps between 'background everywhere' and a segmentation. Here the
     3/4 point sits on a crest (30), the next falls to 5, the last is back at 30: measured from the

@@ -112,14 +112,17 @@ def verdict(validation: list, total: int, episodes: list | None = None) -> dict:
     pairs = [_gain(validation, episodes if paired else None, j) for j in range(start, len(steps) - 1)]
     learning = [p for p in pairs if p["learning"]]
     worst = max(learning, key=lambda p: p["gain"]) if learning else pairs[0]
-    gain, se, small = worst["gain"], worst["se"], worst["gain"] < MIN_GAIN
+    small = worst["gain"] < MIN_GAIN
+    # the text is formatted from the stored (rounded) values, so that it and every display of the
+    # stored gain (the curves figure's legend) agree: 6.9499 stored as 6.95 reads +7.0 in both
+    gain, se = round(worst["gain"], 2), None if worst["se"] is None else round(worst["se"], 2)
     span = f"{gain:+.1f} IoU points from step {steps[worst['from']]} to {steps[-1]}"
     if se is not None:
         span += f" (bootstrap SE {se:.1f})"
     why = (f"{span}: still learning: not below {MIN_GAIN:g}" + (f" and beyond {NOISE_SE:g} SE" if se is not None else "") if learning else
            f"{span}: below {MIN_GAIN:g}, converged" if small else
            f"{span}: within {NOISE_SE:g} SE, no evidence of learning, converged")
-    return {"converged": not learning, "gain": round(gain, 2), "se": None if se is None else round(se, 2),
+    return {"converged": not learning, "gain": gain, "se": se,
             "from_step": steps[worst["from"]], "to_step": steps[-1], "why": why,
             "within_noise": not learning and not small}
 
