@@ -146,13 +146,14 @@ def fingerprints(cache: Path, fold: int, steps: list[int]) -> dict:
 
 
 def cache_sizes(text: str) -> list[int]:
-    """'32K,1M,0' -> [32768, 1048576, 0] (bytes; 0 keeps a level)."""
+    """'32K,1M,0' -> [32768, 1048576, 0] (bytes; 0 keeps a level). An argparse type, so that a bad
+    value is refused before anything runs, under the name of the flag that gave it."""
     from bench.core.onednn_view import size_bytes
 
     try:
         return [size_bytes(t) for t in text.split(",")]
     except ValueError:
-        sys.exit(f"{text}: not cache sizes; fix: e.g. --cpu-caches 32K,1M,16M")
+        raise argparse.ArgumentTypeError(f"{text}: not cache sizes; fix: e.g. 32K,1M,16M") from None
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -167,9 +168,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path("cache"))
     ap.add_argument("--compare", type=Path, help="a file written by --write")
     ap.add_argument("--write", type=Path, help="write the fingerprints and this CPU's signature here")
-    ap.add_argument("--cpu-caches", help="a CPU reporting these per-core data caches, L1,L2[,L3] (bytes, or "
+    ap.add_argument("--cpu-caches", type=cache_sizes, help="a CPU reporting these per-core data caches, L1,L2[,L3] (bytes, or "
                     "with K / M: 32K,1M,16M), as oneDNN reads them before the pin")
-    ap.add_argument("--onednn-caches", help="caches oneDNN is to use over the pin, as an unpinned CPU with them would")
+    ap.add_argument("--onednn-caches", type=cache_sizes, help="caches oneDNN is to use over the pin, as an unpinned CPU with them would")
     args = ap.parse_args()
     from bench.core.files import cpu_signature
     from bench.core.pinning import pinning
@@ -181,11 +182,10 @@ def main() -> None:
     from bench.core.pinning import at_torch_import
 
     if args.cpu_caches:  # before the pin, which runs when torch is imported (nothing here has imported it yet)
-        sizes = cache_sizes(args.cpu_caches)
-        at_torch_import(lambda: onednn_view.write(sizes), first=True)
+        at_torch_import(lambda: onednn_view.write(args.cpu_caches), first=True)
     import torch  # noqa: F401 - the pin (and a --cpu-caches CPU before it) is written now
     if args.onednn_caches:
-        onednn_view.write(cache_sizes(args.onednn_caches))
+        onednn_view.write(args.onednn_caches)
     print(f"oneDNN's per-core data caches: {onednn_view.view()['caches']} bytes; {pinning().get('onednn_view')}", file=sys.stderr)
     if args.compare and not args.compare.is_file():
         sys.exit(f"{args.compare}: no such file; fix: --compare benchmarks/pfenet_fingerprint.json (or a file --write made)")

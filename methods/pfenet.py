@@ -40,8 +40,8 @@ is the paper's network on real data):
   fit ends at 33.4 too but gains +4.3 (SE 1.8): not converged, and 64,000 steps (the cap) end at
   49.9, +13.3 (SE 4.0): still learning. By the rule the default becomes the cap, 64,000; it stays
   32,000 until PFENet's README rows are re-made at 64,000 (README, PFENet's section). 32,000
-  steps take 20-60 min on 2 cores, so a Table 2a row is 8 such fits. Earlier (benchmarks/pfenet_schedule.py): SGD 0.025 x 1,000 steps 0.0
-  (background everywhere);
+  steps take 20-60 min on 2 cores, so a Table 2a row is 8 such fits. Earlier
+  (benchmarks/pfenet_schedule.py): SGD 0.025 x 1,000 steps 0.0 (background everywhere);
   0.01/0.04 x 300, AdamW 1e-3 x 300 and 2e-3 x 800, and 0.1 x 1,000 all stayed at 0.0; images
   at their native 129 px with no augmentation (the reference scales, rotates, blurs, flips and
   crops to 473): the frozen trunk's outputs are computed once per image and stored
@@ -80,7 +80,7 @@ PAPER_GRID = 60
 
 @dataclass(frozen=True)
 class PfenetConfig:
-    steps: int = 32000  # see the docstring: the rule's choice on fold 0 before the cache-view pin; now the cap, 64000, is due
+    steps: int = 32000  # the rule's choice on fold 0 before the cache-view pin; the cap, 64000, is due (docstring)
     batch: int = 4  # 1-way episodes per step (the paper: 4)
     optimizer: str = "sgd"  # sgd (the paper: momentum 0.9, weight decay 1e-4) or adamw
     lr: float = 0.025  # the reference applies 10 x its PASCAL base_lr 0.0025 to the new layers
