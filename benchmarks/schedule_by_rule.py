@@ -5,7 +5,7 @@ classes, never a test class or image, never an evaluation), and doubles the leng
 holds or the cap is reached. Prints each fit's length, time, final validation score, gain over the
 last quarter and verdict, and writes every curve to a JSON file for `bench`-style plotting.
 
-    python benchmarks/schedule_by_rule.py --method pfenet --start 4000 --cap 32000 [--fold 0]
+    python benchmarks/schedule_by_rule.py --method pfenet --start 4000 --cap 64000 [--fold 0]
         [--mode full] [--cache-dir cache] [--set key=value ...] [--out cache/schedules/pfenet.json]
 
 The length setting is each method's own: iterations (panet), steps (amp, pfenet), episodes (ours).
