@@ -379,6 +379,41 @@ def test_set_variant_is_its_own_record_and_row(mini, cache_dir, tmp_path, capsys
     assert "| pfenet [backbone_max_images=12, backbone_steps=3, batch=2, reduce_dim=16, steps=3]" in capsys.readouterr().out
 
 
+def test_a_changed_default_is_a_new_fit_and_setting_the_old_value_finds_the_old_fit(mini, cache_dir, monkeypatch):
+    """PFENet's embedded default went from 32,000 to 64,000 steps: a default run must not load a fit
+    made at the old default, `--set steps=<old>` must find that fit (no retraining: an evaluation),
+    and its records must not share a folder with the new default's. The old default's records sit
+    where the new default's go, which is why they are moved aside (or re-run) before a table reads
+    them (the table's refusal: test_table_refuses_one_row_with_two_settings)."""
+    from dataclasses import dataclass
+
+    from bench.harness.presets import get_preset
+    from bench.harness.annotations import annotation_source
+    from bench.harness.runner import RunRequest, checkpoint_path, record_path
+    from methods import pfenet
+
+    annotations = annotation_source("full", mini, cache_dir)
+    old_steps = pfenet.PfenetConfig.steps
+
+    def fit_and_records(config):
+        req = RunRequest(method="pfenet", mode="full", dataset=mini.name, preset="quick", cache_dir=cache_dir,
+                         profile="embedded", config=config)
+        return checkpoint_path(req, 0, annotations), record_path(req, get_preset("quick"), mini, 0, 1234)
+
+    old_fit, old_records = fit_and_records({})
+
+    @dataclass(frozen=True)
+    class Longer(pfenet.PfenetConfig):
+        steps: int = 2 * old_steps
+
+    monkeypatch.setattr(pfenet, "PfenetConfig", Longer)
+    new_fit, new_records = fit_and_records({})
+    set_fit, set_records = fit_and_records({"steps": old_steps})
+    assert new_fit != old_fit and set_fit == old_fit
+    assert set_records != old_records and f"pfenet+steps={old_steps}" in str(set_records)
+    assert new_records == old_records
+
+
 def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, capsys):
     [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("full", 1, 0)]
     raw = json.loads(path.read_text())
