@@ -105,3 +105,4 @@ def test_claims_leave_out_a_row_that_lacks_folds_and_say_which(tmp_path):
     caveat = next(n for n in notes if n.startswith("no curve"))
     assert "panet full" in caveat and "pfenet" not in caveat
     assert "left out, folds missing: pfenet full (has fold 0; lacks 1); pfenet weak (has fold 0; lacks 1)" in notes
+    assert claim1[1].endswith(" · folds 0, 1 of 4")  # the setting's means are over the folds it has

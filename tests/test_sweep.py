@@ -315,7 +315,7 @@ def test_claims_are_checked_on_records_beside_the_paper(two_seed_results, cache_
     assert verdict["4"].startswith("fails: no drop without saliency") and "without E 16.2 → 13.2, drop 3.0 (paper 12–18)" in numbers["4"]
     paper = {r[0]: r[4] for r in rows}
     assert paper["1"] == paper["2"] == paper["3"] == paper["4"] == "holds"  # the paper's own numbers carry its claims
-    assert all(r[1] == "openmoji5i-mini · 1-way 1-shot" for r in rows)
+    assert all(r[1] == "openmoji5i-mini · 1-way 1-shot · folds 0, 1 of 4" for r in rows)  # not a four-fold mean
 
 
 def test_table3_columns_by_way_and_shot_with_their_own_runs(two_seed_results, cache_dir, capsys):

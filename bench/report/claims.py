@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.data.classes import N_FOLDS
 from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fit_mark, fold_mean_per_seed, paper_entries,
                           paper_numbers, row_label, runs_by_cell, selected_records, setting_header, stat)
 
@@ -184,6 +185,14 @@ def caveat_text(caveats: dict[str, set[str]]) -> str:
     return "; ".join(f"{CAVEATS[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(caveats.items()))
 
 
+def folds_note(records, dataset: str, way: int, shot: int) -> str:
+    """' · folds 0 of 4' where the setting's records cover fewer folds than the benchmark has: its
+    means are over those folds only (a row made one fold at a time is then read on what it has,
+    and the reader sees that it is not the paper's four-fold mean)."""
+    folds = sorted({r.fold for r in records if (r.dataset, r.way, r.shot) == (dataset, way, shot)})
+    return "" if len(folds) >= N_FOLDS else f" · folds {', '.join(map(str, folds))} of {N_FOLDS}"
+
+
 def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
     """One row per (claim, dataset, setting): claim, where, verdict on ours, our numbers,
     verdict on the paper, the paper's numbers."""
@@ -209,7 +218,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             unjudged = caveat_text(caveats)
             how = ran_with.get((dataset, way, shot), "")
             left = "; ".join(partial.get((dataset, way, shot), []))
-            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(base, dataset, way, shot)}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])
