@@ -106,3 +106,24 @@ def test_claims_leave_out_a_row_that_lacks_folds_and_say_which(tmp_path):
     assert "panet full" in caveat and "pfenet" not in caveat
     assert "left out, folds missing: pfenet full (has fold 0; lacks 1); pfenet weak (has fold 0; lacks 1)" in notes
     assert claim1[1].endswith(" · folds 0, 1 of 4")  # the setting's means are over the folds it has
+
+
+def test_a_claim_not_checkable_names_the_rows_left_out_for_missing_folds(tmp_path):
+    """When the rows a claim could read all lack folds (PFENet's new default made one fold at a time
+    beside `ours`' weak row only), "not checkable" says which rows were left out and why, instead of
+    only that no method has both modes."""
+    import dataclasses
+
+    from bench.core.records import load_records
+    from bench.report.claims import claim_rows
+
+    for _, r in load_records(DATA / "records_b698898"):
+        if r.method == "pfenet":
+            r.write(tmp_path)
+        elif (r.method, r.mode) == ("ours", "weak"):
+            r.write(tmp_path)
+            dataclasses.replace(r, fold=1).write(tmp_path)
+    claim1 = next(row for row in claim_rows(tmp_path) if row[0] == "1")
+    assert claim1[2] == "not checkable"
+    assert claim1[3] == ("no method with both modes · left out, folds missing: openmoji5i-mini · 1-way 1-shot: "
+                         "pfenet full (has fold 0; lacks 1); pfenet weak (has fold 0; lacks 1)")

@@ -222,7 +222,9 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])
-        rows += found or [[str(claim), "–", "not checkable", reasons[0] if reasons else "no records", "", ""]]
+        left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(v)}" for (d, w, k), v in sorted(partial.items()))
+        rows += found or [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records")
+                           + (f" · left out, folds missing: {left_out}" if left_out else ""), "", ""]]
     return rows
 
 
