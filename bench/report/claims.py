@@ -33,16 +33,17 @@ ABLATIONS = {"E": "ours-noE", "saliency": "ours [saliency=none]"}
 PAPER_DROPS = {"E": (12, 18), "saliency": (1, 4)}
 
 
-def setting_means(records) -> tuple[dict[tuple, dict[tuple[str, str], float]], dict[tuple, list[str]]]:
-    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}, and per setting the
+def setting_means(records) -> tuple[dict[tuple, dict[tuple[str, str], float]], dict[tuple, list[str]], dict[tuple, list[int]]]:
+    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}; per setting the
     rows left out because they lack a fold the setting has (or the same seeds on every fold), each
-    named with the folds it has: a row made over several sessions is not read as if it were whole."""
+    named with the folds it has: a row made over several sessions is not read as if it were whole;
+    and per setting its folds (those of any of its records), which the means are over."""
     groups = defaultdict(list)
     for r in records:
         groups[(r.dataset, r.way, r.shot)].append(r)
-    out, partial = {}, defaultdict(list)
+    out, partial, setting_folds = {}, defaultdict(list), {}
     for key, recs in groups.items():
-        folds = sorted({r.fold for r in recs})
+        folds = setting_folds[key] = sorted({r.fold for r in recs})
         cells = runs_by_cell(recs)
         means = {}
         for label in sorted({row_label(r) for r in recs}):
@@ -55,7 +56,7 @@ def setting_means(records) -> tuple[dict[tuple, dict[tuple[str, str], float]], d
                     lacks = [f for f in folds if f not in have] or ["none (seeds differ between folds)"]
                     partial[key].append(f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})")
         out[key] = means
-    return out, dict(partial)
+    return out, dict(partial), setting_folds
 
 
 def paper_means(table: str) -> dict[tuple, dict[tuple[str, str], float]]:
@@ -185,11 +186,10 @@ def caveat_text(caveats: dict[str, set[str]]) -> str:
     return "; ".join(f"{CAVEATS[m]} ({m}): {', '.join(sorted(rows))}" for m, rows in sorted(caveats.items()))
 
 
-def folds_note(records, dataset: str, way: int, shot: int) -> str:
-    """' · folds 0 of 4' where the setting's records cover fewer folds than the benchmark has: its
+def folds_note(folds: list[int]) -> str:
+    """' · folds 0 of 4' where a setting's records cover fewer folds than the benchmark has: its
     means are over those folds only (a row made one fold at a time is then read on what it has,
     and the reader sees that it is not the paper's four-fold mean)."""
-    folds = sorted({r.fold for r in records if (r.dataset, r.way, r.shot) == (dataset, way, shot)})
     return "" if len(folds) >= N_FOLDS else f" · folds {', '.join(map(str, folds))} of {N_FOLDS}"
 
 
@@ -201,7 +201,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep --grid grids/table2a.toml` first")
     check_tableable(records)
     base, ran_with = claim_records([r for _, r in records])
-    ours_means, partial = setting_means(base)
+    ours_means, partial, setting_folds = setting_means(base)
     published = {b: paper_means(t) for t, b in LAYOUT_BENCHMARK.items()}
     rows = []
     for claim, check in CHECKS.items():
@@ -218,13 +218,15 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             unjudged = caveat_text(caveats)
             how = ran_with.get((dataset, way, shot), "")
             left = "; ".join(partial.get((dataset, way, shot), []))
-            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(base, dataset, way, shot)}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
+            found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(setting_folds[(dataset, way, shot)])}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + (f" · left out, folds missing: {left}" if left else ""),
                           paper_verdict, paper_text])
-        left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(v)}" for (d, w, k), v in sorted(partial.items()))
-        rows += found or [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records")
-                           + (f" · left out, folds missing: {left_out}" if left_out else ""), "", ""]]
+        if not found:  # name the rows left out for missing folds, wherever they are
+            left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(v)}" for (d, w, k), v in sorted(partial.items()))
+            found = [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records")
+                      + (f" · left out, folds missing: {left_out}" if left_out else ""), "", ""]]
+        rows += found
     return rows
 
 
