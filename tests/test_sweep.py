@@ -414,6 +414,28 @@ def test_a_changed_default_is_a_new_fit_and_setting_the_old_value_finds_the_old_
     assert new_records == old_records
 
 
+def test_a_set_value_equal_to_the_default_names_the_defaults_records(mini, cache_dir):
+    """`--set steps=<default>` is the default setting: one setting, one row (it used to file a
+    `pfenet+steps=...` folder of its own, a second row with the default's numbers). A value that
+    differs keeps its variant, coerced as the method reads it (`steps=32000.0` is `steps=32000`)."""
+    from bench.harness.presets import get_preset
+    from bench.harness.runner import RunRequest, record_path, resolved_request
+    from methods import pfenet
+
+    default = pfenet.PfenetConfig.steps
+
+    def records(config):
+        req = resolved_request(RunRequest(method="pfenet", mode="full", dataset=mini.name, preset="quick",
+                                          cache_dir=cache_dir, config=config))
+        return req.config, record_path(req, get_preset("quick"), mini, 0, 1234)
+
+    assert records({"steps": default}) == records({})
+    assert records({"steps": default, "batch": 8})[0] == {"batch": 8}
+    other, other_path = records({"steps": float(default // 2)})
+    assert other == {"steps": default // 2} and type(other["steps"]) is int
+    assert f"pfenet+steps={default // 2}{os.sep}" in str(other_path)
+
+
 def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, capsys):
     [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("full", 1, 0)]
     raw = json.loads(path.read_text())

@@ -155,19 +155,36 @@ def check_weights_given(req: RunRequest, dataset, method) -> None:
 
 
 def resolved_request(req: RunRequest) -> RunRequest:
-    """`req` with its profile decided (by dataset when not given) and its pseudo-label overrides
-    reduced to those that differ from the defaults (so `saliency=gate`, the default, names the same
-    records as no override)."""
+    """`req` with its profile decided (by dataset when not given) and its method and pseudo-label
+    overrides reduced to those that differ from the defaults (so `--set steps=64000`, PFENet's
+    default, and `--pseudo-set saliency=gate` name the same records as no override: one setting,
+    one row)."""
     from dataclasses import replace
 
     from bench.core.profiles import check_profile
 
     req = replace(req, profile=check_profile(req.profile or default_profile(req.dataset)))
+    req = replace(req, config=changed_method_settings(req))
     if not req.pseudo:
         return req
     from pseudo_labels.config import changed_settings
 
     return replace(req, pseudo=changed_settings(req.pseudo))
+
+
+def changed_method_settings(req: RunRequest) -> dict:
+    """The request's --set values that change what its method runs with (compared with the method's
+    defaults under the request's profile), coerced as the method reads them: what names a variant.
+    A method that keeps no dataclass `cfg` cannot be compared, so its values are kept as given."""
+    from dataclasses import replace
+
+    if not req.config:
+        return {}
+    given = _resolved_config(create_method(req.method, method_config(req)))
+    if not given:
+        return dict(req.config)
+    default = _resolved_config(create_method(req.method, method_config(replace(req, config={}))))
+    return {k: given.get(k, v) for k, v in sorted(req.config.items()) if k not in given or given[k] != default.get(k)}
 
 
 def default_profile(dataset: str) -> str:
