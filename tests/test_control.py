@@ -82,3 +82,17 @@ def test_wrong_class_supports_hold_the_next_fold_class_marked_as_the_way(mini, c
                 assert image_id not in spec.query_ids and (mini.mask(image_id) == other).any()
                 assert np.array_equal(mask == j, mini.mask(image_id) == other)  # the other class, as this way
                 assert set(np.unique(mask)) <= {0, j, 255}
+
+
+def test_a_control_under_another_profile_is_its_own_record_and_row(mini, cache_dir, tmp_path, capsys):
+    """Run records of two profiles never share a folder (the profile names the variant); nor may the
+    control records of one fit: they used to, so a `reference` control overwrote an `embedded` one."""
+    from bench.report.page import control_table
+
+    results = tmp_path / "results"
+    assert _control(cache_dir, results, ORACLE, "--profile", "embedded") == 0
+    assert _control(cache_dir, results, ORACLE, "--profile", "reference") == 0
+    paths = sorted(p.relative_to(results).parts[2] for p in results.rglob("control_*.json"))
+    assert paths == ["oracle", "oracle+profile=reference"]
+    rows = [l for l in control_table(load_controls(results)).splitlines() if "| oracle" in l]
+    assert len(rows) == 2 and sum("profile=reference" in l for l in rows) == 1

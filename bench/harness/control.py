@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_text
-from bench.core.records import mode_label, variant_label
+from bench.core.records import mode_label, named_config, variant_label
 from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import get_dataset
 from bench.data.sizes import resized_image, resized_mask
@@ -49,10 +49,13 @@ class ControlRecord:
     config: dict
     pseudo: dict
     annotation_fingerprint: str = ""  # the support masks' source (which pseudo masks, in weak mode)
+    profile: str = "embedded"  # the training schedule's profile, as a run record's (records before it: embedded)
     record_type: str = CONTROL_RECORD
 
     def path(self, results_dir: Path) -> Path:
-        return (Path(results_dir) / self.dataset / self.preset / variant_label(self.method, self.config)
+        # named as the run records of the same fit are, profile included: a `reference` control on
+        # real data never overwrites an `embedded` one
+        return (Path(results_dir) / self.dataset / self.preset / variant_label(self.method, named_config(self.config, self.profile))
                 / mode_label(self.mode, self.pseudo) / f"control_fold{self.fold}_{self.way}way_{self.shot}shot_seed{self.seed}.json")
 
 
@@ -83,7 +86,7 @@ def control(req: RunRequest, log=print) -> list[ControlRecord]:
         conv = preset.conventions()
         record = ControlRecord(method_label(req.method), req.mode, dataset.name, preset.label(), fold, req.way, req.shot,
                                seed, sha, {v: accs[v].compute(conv)["miou"] for v in VARIANTS}, dict(req.config),
-                               dict(req.pseudo), annotations.fingerprint())
+                               dict(req.pseudo), annotations.fingerprint(), req.profile)
         atomic_write_text(record.path(req.results_dir), json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
         log(f"{record.method} {req.mode} fold {fold}: real {record.miou['real']:.1f}, wrong class "
             f"{record.miou['wrong_class']:.1f}, empty masks {record.miou['empty_masks']:.1f}")

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import BenchError
-from bench.core.records import load_records
+from bench.core.records import load_records, named_config
 from bench.core.files import atomic_write_text, cpu_name, environment_versions, git_commit
 from bench.harness.control import VARIANTS, load_controls
 from bench.report.tables import LAYOUTS, render_tables
@@ -71,7 +71,8 @@ def control_table(controls: list[dict]) -> str:
 
     groups = defaultdict(list)
     for c in controls:
-        label = c["method"] + "".join(f" {k}={v}" for k, v in sorted({**c["config"], **c["pseudo"]}.items()))
+        named = {**named_config(c["config"], c.get("profile")), **c["pseudo"]}
+        label = c["method"] + "".join(f" {k}={v}" for k, v in sorted(named.items()))
         groups[(c["dataset"], c["preset"], f"{c['way']}w{c['shot']}s", label, c["mode"])].append(c)
     rows = []
     for key, recs in sorted(groups.items()):
