@@ -84,7 +84,7 @@ def test_wrong_class_supports_hold_the_next_fold_class_marked_as_the_way(mini, c
                 assert set(np.unique(mask)) <= {0, j, 255}
 
 
-def test_a_control_under_another_profile_is_its_own_record_and_row(mini, cache_dir, tmp_path, capsys):
+def test_a_control_under_another_profile_is_its_own_record_and_row(mini, cache_dir, tmp_path):
     """Run records of two profiles never share a folder (the profile names the variant); nor may the
     control records of one fit: they used to, so a `reference` control overwrote an `embedded` one."""
     from bench.report.page import control_table
