@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_text
-from bench.core.records import mode_label, named_config, variant_label
+from bench.core.records import mode_label, named_config, record_relpath, variant_label
 from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import get_dataset
 from bench.data.sizes import resized_image, resized_mask
@@ -53,10 +53,11 @@ class ControlRecord:
     record_type: str = CONTROL_RECORD
 
     def path(self, results_dir: Path) -> Path:
-        # named as the run records of the same fit are, profile included: a `reference` control on
-        # real data never overwrites an `embedded` one
-        return (Path(results_dir) / self.dataset / self.preset / variant_label(self.method, named_config(self.config, self.profile))
-                / mode_label(self.mode, self.pseudo) / f"control_fold{self.fold}_{self.way}way_{self.shot}shot_seed{self.seed}.json")
+        # beside the run record of the same cell, by the same naming (profile included: a `reference`
+        # control on real data never overwrites an `embedded` one)
+        run = record_relpath(self.dataset, self.preset, variant_label(self.method, named_config(self.config, self.profile)),
+                             mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
+        return Path(results_dir) / run.with_name("control_" + run.name)
 
 
 def control(req: RunRequest, log=print) -> list[ControlRecord]:

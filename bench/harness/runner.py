@@ -180,10 +180,10 @@ def changed_method_settings(req: RunRequest) -> dict:
 
     if not req.config:
         return {}
-    given = _resolved_config(create_method(req.method, method_config(req)))
+    given = requested_config(req)
     if not given:
         return dict(req.config)
-    default = _resolved_config(create_method(req.method, method_config(replace(req, config={}))))
+    default = requested_config(replace(req, config={}))
     return {k: given.get(k, v) for k, v in sorted(req.config.items()) if k not in given or given[k] != default.get(k)}
 
 
