@@ -4,7 +4,8 @@ steps on fold 0 of the mini set at its embedded defaults otherwise (widths, batc
 kernels a real fit runs), under the pinned thread count as the runner fits, and prints one sha256 per
 net's weights as JSON. argv: dataset cache folder, output cache folder, and "methods" to fit the
 methods too (else the pool nets alone). $WSFSS_PROBE_ONEDNN_CACHES (per-core bytes, L1 first) makes
-oneDNN read other caches from the CPU, as on a machine of another generation."""
+oneDNN read other caches from the CPU, as on a machine of another generation; $WSFSS_PROBE_MKL_NOT_INTEL=1
+makes MKL take this CPU for a non-Intel one (an AMD Zen), as MKL decides which code it runs."""
 import hashlib
 import json
 import os
@@ -12,6 +13,31 @@ import sys
 from pathlib import Path
 
 import bench  # noqa: F401 - first, as the CLI does: the pins are set before torch or numpy load
+
+# MKL caches its answers to "an Intel CPU?" and "a Zen?" in two flags it fills on first use; written
+# before torch loads (the library opened first, torch then reuses it), MKL dispatches as on an AMD CPU
+MKL_VENDOR_FLAGS = {"mkl_serv_intel_cpu_true.cached": 0, "mkl_serv_cpuiszen.itisZen": 1}
+
+
+def mkl_believes_not_intel() -> None:
+    import ctypes
+
+    from bench.core.onednn_view import _load_address, symbol_offset
+
+    # found on sys.path by hand: importlib's find_spec would run the pin's import hook for torch
+    lib = next(os.path.realpath(f) for d in sys.path if (f := Path(d or ".") / "torch" / "lib" / "libtorch_cpu.so").is_file())
+    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+    for name, value in MKL_VENDOR_FLAGS.items():
+        offset = symbol_offset(lib, name.encode())
+        assert offset is not None, f"{lib} has no {name}: another MKL inside torch"
+        flag = ctypes.c_int32.from_address(_load_address(lib) + offset)
+        assert flag.value in (-1, value), f"MKL has already read the CPU ({name} = {flag.value})"
+        flag.value = value
+
+
+if os.environ.get("WSFSS_PROBE_MKL_NOT_INTEL"):
+    assert "torch" not in sys.modules
+    mkl_believes_not_intel()
 
 if os.environ.get("WSFSS_PROBE_ONEDNN_CACHES"):  # this "machine's" CPU has these caches, as oneDNN reads them
     from bench.core import onednn_view

@@ -2,7 +2,8 @@
 (CAM classifier, saliency net, DeepLabV3+, VGG-16 trunk) is trained briefly through its cached
 builder in a fresh interpreter under two settings in which machines differ: the torch thread count a
 machine starts with (its cores), the math libraries' code paths its CPU selects (oneDNN's ISA,
-MKL's path, simulated by their environment variables) and the caches oneDNN reads from the CPU
+MKL's branch, simulated by their environment variables, and MKL's code for a non-Intel CPU,
+simulated in MKL's own flags before torch loads) and the caches oneDNN reads from the CPU
 (simulated in oneDNN's CPU object before the pin: bench/core/onednn_view.py; unpinned, a Zen 4's
 32 KB L1d alone gives PFENet other weights here). Pinned (the default), the weights are
 identical; with WSFSS_PIN=0 the same two settings give different weights, so the comparison
@@ -20,8 +21,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-MACHINE_A = {"OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",  # 1 core, AVX2 paths,
-             "WSFSS_PROBE_ONEDNN_CACHES": "32768,1048576,16777216"}  # a Zen 4's caches (this CPU: 48 KB L1d)
+MACHINE_A = {"OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",  # 1 core, AVX2 paths,
+             "WSFSS_PROBE_ONEDNN_CACHES": "32768,1048576,16777216",  # a Zen 4's caches (this CPU: 48 KB L1d),
+             "WSFSS_PROBE_MKL_NOT_INTEL": "1"}  # and MKL's code for a non-Intel CPU (on an AMD CPU: its own)
 MACHINE_B = {"OMP_NUM_THREADS": "2"}  # 2 cores, this CPU's own paths
 POOL_NETS = ("cam", "saliency", "deeplab", "vgg16")
 METHODS = ("ours", "panet", "amp", "pfenet")
@@ -46,45 +48,33 @@ def test_pool_nets_and_short_method_fits_train_the_same_weights_under_two_machin
     # and every method's fit: unpinned under setting A, not what the pins make of it
     assert all(loose_a[k] != a[k] for k in METHODS)
     golden = json.loads((HERE / "data" / "golden_pool_fits.json").read_text())
-    verdicts = [_pool_nets_against_golden({k: a[k] for k in POOL_NETS}, golden),
-                _methods_against_golden({k: a[k] for k in METHODS}, golden["methods"])]
-    if any(kind == "fail" for kind, _ in verdicts):
-        pytest.fail("; ".join(m for kind, m in verdicts if kind == "fail"))
-    if any(kind == "xfail" for kind, _ in verdicts):
-        pytest.xfail("; ".join(m for kind, m in verdicts if kind == "xfail"))  # another CPU: what the golden hashes are for
+    kind, message = _against_golden(a, golden)
+    if kind == "fail":
+        pytest.fail(message)
+    if kind == "xfail":
+        pytest.xfail(message)  # a CPU the golden hashes were never made on: what they are for
 
 
-def _pool_nets_against_golden(got: dict, golden: dict) -> tuple[str, str]:
-    """("ok" | "fail" | "xfail", message): the pool nets' golden hashes were made on a CPU known by
-    its name only (its family and model were not recorded then)."""
-    from bench.core.files import cpu_name
-
-    if got == golden["sha256_16"]:
-        return "ok", ""
-    cpu = cpu_name()
-    message = (f"pinned pool-net weights differ from the golden ones made on {golden['made_on']['cpu']} "
-               f"({golden['made_on']['isa']}): this CPU ({cpu}) trains other weights, so the README's numbers "
-               f"will not reproduce here to the digit; got {got}")
-    return ("xfail" if cpu != golden["made_on"]["cpu"] else "fail"), message  # same CPU model: the code changed a fit
-
-
-def _methods_against_golden(got: dict, golden: dict) -> tuple[str, str]:
-    """A few steps of each method's fit against the hashes committed from the CPUs listed with them
-    (family and model: two "AMD EPYC" generations share a name). On one of those CPUs a difference
-    fails (the code changed what a fit computes); on another CPU it is reported (xfail) and names
-    the fits that will not reproduce there to the digit."""
+def _against_golden(got: dict, golden: dict) -> tuple[str, str]:
+    """("ok" | "fail" | "xfail", message): the pool nets' and the short method fits' weights against
+    the hashes committed from the CPUs listed with them (family and model: two "AMD EPYC"
+    generations share a name, as do Intel Xeons). On one of those CPUs a difference fails (the code
+    changed what a fit computes); on another it is reported (xfail) and names the fits that will not
+    reproduce there to the digit."""
     from bench.core.files import cpu_signature
 
-    if got == golden["sha256_16"]:
+    want = {**golden["sha256_16"], **golden["methods"]}
+    differ = sorted(k for k in want if got.get(k) != want[k])
+    if not differ:
         return "ok", ""
     cpu = cpu_signature()
-    known = any((cpu.get("family"), cpu.get("model")) == (m["family"], m["model"]) for m in golden["matched_on"])
-    message = (f"short method fits {sorted(k for k in got if got[k] != golden['sha256_16'].get(k))} differ from the golden "
-               f"hashes made on CPU family/model {[(m['family'], m['model']) for m in golden['matched_on']]}: "
-               f"got {got} on family {cpu.get('family')} model {cpu.get('model')}")
-    if known:  # a change meant to alter a fit updates the file, and says so in its commit
-        message += "; if the change is meant to alter these fits, put the new hashes in tests/data/golden_pool_fits.json"
-    return ("fail" if known else "xfail"), message
+    known = [(m["family"], m["model"]) for m in golden["matched_on"]]
+    message = (f"pinned fits {differ} differ from the golden hashes made on CPU family/model {known}: this CPU "
+               f"(family {cpu.get('family')} model {cpu.get('model')}, {cpu.get('name')}) trains other weights, so the "
+               f"README's numbers will not reproduce here to the digit; got {got}")
+    if (cpu.get("family"), cpu.get("model")) in known:  # a change meant to alter a fit updates the file, and says so
+        return "fail", message + "; if the change is meant to alter these fits, put the new hashes in tests/data/golden_pool_fits.json"
+    return "xfail", message
 
 
 def test_records_tell_two_cpus_of_one_name_apart(tmp_path):
@@ -129,17 +119,61 @@ def _mkl_branch_in_fresh_interpreter(env: dict) -> str | None:
 
 
 def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
-    """MKL_CBWR=AVX2 (the pin) is a request: MKL runs the AVX2 branch on an Intel CPU and AUTO on
-    another (AMD), so a record keeps what MKL reports. The reading is live: unpinned, MKL's default
-    (CNR off) and an explicit COMPATIBLE read back as such."""
+    """The pin, COMPATIBLE, is the branch MKL runs on any x86 CPU. A request is not a branch:
+    MKL_CBWR=AVX2 (the pin until 2026-12-05) runs the AVX2 branch on an Intel CPU and AUTO on another
+    (AMD), so a record keeps what MKL reports. The reading is live: unpinned, MKL's default (CNR off)
+    reads back as such."""
     import torch
 
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch has no MKL")
     intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
-    assert _mkl_branch_in_fresh_interpreter({}) == ("AVX2" if intel else "AUTO")
+    assert _mkl_branch_in_fresh_interpreter({}) == "COMPATIBLE"
     assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0"}) == "BRANCH_OFF"
-    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "COMPATIBLE"}) == "COMPATIBLE"
+    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "AVX2"}) == ("AVX2" if intel else "AUTO")
+
+
+MKL_OPS_PROBE = """
+import hashlib, json, sys
+sys.path.insert(0, "tests")
+import pinning_probe  # noqa: F401 - bench first, then $WSFSS_PROBE_MKL_NOT_INTEL before torch loads
+import torch
+from bench.core.pinning import fixed_threads, pinning
+g = torch.Generator().manual_seed(0)
+x, w = torch.randn(4096, 384, generator=g), torch.randn(64, 384, generator=g)
+ops = {"sqrt": lambda: x.abs().sqrt(), "exp": lambda: x.exp(), "log": lambda: x.abs().log(),
+       "erf": lambda: x.erf(), "linear": lambda: torch.nn.functional.linear(x, w)}
+with fixed_threads():
+    print(json.dumps({k: hashlib.sha256(f().numpy().tobytes()).hexdigest()[:16] for k, f in ops.items()}))
+"""
+
+
+def _mkl_ops(env: dict) -> dict:
+    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "MKL_CBWR", "WSFSS_PROBE_MKL_NOT_INTEL")}
+    done = subprocess.run([sys.executable, "-c", MKL_OPS_PROBE], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_mkl_computes_the_same_on_an_intel_and_a_non_intel_cpu_under_the_pin():
+    """torch's sqrt, exp, log and erf of float tensors are MKL's vector math, its linear layers MKL's
+    sgemm, and MKL picks their code by the CPU's vendor. Told it runs on a non-Intel CPU (a Zen: the
+    flags MKL fills on first use, written before torch loads), MKL on an Intel CPU computes every op
+    to the bit as natively under the pin; under the old pin, AVX2, the two differ in every op, as an
+    Intel and an AMD machine of the kind did (README). On a non-Intel CPU the flags are MKL's own
+    reading, so there is nothing to compare."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch has no MKL")
+    if "GenuineIntel" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("MKL already runs its non-Intel code on this CPU: the Intel side cannot be imitated")
+    not_intel = {"WSFSS_PROBE_MKL_NOT_INTEL": "1"}
+    assert _mkl_ops({}) == _mkl_ops(not_intel)
+    old_pin = {"WSFSS_PIN": "0", "MKL_CBWR": "AVX2"}
+    native, other = _mkl_ops(old_pin), _mkl_ops({**old_pin, **not_intel})
+    assert all(native[k] != other[k] for k in native), (native, other)
 
 
 VIEW_PROBE = """

@@ -7,12 +7,19 @@ DeepLabV3+ r18 fit (hash of the weights):
 - oneDNN's instruction set changes them (ONEDNN_MAX_CPU_ISA=AVX2 vs this CPU's AVX512_CORE_BF16;
   AVX512_CORE gives this CPU's default weights), and oneDNN picks it by CPU (an Intel CPU with AMX
   reports AVX512_CORE_AMX);
-- MKL's code path: MKL_CBWR=AVX2 asks for MKL's AVX2 branch of conditional numerical
-  reproducibility (CNR), which MKL documents for Intel CPUs; on this AMD CPU it runs AUTO (read back
-  from MKL: `mkl_branch`), its own ISA-based path for the CPU but with fixed cache sizes and static
-  scheduling, so MKL's blocking does not follow the machine's caches either way. The only branch
-  MKL promises on every x86 CPU, COMPATIBLE, changes this machine's weights and is 2x slower on
-  matrix products. Records keep the branch MKL ran (`mkl_cbwr`);
+- MKL's code path: MKL_CBWR=COMPATIBLE, the one branch of MKL's conditional numerical
+  reproducibility (CNR) that MKL documents for Intel and non-Intel CPUs alike. MKL serves more than
+  matrix products here: torch computes sqrt, exp, log, tanh and erf of float tensors with MKL's
+  vector math (VML), so Adam's step and every loss depend on MKL's path too. The pin was AVX2 until
+  2026-12-05: MKL runs that branch on an Intel CPU only and its own AUTO path on an AMD one, and a
+  2-core Intel Xeon (family 6 model 207) then trained other pool nets than the AMD EPYC (family 26
+  model 2) the README's numbers came from (sqrt, exp, log and the linear layers' sgemm all differ
+  between MKL's AVX2, AVX-512 and COMPATIBLE branches; no branch an Intel CPU accepts computes what
+  the AMD's AUTO computed). Told it runs on a non-Intel CPU (tests/pinning_probe.py), MKL on the
+  Intel CPU computes under COMPATIBLE exactly what it computes natively: tests/test_pinning.py.
+  Cost: matrix products 3-5x slower than the AVX2 branch (a 512-256-64 MLP step, PFENet's prior;
+  oneDNN's convolutions, most of a fit, are not MKL's). Records keep the branch MKL ran (`mkl_cbwr`),
+  and `mkl_not_pinned` where MKL refused the pin;
 - ATen's own kernels (ATEN_CPU_CAPABILITY avx2 vs avx512) gave the same weights here; pinned to
   avx512 anyway, the capability of the kind;
 - numpy's OpenBLAS picks a kernel by CPU (Zen vs SkylakeX); OPENBLAS_CORETYPE=Haswell fixes it
@@ -22,10 +29,9 @@ DeepLabV3+ r18 fit (hash of the weights):
   feature store and fits: two machines of the kind parted there). oneDNN has no setting for it;
   `bench.core.onednn_view` writes the kind's values (ONEDNN_VIEW) into oneDNN's CPU object when torch
   is imported, before any kernel is built.
-The pins are this machine's own defaults, so weights trained here before the pins existed are
-unchanged by them. What they cannot pin: a CPU without AVX-512 (oneDNN and ATen fall back to
-AVX2 and the weights differ: `pinning()` says so), MKL's code path on a non-Intel CPU (above), and
-oneDNN's view where it cannot be written (another torch build: `pinning()` says so). Records keep
+What they cannot pin: a CPU without AVX-512 (oneDNN and ATen fall back to AVX2 and the weights
+differ: `pinning()` says so) and oneDNN's view where it cannot be written (another torch build:
+`pinning()` says so). Records keep
 the CPU's family / model / stepping and cache sizes (`files.cpu_signature`), so two machines whose
 fits differ can be told apart.
 WSFSS_PIN=0 turns all of it off (each library's fastest path, the machine's core count);
@@ -41,7 +47,7 @@ from contextlib import contextmanager
 ENV_PINS = {
     "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
     "ATEN_CPU_CAPABILITY": "avx512",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
     "OPENBLAS_CORETYPE": "Haswell",
 }
 DEFAULT_THREADS = 2
@@ -168,6 +174,8 @@ def pinning() -> dict:
             info["cpu_below_pin"] = f"this CPU runs ATen at {capability}, below the pinned AVX-512: numbers may differ"
     if (branch := mkl_branch()) is not None:
         info["mkl_cbwr"] = branch
+        if branch != ENV_PINS["MKL_CBWR"]:
+            info["mkl_not_pinned"] = f"MKL runs its {branch} branch, not the pinned {ENV_PINS['MKL_CBWR']}: numbers may differ"
     info["onednn_view"] = _state.get("onednn_view", {"not_pinned": "torch was not imported"})
     return info
 
@@ -180,7 +188,7 @@ MKL_CBWR_STRICT = 0x10000
 
 def mkl_branch() -> str | None:
     """The CNR branch MKL runs in this process, as MKL reports it (not as asked: on a non-Intel CPU
-    MKL_CBWR=AVX2 runs AUTO); None without torch or where torch carries no MKL. MKL inside torch
+    MKL_CBWR=AVX2 runs AUTO; a user's MKL_CBWR set after `bench` was imported is not read); None without torch or where torch carries no MKL. MKL inside torch
     exports its `mkl_cbwr_get` under the service name `mkl_serv_cbwr_get`."""
     import ctypes
 
