@@ -12,8 +12,9 @@ on another machine finds the first one that differs:
      of one support and of four (oneDNN), one FEM forward and backward on a fixed prior (oneDNN's
      convolutions, ATen's pooling and resizing), and a linear layer (MKL's plain matrix product,
      which `ours`' fits use and which agreed across the two machines): where a fit differs, these
-     name the library (MKL_CBWR=COMPATIBLE moves the `mkl` lines only, ONEDNN_MAX_CPU_ISA=AVX2 the
-     `onednn` ones only);
+     name the library (another MKL branch moves the `mkl` lines only, another oneDNN ISA the
+     `onednn` ones only: an Intel Xeon under the old MKL pin, AVX2, differed from the AMD EPYC in
+     `mkl.linear` alone);
   4. for each of a few short fits (fresh FEM, the embedded defaults but `steps`), the FEM's
      weights and its loss curve (means of every 25 steps): the shortest fit that differs brackets
      the step at which training parts.
