@@ -23,8 +23,10 @@ Run after the main job has built the cache (the trunk is built here if missing, 
     python benchmarks/pfenet_fingerprint.py [--fold 2] [--steps 1,25,400,2000] [--cache-dir cache]
         [--compare benchmarks/pfenet_fingerprint.json] [--write FILE] [--cpu-caches | --onednn-caches L1,L2,L3]
 
---compare prints each fingerprint beside the committed one (made on the machine where the README's
-fold 2-3 PFENet fits were made; its CPU signature is in the file) and exits 1 if any differs.
+--compare prints each fingerprint beside the committed one (made on an Intel Xeon, family 6 model
+207, under the MKL pin of 81b73f8: its CPU signature and pins are in the file; the one before, from
+the AMD EPYC where the README's PFENet fits were made under the old pin, is in git history) and
+exits 1 if any differs.
 --cpu-caches runs it all on a CPU that reports other per-core caches to oneDNN (e.g. 32K,1M,16M, a
 Zen 4's L1d; bench/core/onednn_view.py), which the pin then overrides: every line should match.
 --onednn-caches makes oneDNN use them over the pin, as an unpinned CPU with them would. The store
