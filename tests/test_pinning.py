@@ -133,6 +133,20 @@ def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
     assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "AVX2"}) == ("AVX2" if intel else "AUTO")
 
 
+def test_a_record_says_when_mkl_runs_another_branch_than_the_pin(monkeypatch):
+    """MKL may refuse a branch (AVX2 on an AMD CPU ran AUTO): pinned, a record then says its numbers
+    may differ, next to the branch MKL ran; on the pinned branch it says nothing more."""
+    import torch  # noqa: F401 - pinning() reads MKL only once torch is loaded
+
+    from bench.core import pinning as pins
+
+    monkeypatch.setattr(pins, "mkl_branch", lambda: "AUTO")
+    info = pins.pinning()
+    assert info["mkl_cbwr"] == "AUTO" and "not the pinned COMPATIBLE" in info["mkl_not_pinned"]
+    monkeypatch.setattr(pins, "mkl_branch", lambda: pins.ENV_PINS["MKL_CBWR"])
+    assert "mkl_not_pinned" not in pins.pinning()
+
+
 MKL_OPS_PROBE = """
 import hashlib, json, sys
 sys.path.insert(0, "tests")

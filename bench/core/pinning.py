@@ -188,7 +188,7 @@ MKL_CBWR_STRICT = 0x10000
 
 def mkl_branch() -> str | None:
     """The CNR branch MKL runs in this process, as MKL reports it (not as asked: on a non-Intel CPU
-    MKL_CBWR=AVX2 runs AUTO; a user's MKL_CBWR set after `bench` was imported is not read); None without torch or where torch carries no MKL. MKL inside torch
+    MKL_CBWR=AVX2 runs AUTO); None without torch or where torch carries no MKL. MKL inside torch
     exports its `mkl_cbwr_get` under the service name `mkl_serv_cbwr_get`."""
     import ctypes
 
