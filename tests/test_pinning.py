@@ -29,12 +29,24 @@ POOL_NETS = ("cam", "saliency", "deeplab", "vgg16")
 METHODS = ("ours", "panet", "amp", "pfenet")
 
 
-def _hashes(data_cache: Path, out: Path, env: dict, what: str = "pool") -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "WSFSS_THREADS", *MACHINE_A)}
-    done = subprocess.run([sys.executable, str(HERE / "pinning_probe.py"), str(data_cache), str(out), what],
-                          env={**clean, **env}, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+def _fresh_json(argv: list[str], env: dict | None = None, drop: tuple = (), timeout: int = 120):
+    """What a fresh interpreter running `argv` (a script and its arguments, or -c and code) prints on
+    its last line, as JSON: the pins, and MKL's and oneDNN's readings of the CPU, happen once per
+    process. `env` is set over this process's environment less `drop`; None keeps it as it is."""
+    full = None if env is None else {**{k: v for k, v in os.environ.items() if k not in drop}, **env}
+    done = subprocess.run([sys.executable, *argv], env=full, capture_output=True, text=True, timeout=timeout,
+                          cwd=HERE.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _intel_cpu() -> bool:
+    return "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+
+
+def _hashes(data_cache: Path, out: Path, env: dict, what: str = "pool") -> dict:
+    return _fresh_json([str(HERE / "pinning_probe.py"), str(data_cache), str(out), what], env,
+                       drop=("WSFSS_PIN", "WSFSS_THREADS", *MACHINE_A), timeout=600)
 
 
 @pytest.mark.slow
@@ -110,12 +122,8 @@ def test_records_keep_the_memory_and_store_budgets(monkeypatch):
 
 def _mkl_branch_in_fresh_interpreter(env: dict) -> str | None:
     """MKL reads MKL_CBWR once per process: each setting is read back in its own interpreter."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "MKL_CBWR")}
     code = "import bench, torch, json; from bench.core.pinning import pinning; print(json.dumps(pinning().get('mkl_cbwr')))"
-    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=120, cwd=HERE.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _fresh_json(["-c", code], env, drop=("WSFSS_PIN", "MKL_CBWR"))
 
 
 def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
@@ -127,10 +135,9 @@ def test_records_keep_the_mkl_branch_mkl_runs_not_the_one_asked_for():
 
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch has no MKL")
-    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
     assert _mkl_branch_in_fresh_interpreter({}) == "COMPATIBLE"
     assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0"}) == "BRANCH_OFF"
-    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "AVX2"}) == ("AVX2" if intel else "AUTO")
+    assert _mkl_branch_in_fresh_interpreter({"WSFSS_PIN": "0", "MKL_CBWR": "AVX2"}) == ("AVX2" if _intel_cpu() else "AUTO")
 
 
 def test_a_record_says_when_mkl_runs_another_branch_than_the_pin(monkeypatch):
@@ -152,7 +159,7 @@ import hashlib, json, sys
 sys.path.insert(0, "tests")
 import pinning_probe  # noqa: F401 - bench first, then $WSFSS_PROBE_MKL_NOT_INTEL before torch loads
 import torch
-from bench.core.pinning import fixed_threads, pinning
+from bench.core.pinning import fixed_threads
 g = torch.Generator().manual_seed(0)
 x, w = torch.randn(4096, 384, generator=g), torch.randn(64, 384, generator=g)
 ops = {"sqrt": lambda: x.abs().sqrt(), "exp": lambda: x.exp(), "log": lambda: x.abs().log(),
@@ -163,11 +170,7 @@ with fixed_threads():
 
 
 def _mkl_ops(env: dict) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in ("WSFSS_PIN", "MKL_CBWR", "WSFSS_PROBE_MKL_NOT_INTEL")}
-    done = subprocess.run([sys.executable, "-c", MKL_OPS_PROBE], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=120, cwd=HERE.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _fresh_json(["-c", MKL_OPS_PROBE], env, drop=("WSFSS_PIN", "MKL_CBWR", "WSFSS_PROBE_MKL_NOT_INTEL"))
 
 
 def test_mkl_computes_the_same_on_an_intel_and_a_non_intel_cpu_under_the_pin():
@@ -181,7 +184,7 @@ def test_mkl_computes_the_same_on_an_intel_and_a_non_intel_cpu_under_the_pin():
 
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch has no MKL")
-    if "GenuineIntel" not in Path("/proc/cpuinfo").read_text():
+    if not _intel_cpu():
         pytest.skip("MKL already runs its non-Intel code on this CPU: the Intel side cannot be imitated")
     not_intel = {"WSFSS_PROBE_MKL_NOT_INTEL": "1"}
     assert _mkl_ops({}) == _mkl_ops(not_intel)
@@ -211,10 +214,7 @@ print(json.dumps({"seen": onednn_view.view()["caches"], "record": pinning()["one
 
 
 def _viewed(mode: str, l1: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", VIEW_PROBE, mode, str(l1)], capture_output=True, text=True,
-                          timeout=120, cwd=HERE.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _fresh_json(["-c", VIEW_PROBE, mode, str(l1)])
 
 
 def test_onednn_view_is_pinned_to_the_kinds_caches_whatever_the_cpu_reports():
@@ -269,7 +269,5 @@ def test_a_view_that_cannot_be_written_is_recorded_and_torch_still_imports():
             "onednn_view.torch_cpu_library = lambda: '/nonexistent/libtorch_cpu.so'\n"
             "import torch\nfrom bench.core.pinning import pinning\n"
             "print(json.dumps([torch.ones(2).sum().item(), pinning()['onednn_view']]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=HERE.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    total, view = json.loads(done.stdout.strip().splitlines()[-1])
+    total, view = _fresh_json(["-c", code])
     assert total == 2.0 and view == {"not_pinned": "no /nonexistent/libtorch_cpu.so (a torch without it)"}
