@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from bench.data.datasets import IGNORE, image_labels
 from bench.core.files import atomic_write_text, environment_versions, git_commit
+from bench.core.records import writable_results
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.generate import all_image_maps, build_pipeline, gated, generate_pseudo_masks, image_maps, pseudo_mask
 
@@ -89,7 +90,7 @@ def _mean(values) -> float:
 
 
 def write_quality_record(record: dict, results_dir: Path) -> Path:
-    path = Path(results_dir) / record["dataset"] / "pseudo-labels" / f"{record['fingerprint']}.json"
+    path = writable_results(results_dir) / record["dataset"] / "pseudo-labels" / f"{record['fingerprint']}.json"
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
 

@@ -1,4 +1,5 @@
-"""Commands that read records only: `bench table`, `figure`, `report`, `verify`, `claims`."""
+"""Commands that read records only: `bench table`, `figure`, `report`, `verify`, `claims`, and
+`publish`, which copies them into a published set."""
 from __future__ import annotations
 
 import sys
@@ -69,7 +70,16 @@ def add_parsers(sub) -> dict:
     c = sub.add_parser("claims", help="the paper's four claims checked on the records: holds / fails, with the numbers")
     results_flag(c)
     record_filters(c, way_shot=False)
-    return {"table": cmd_table, "figure": cmd_figure, "report": cmd_report, "verify": cmd_verify, "claims": cmd_claims}
+
+    pb = sub.add_parser("publish", help="copy run records into a published set (committed to git, sha256 per file)")
+    pb.add_argument("--to", type=Path, required=True, metavar="DIR", help="the published set, e.g. results/published/mkl-compatible")
+    results_flag(pb)
+    record_filters(pb)
+    pb.add_argument("--method", action="append", default=None, help="only this method's records, its variant rows included (repeatable)")
+    pb.add_argument("--mode", action="append", default=None, help="only this mode's records (repeatable)")
+    pb.add_argument("--replace", action="store_true", help="publish records whose numbers differ from the published ones")
+    return {"table": cmd_table, "figure": cmd_figure, "report": cmd_report, "verify": cmd_verify, "claims": cmd_claims,
+            "publish": cmd_publish}
 
 
 def cmd_table(args, cache: Path) -> int:
@@ -139,4 +149,21 @@ def cmd_claims(args, cache: Path) -> int:
     from bench.report.claims import render_claims
 
     print(render_claims(args.results_dir, {"dataset": args.dataset, "preset": args.preset}), end="")
+    return 0
+
+
+def cmd_publish(args, cache: Path) -> int:
+    from bench.report.publish import publish
+
+    filters = {k: v for k, v in filters_of(args).items() if v is not None}
+    filters.update({k: set(v) for k, v in (("method", args.method), ("mode", args.mode)) if v})
+
+    def keep(record) -> bool:
+        return all(getattr(record, k) in v if isinstance(v, set) else getattr(record, k) == v for k, v in filters.items())
+
+    lines = publish(args.results_dir, args.to, keep, args.replace)
+    kept = sum(line.startswith("kept") for line in lines)
+    print("\n".join(lines))
+    print(f"published {len(lines) - kept} file(s) into {args.to} ({kept} there already with the same numbers); "
+          f"commit the folder to keep them")
     return 0

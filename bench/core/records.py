@@ -3,6 +3,7 @@ Tables are built from these files alone. Writes are atomic: a temp file in the s
 fsync, then rename, so an interrupted write never leaves a partial record."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,12 +95,74 @@ def record_relpath(dataset: str, preset: str, method: str, mode: str, fold: int,
     return Path(dataset) / preset / method / mode / f"fold{fold}_{way}way_{shot}shot_seed{seed}.json"
 
 
+MANIFEST = "published.json"  # marks a published set: records committed to git, each file's sha256
+
+
+def record_files(results_dir: Path, pattern: str = "*.json") -> list[Path]:
+    """The files matching `pattern` under `results_dir`, but none of a published set nested in it
+    (results/published/...: `bench table` on results/ tables this machine's runs, not the committed
+    ones beside them). Read from inside a published set, every file is first checked against the
+    set's manifest: a published number was made by a run, never edited by hand."""
+    results_dir = Path(results_dir)
+    root = published_root(results_dir)
+    if root is not None:
+        check_published(root, results_dir)
+    nested = {m.parent for m in results_dir.rglob(MANIFEST)} - {results_dir}
+    return sorted(p for p in results_dir.rglob(pattern)
+                  if p.name != MANIFEST and not nested.intersection(p.parents))
+
+
+def published_root(folder: Path) -> Path | None:
+    """The published set `folder` is in (itself or a parent holding a manifest), or None."""
+    folder = Path(folder).resolve()
+    return next((f for f in (folder, *folder.parents) if (f / MANIFEST).is_file()), None)
+
+
+def writable_results(results_dir: Path) -> Path:
+    """`results_dir`, unless it is in a published set: a run writes there only through `bench publish`."""
+    root = published_root(results_dir)
+    if root is not None:
+        raise BenchError(f"results folder {results_dir} is in the published set {root} ({MANIFEST}); fix: run into "
+                         f"another folder (default results/) and copy the records with `bench publish --to {root}`")
+    return Path(results_dir)
+
+
+def published_files(root: Path) -> dict[str, str]:
+    """A published set's manifest: relative path -> sha256 of the file."""
+    try:
+        return dict(json.loads((Path(root) / MANIFEST).read_text())["files"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BenchError(f"unreadable manifest {Path(root) / MANIFEST} ({exc}); fix: `git checkout -- {root}` "
+                         f"or publish the set again") from None
+
+
+def check_published(root: Path, under: Path) -> None:
+    """Stops on a file under `under` that its set's manifest does not vouch for: edited, added by
+    hand, or listed and gone (a table would lose that cell without a word)."""
+    root, under = Path(root).resolve(), Path(under).resolve()
+    listed = {rel: sha for rel, sha in published_files(root).items() if (root / rel).resolve().is_relative_to(under)}
+    present = {p.relative_to(root).as_posix(): p for p in under.rglob("*.json") if p.name != MANIFEST}
+    for rel, path in sorted(present.items()):
+        if rel not in listed:
+            raise BenchError(f"{path} is in the published set {root} but not in its manifest; fix: publish it with "
+                             f"`bench publish --to {root}` or remove it")
+        if file_sha256(path) != listed[rel]:
+            raise BenchError(f"published record {path} differs from the sha256 its manifest {root / MANIFEST} gives; "
+                             f"fix: `git checkout -- {path}`, or re-run that cell and `bench publish --replace` it")
+    for rel in sorted(set(listed) - set(present)):
+        raise BenchError(f"{root / MANIFEST} lists {rel}, which is missing; fix: `git checkout -- {root}` or publish the set again")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_records(results_dir: Path) -> list[tuple[Path, RunRecord]]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(f"results folder {results_dir} does not exist; fix: run `bench run ...` first or pass --results-dir")
     out = []
-    for path in sorted(results_dir.rglob("*.json")):
+    for path in record_files(results_dir):
         try:
             raw = json.loads(path.read_text())
             if raw.get("record_type") is not None:  # e.g. pseudo-mask quality records, tabled separately

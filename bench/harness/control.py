@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_text
-from bench.core.records import mode_label, named_config, record_relpath, variant_label
+from bench.core.records import mode_label, named_config, record_files, record_relpath, variant_label, writable_results
 from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import get_dataset
 from bench.data.sizes import resized_image, resized_mask
@@ -62,6 +62,7 @@ class ControlRecord:
 
 def control(req: RunRequest, log=print) -> list[ControlRecord]:
     """The three variants of each fold of `req` (its first seed), written beside the run records."""
+    writable_results(req.results_dir)
     req = resolved_request(req)
     preset = get_preset(req.preset)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)
@@ -132,7 +133,7 @@ def _empty_masks(real: EpisodeInput) -> EpisodeInput:
 
 def load_controls(results_dir: Path) -> list[dict]:
     out = []
-    for path in sorted(Path(results_dir).rglob("control_*.json")):
+    for path in record_files(results_dir, "control_*.json"):
         raw = json.loads(path.read_text())
         if raw.get("record_type") == CONTROL_RECORD:
             out.append(raw)

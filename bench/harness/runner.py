@@ -24,7 +24,7 @@ from bench.core.errors import BenchError
 from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import Preset, get_preset
 from bench.core.progress import progress
-from bench.core.records import RunRecord, mode_label, named_config, record_relpath, variant_label
+from bench.core.records import RunRecord, mode_label, named_config, record_relpath, variant_label, writable_results
 from bench.core.files import environment_versions, git_commit
 from bench.core.pinning import fixed_threads, pinning
 from bench.core.profiles import as_record
@@ -76,6 +76,7 @@ def run(req: RunRequest, log=print) -> Ran:
 
 def _run(req: RunRequest, log=print) -> Ran:
     check_mode(req.mode)
+    writable_results(req.results_dir)
     preset = get_preset(req.preset)
     req = resolved_request(req)
     dataset = get_dataset(req.dataset, req.cache_dir, req.data_root)

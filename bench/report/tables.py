@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from bench.core.errors import BenchError
 from bench.core.curves import MIN_GAIN, NOISE_SE, RULE
-from bench.core.records import RunRecord, load_records
+from bench.core.records import RunRecord, load_records, record_files
 from bench.harness.annotations import MODES, supervision_legend
 from bench.harness.metrics import Conventions, scores
 
@@ -476,7 +476,7 @@ def _quality_sections(results_dir: Path, fmt_name: str, dataset: str | None) -> 
     from pseudo_labels.report import QUALITY_RECORD, fold_summary_rows
 
     by_dataset: dict[str, list[dict]] = defaultdict(list)
-    for path in sorted(Path(results_dir).glob("*/pseudo-labels/*.json")):
+    for path in (p for p in record_files(results_dir) if p.parent.name == "pseudo-labels"):
         raw = json.loads(path.read_text())
         if raw.get("record_type") == QUALITY_RECORD and dataset in (None, raw["dataset"]):
             by_dataset[raw["dataset"]].append(raw)

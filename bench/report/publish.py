@@ -1,0 +1,63 @@
+"""`bench publish`: copies run records into a published set, a results folder committed to git
+(results/published/<name>/) whose manifest names each file's sha256. Runs are lost with the machine
+that made them (results/ is not in git); a published set keeps the README's numbers with the
+records they came from, so `bench table --results-dir results/published/<name>` re-tables them on
+any clone and a later machine's records can be checked against them number for number."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.core.errors import BenchError
+from bench.core.files import atomic_write_bytes, atomic_write_text
+from bench.core.records import MANIFEST, file_sha256, load_records, published_files, published_root, record_files
+
+# where and when a record was made, not what it measured: a record re-made elsewhere that differs
+# only here has the same numbers, and the published one is kept
+RAN_WHERE = ("timings", "git_commit", "placement", "versions", "pinning")
+
+
+def publish(source: Path, target: Path, keep, replace: bool = False) -> list[str]:
+    """Copies the run records of `source` for which keep(record) holds, their control records and
+    the pseudo-mask quality records of their datasets into `target`; one line per file. A file
+    that is published with other numbers stops everything before a byte is written, unless
+    `replace`; the manifest is written last."""
+    source, target = Path(source), Path(target)
+    if published_root(source) is not None:
+        raise BenchError(f"{source} is a published set; fix: publish from the folder the runs wrote (--results-dir results)")
+    chosen = [path for path, record in load_records(source) if keep(record)]
+    if not chosen:
+        raise BenchError(f"no run records under {source} match; fix: check the filters, or run the cells first")
+    files = chosen + [c for p in chosen for c in [p.with_name("control_" + p.name)] if c.is_file()]
+    datasets = {p.relative_to(source).parts[0] for p in chosen}
+    files += [p for p in record_files(source) if p.parent.name == "pseudo-labels" and p.relative_to(source).parts[0] in datasets]
+    manifest = published_files(target) if (target / MANIFEST).is_file() else {}
+    lines, todo = [], []
+    for path in files:
+        rel = path.relative_to(source).as_posix()
+        verdict = _against_published(path, target / rel, replace)
+        lines.append(f"{verdict:<9} {rel}")
+        if verdict != "kept":
+            todo.append((path, rel))
+    for path, rel in todo:
+        atomic_write_bytes(target / rel, path.read_bytes())
+        manifest[rel] = file_sha256(target / rel)
+    atomic_write_text(target / MANIFEST, json.dumps({"manifest_version": 1, "files": dict(sorted(manifest.items()))},
+                                                    indent=1) + "\n")
+    return lines
+
+
+def _against_published(new: Path, old: Path, replace: bool) -> str:
+    """'added', 'kept' (published already, the same numbers), 'replaced' (with --replace); stops on
+    other numbers, naming both files and what differs."""
+    if not old.is_file():
+        return "added"
+    a, b = json.loads(new.read_text()), json.loads(old.read_text())
+    differ = sorted(k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k))
+    if not differ:
+        return "kept"
+    if replace:
+        return "replaced"
+    scores = f" (mIoU {b['miou']:.2f} published, {a['miou']:.2f} here)" if "miou" in differ else ""
+    raise BenchError(f"{new} differs from the published {old} in {', '.join(differ[:4])}{scores}; nothing was published; "
+                     f"fix: find out why the numbers moved, or `bench publish --replace` to publish the new ones")

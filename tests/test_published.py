@@ -1,0 +1,103 @@
+"""Published sets (`bench publish`): records committed to git beside a manifest of their sha256.
+They re-table as the records they were copied from; `bench table` on results/ leaves them out;
+an edited, added or missing file is refused by name; a re-made record with other numbers is not
+published over the old one unless asked; a run never writes into one."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.core.errors import BenchError
+from bench.core.records import MANIFEST, load_records
+from bench.report.tables import render_tables
+from oracle import ORACLE
+
+STORED = Path(__file__).parent / "data" / "records_b698898"
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """A results folder as runs leave it: the stored records, with a predictions folder beside one."""
+    out = tmp_path / "results"
+    shutil.copytree(STORED, out)
+    first = next(out.rglob("*.json"))
+    (first.parent / (first.stem + ".predictions")).mkdir()
+    (first.parent / (first.stem + ".predictions") / "index.csv").write_text("episode,query\n")
+    return out
+
+
+def bench(*args) -> int:
+    return main(list(args))
+
+
+def test_a_published_set_tables_as_its_source_and_results_leaves_it_out(results, capsys):
+    target = results / "published" / "demo"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    assert "published 8 file(s)" in capsys.readouterr().out
+    manifest = json.loads((target / MANIFEST).read_text())["files"]
+    assert len(manifest) == 8 and not list(target.rglob("*.predictions"))  # records only, no sample PNGs
+    assert render_tables(target, "csv") == render_tables(STORED, "csv")
+    assert len(load_records(results)) == 8  # the copies nested under results/ are not counted twice
+
+
+def test_publish_filters_by_method_and_mode(results, capsys):
+    target = results.parent / "pub"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target), "--method", "panet", "--method", "amp",
+                 "--mode", "full") == 0
+    assert sorted((r.method, r.mode) for _, r in load_records(target)) == [("amp", "full"), ("panet", "full")]
+
+
+@pytest.mark.parametrize("damage", ["edit", "add", "remove"])
+def test_a_published_file_the_manifest_does_not_vouch_for_is_refused_by_name(results, damage):
+    target = results.parent / "pub"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    path = next(p for p in target.rglob("*.json") if p.name != MANIFEST and "panet" in str(p))
+    if damage == "edit":  # a hand-tuned number
+        raw = json.loads(path.read_text())
+        raw["miou"] += 1.0
+        path.write_text(json.dumps(raw))
+        want = "differs from the sha256"
+    elif damage == "add":
+        path = path.with_name("fold0_1way_1shot_seed9.json")
+        shutil.copy(next(results.rglob("*.json")), path)
+        want = "not in its manifest"
+    else:
+        path.unlink()
+        want = "which is missing"
+    with pytest.raises(BenchError, match=want) as info:
+        load_records(target)
+    assert path.name in str(info.value)
+    assert len(load_records(results)) == 8  # the source is not a published set: nothing checked there
+
+
+def test_other_numbers_are_not_published_over_the_old_ones_unless_asked(results, capsys):
+    target = results.parent / "pub"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    path = next(p for p in results.rglob("*.json") if "amp" in str(p) and "/full/" in str(p))
+    raw = json.loads(path.read_text())
+    raw["timings"] = {"fit_s": 1.0}  # made again elsewhere, same numbers: kept
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    assert "published 0 file(s)" in capsys.readouterr().out
+    before = (target / MANIFEST).read_text()
+    raw["miou"] -= 2.0
+    path.write_text(json.dumps(raw))
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 2
+    err = capsys.readouterr().err
+    assert "differs from the published" in err and "miou" in err and "nothing was published" in err
+    assert (target / MANIFEST).read_text() == before
+    assert bench("publish", "--results-dir", str(results), "--to", str(target), "--replace") == 0
+    published = next(r for p, r in load_records(target) if r.method == "amp" and r.mode == "full")
+    assert published.miou == pytest.approx(raw["miou"])
+
+
+def test_a_run_does_not_write_into_a_published_set(results, cache_dir, capsys):
+    target = results.parent / "pub"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    code = bench("--cache-dir", str(cache_dir), "run", "--method", ORACLE, "--mode", "full", "--dataset", "openmoji5i-mini",
+                 "--preset", "quick", "--fold", "0", "--results-dir", str(target))
+    assert code == 2 and "is in the published set" in capsys.readouterr().err
+    assert len(load_records(target)) == 8
