@@ -392,8 +392,9 @@ class Pfenet:
         n = training_steps(self.cfg, len(train.ids))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 - it / n) ** self.cfg.power)
         self.fem.train()
-        bar = progress(range(n), desc="training PFENet (FEM on a frozen trunk)")
         curve = train.curve(n, self)
+        done = curve.resume(fem=self.fem, opt=opt, sched=sched, rng=rng)  # a killed fit goes on where it stopped
+        bar = progress(range(done, n), desc="training PFENet (FEM on a frozen trunk)")
         for step in bar:
             loss = self._batch_loss(train, rng)
             opt.zero_grad(set_to_none=True)

@@ -41,9 +41,11 @@ the rule stays the one every recorded fit was judged by."""
 from __future__ import annotations
 
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from bench.core.progress import say
 
@@ -174,12 +176,67 @@ class Tracker:
     `score(predict)` (FitView's `validation_counts`: [intersection, union] per fixed episode), with
     the method's state protected."""
 
-    def __init__(self, total: int, method, score):
+    def __init__(self, total: int, method, score, snapshot: Path | None = None):
         self.curve = FitCurve(total)
         self._method, self._score = method, score
         self._due = set(self.curve.points())
         self._started = time.perf_counter()
+        self._before = 0.0  # loop seconds of the runs a resumed fit continues
+        self._snapshot, self._loop = (Path(snapshot) if snapshot else None), None
         self.seconds: float | None = None  # the loop's wall time (its steps and validations), once its last step ran
+        self.resumed_at: list[int] = []  # the steps this fit was resumed from (kept out of the curve, as times are)
+
+    def resume(self, **loop) -> int:
+        """Registers what the training loop carries from step to step (modules, optimiser, scheduler:
+        anything with state_dict/load_state_dict; numpy Generators) and restores it from the fit's
+        snapshot when there is one; the number of steps already done. A snapshot is written after
+        every validation point but the last, once validation has cleared the method's memos, so a
+        fit killed between two points resumes at the first of them and ends bit for bit as one that
+        ran through (tests/test_resume.py); one made under other CPU pins or another length is not
+        used: the fit starts over."""
+        self._loop = loop
+        state = self._usable_snapshot()
+        if state is None:
+            return 0
+        for name, obj in loop.items():
+            _load_part(obj, state["loop"][name])
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.curve = FitCurve(**state["curve"])
+        self._before, self.resumed_at = state["seconds"], [*state["resumed_at"], state["step"]]
+        self._started = time.perf_counter()
+        say(f"resuming the fit at step {state['step']}/{self.curve.total} from {self._snapshot}")
+        return state["step"]
+
+    def _usable_snapshot(self) -> dict | None:
+        from bench.core.pinning import pinning
+
+        if self._snapshot is None or not self._snapshot.is_file():
+            return None
+        try:
+            state = pickle.loads(self._snapshot.read_bytes())
+        except Exception as exc:  # a snapshot is a shortcut, never needed: a bad one costs a fresh start
+            say(f"fit snapshot {self._snapshot} unreadable ({type(exc).__name__}): starting the fit over")
+            return None
+        if state.get("total") != self.curve.total or state.get("pinning") != pinning() or set(state["loop"]) != set(self._loop):
+            say(f"fit snapshot {self._snapshot} was made by another fit (length, CPU pins or loop): starting over")
+            return None
+        return state
+
+    def _write_snapshot(self, step: int) -> None:
+        from bench.core.files import atomic_write_bytes
+        from bench.core.pinning import pinning
+
+        torch = sys.modules.get("torch")
+        state = {"step": step, "total": self.curve.total, "curve": asdict(self.curve), "pinning": pinning(),
+                 "loop": {name: _part_state(obj) for name, obj in self._loop.items()},
+                 "torch_rng": torch.get_rng_state() if torch is not None else None,
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch is not None and torch.cuda.is_available() else None,
+                 "seconds": self._before + time.perf_counter() - self._started, "resumed_at": self.resumed_at}
+        atomic_write_bytes(self._snapshot, pickle.dumps(state))
 
     def step(self, step: int, loss) -> None:
         self.curve.add_loss(step, loss)
@@ -189,8 +246,10 @@ class Tracker:
             self.curve.validation.append([step, round(score, 3)])
             self.curve.episodes.append([[int(i), int(u)] for i, u in counts])
             say(f"validation at step {step}/{self.curve.total}: base-class foreground IoU {score:.1f}")
+            if self._loop is not None and self._snapshot is not None and step < self.curve.total:
+                self._write_snapshot(step)
         if step == self.curve.total:  # kept out of the curve: two equal fits have equal curves, not equal times
-            self.seconds = time.perf_counter() - self._started
+            self.seconds = self._before + time.perf_counter() - self._started
             judged_now = verdict(self.curve.validation, self.curve.total, self.curve.episodes)
             say(f"fit {'converged' if judged_now['converged'] else 'NOT converged' if judged_now['converged'] is False else 'unjudged'}: "
                 f"{judged_now['why']}")
@@ -214,6 +273,17 @@ class Tracker:
                 module.train(flag)
             if hasattr(self._method, "clear_caches"):
                 self._method.clear_caches()
+
+
+def _part_state(obj):
+    return obj.bit_generator.state if hasattr(obj, "bit_generator") else obj.state_dict()
+
+
+def _load_part(obj, state) -> None:
+    if hasattr(obj, "bit_generator"):
+        obj.bit_generator.state = state
+    else:
+        obj.load_state_dict(state)
 
 
 def _module_modes(method) -> list:

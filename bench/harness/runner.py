@@ -284,7 +284,8 @@ def fit_timing(req: RunRequest, train: FitView) -> dict:
     sidecar's own (`curve.total`, `torch_threads`: fit_summary)."""
     from bench.core.device import device
 
-    return {"loop_s": train.loop_seconds(), "device": str(device()), "config": fit_config(req)}
+    return {"loop_s": train.loop_seconds(), "device": str(device()), "config": fit_config(req),
+            "resumed_at": train.resumed_at()}
 
 
 def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
@@ -300,6 +301,9 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         if hasattr(method, "attach"):  # methods that need their data bound again (feature caches)
             method.attach(train)
         return method
+    train.snapshot = snapshot_path(path)
+    if req.retrain:  # a fit of this key killed earlier is not what --retrain asks for
+        train.snapshot.unlink(missing_ok=True)
     method.fit(train, method_config(req))
     state = method.state_dict()
     if state:
@@ -308,7 +312,14 @@ def fitted_method(req: RunRequest, train: FitView, fold: int, annotations):
         atomic_write_bytes(path, pickle.dumps(state))
         info = {**fit_summary(train, method), "timing": fit_timing(req, train)}
         atomic_write_bytes(fit_info_path(path), json.dumps(info, sort_keys=True, default=str).encode())
+    train.snapshot.unlink(missing_ok=True)
     return method
+
+
+def snapshot_path(checkpoint: Path) -> Path:
+    """Where a fit of the checkpoint's key keeps its resumable state until it ends (methods whose
+    loop registers with the curve: bench/core/curves.py Tracker.resume)."""
+    return checkpoint.with_name(checkpoint.stem + ".partial.pkl")
 
 
 def torch_threads() -> int:

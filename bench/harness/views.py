@@ -38,7 +38,7 @@ class FitView:
     background ("background" presets) or every image holding a novel class dropped ("drop")."""
 
     __slots__ = ("dataset_name", "ids", "base_classes", "labels", "by_class", "train_size", "eval_size", "cache_dir",
-                 "pool", "images", "test_images", "_masks", "_novel_lut", "_validation", "_tracker")
+                 "pool", "images", "test_images", "_masks", "_novel_lut", "_validation", "_tracker", "snapshot")
 
     def __init__(self, dataset, annotations, preset: Preset, fold: int, cache_dir: Path):
         novel = tuple(dataset.fold_classes(fold, preset.coco_split))
@@ -58,6 +58,7 @@ class FitView:
         self._novel_lut[list(novel)] = 0
         self._validation = None  # the fixed validation episodes, drawn on first use
         self._tracker = None
+        self.snapshot: Path | None = None  # where the fit's resumable state goes (runner: beside its checkpoint)
 
     def image(self, image_id: str) -> np.ndarray:
         """A training image at the preset's `train_size` (its own size when None)."""
@@ -93,7 +94,7 @@ class FitView:
     def curve(self, total_steps: int, method) -> curves.Tracker:
         """The fit's curve recorder (bench/core/curves.py): the training loop calls `.step(i, loss)`
         after step i (from 1); validation runs `method.predict` on fixed base-class episodes."""
-        self._tracker = curves.Tracker(total_steps, method, self.validation_counts)
+        self._tracker = curves.Tracker(total_steps, method, self.validation_counts, self.snapshot)
         return self._tracker
 
     def fit_curve(self) -> dict | None:
@@ -104,6 +105,10 @@ class FitView:
         """Wall time of the training loop this view served (its steps and validations, not the
         preparation before it: pool nets, feature stores), or None if it kept no curve or did not finish."""
         return None if self._tracker is None else self._tracker.seconds
+
+    def resumed_at(self) -> list[int]:
+        """The steps the fit this view served was resumed from (empty: it ran through)."""
+        return [] if self._tracker is None else list(self._tracker.resumed_at)
 
     def validation_score(self, predict) -> float:
         """Foreground IoU (%) of `predict` pooled over the fixed validation episodes."""
