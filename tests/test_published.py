@@ -3,6 +3,7 @@ They re-table as the records they were copied from; `bench table` on results/ le
 an edited, added or missing file is refused by name; a re-made record with other numbers is not
 published over the old one unless asked; a run never writes into one."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -101,3 +102,22 @@ def test_a_run_does_not_write_into_a_published_set(results, cache_dir, capsys):
                  "--preset", "quick", "--fold", "0", "--results-dir", str(target))
     assert code == 2 and "is in the published set" in capsys.readouterr().err
     assert len(load_records(target)) == 8
+
+
+README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
+
+
+def test_the_readmes_published_set_is_intact_and_its_table_rows_are_the_readmes():
+    """The committed records behind the README's current-pin numbers: the manifest vouches for every
+    file, and every row `bench table --layout table2a --shot 1` prints of them stands in the README
+    as printed (a re-made or re-tabled record that moves a number fails here until the README says so)."""
+    def squeezed(line: str) -> str:  # tabulate pads cells to the widest row: compare the cells, not the padding
+        return re.sub(r" +", " ", line.strip())
+
+    readme = {squeezed(line) for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()}
+    table = render_tables(README_SET, "markdown", {"shot": 1}, layout="table2a")
+    ours = table.split("\n\n### published")[0]  # our rows, not the paper's beside them
+    rows = [squeezed(line) for line in ours.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert len(rows) >= 3 and "ours" in ours
+    missing = [row for row in rows if row not in readme]
+    assert not missing, "README lacks these rows of the published set's Table 2a:\n" + "\n".join(missing)
