@@ -95,6 +95,25 @@ def test_other_numbers_are_not_published_over_the_old_ones_unless_asked(results,
     assert published.miou == pytest.approx(raw["miou"])
 
 
+def test_a_publish_killed_while_copying_leaves_a_set_that_says_so(results, monkeypatch):
+    import bench.report.publish as publishing
+
+    copied, write = [], publishing.atomic_write_bytes
+
+    def dies(path, data):
+        if len(copied) == 3:
+            raise KeyboardInterrupt
+        copied.append(path)
+        write(path, data)
+
+    monkeypatch.setattr(publishing, "atomic_write_bytes", dies)
+    target = results / "published" / "half"
+    assert main(["publish", "--results-dir", str(results), "--to", str(target)]) == 130  # the CLI's code for an interrupt
+    assert len(copied) == 3 and len(load_records(results)) == 8  # the three copies are not read as runs of results/
+    with pytest.raises(BenchError, match="not in its manifest"):
+        load_records(target)
+
+
 def test_a_run_does_not_write_into_a_published_set(results, cache_dir, capsys):
     target = results.parent / "pub"
     assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0

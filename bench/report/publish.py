@@ -21,7 +21,9 @@ def publish(source: Path, target: Path, keep, replace: bool = False) -> list[str
     """Copies the run records of `source` for which keep(record) holds, their control records and
     the pseudo-mask quality records of their datasets into `target`; one line per file. A file
     that is published with other numbers stops everything before a byte is written, unless
-    `replace`; the manifest is written last."""
+    `replace`. The manifest is written before the copies and again after them: a publish killed
+    between leaves files the manifest does not list, which every reader of the set refuses by name,
+    and a results/ folder still leaves the set out."""
     source, target = Path(source), Path(target)
     if published_root(source) is not None:
         raise BenchError(f"{source} is a published set; fix: publish from the folder the runs wrote (--results-dir results)")
@@ -39,12 +41,17 @@ def publish(source: Path, target: Path, keep, replace: bool = False) -> list[str
         lines.append(f"{verdict:<9} {rel}")
         if verdict != "kept":
             todo.append((path, rel))
+    _write_manifest(target, manifest)  # first: a publish killed while copying leaves a set that says so, not loose records
     for path, rel in todo:
         atomic_write_bytes(target / rel, path.read_bytes())
         manifest[rel] = file_sha256(target / rel)
-    atomic_write_text(target / MANIFEST, json.dumps({"manifest_version": 1, "files": dict(sorted(manifest.items()))},
-                                                    indent=1) + "\n")
+    _write_manifest(target, manifest)
     return lines
+
+
+def _write_manifest(target: Path, files: dict[str, str]) -> None:
+    atomic_write_text(target / MANIFEST, json.dumps({"manifest_version": 1, "files": dict(sorted(files.items()))},
+                                                    indent=1) + "\n")
 
 
 def _against_published(new: Path, old: Path, replace: bool) -> str:
