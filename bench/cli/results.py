@@ -155,13 +155,9 @@ def cmd_claims(args, cache: Path) -> int:
 def cmd_publish(args, cache: Path) -> int:
     from bench.report.publish import publish
 
-    filters = {k: v for k, v in filters_of(args).items() if v is not None}
-    filters.update({k: set(v) for k, v in (("method", args.method), ("mode", args.mode)) if v})
-
-    def keep(record) -> bool:
-        return all(getattr(record, k) in v if isinstance(v, set) else getattr(record, k) == v for k, v in filters.items())
-
-    lines = publish(args.results_dir, args.to, keep, args.replace)
+    filters = {**filters_of(args), "method": set(args.method) if args.method else None,
+               "mode": set(args.mode) if args.mode else None}
+    lines = publish(args.results_dir, args.to, filters, args.replace)
     kept = sum(line.startswith("kept") for line in lines)
     print("\n".join(lines))
     print(f"published {len(lines) - kept} file(s) into {args.to} ({kept} there already with the same numbers); "

@@ -10,16 +10,18 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes, atomic_write_text
-from bench.core.records import MANIFEST, file_sha256, load_records, published_files, published_root, record_files
+from bench.core.records import MANIFEST, file_sha256, published_files, published_root, record_files
+from bench.report.tables import selected_records
 
 # where and when a record was made, not what it measured: a record re-made elsewhere that differs
 # only here has the same numbers, and the published one is kept
 RAN_WHERE = ("timings", "git_commit", "placement", "versions", "pinning")
 
 
-def publish(source: Path, target: Path, keep, replace: bool = False) -> list[str]:
-    """Copies the run records of `source` for which keep(record) holds, their control records and
-    the pseudo-mask quality records of their datasets into `target`; one line per file. A file
+def publish(source: Path, target: Path, filters: dict | None = None, replace: bool = False) -> list[str]:
+    """Copies the run records of `source` that match `filters` (as `bench table` selects them: a
+    set matches any of its values), their control records and the pseudo-mask quality records of
+    their datasets into `target`; one line per file. A file
     that is published with other numbers stops everything before a byte is written, unless
     `replace`. The manifest is written before the copies and again after them: a publish killed
     between leaves files the manifest does not list, which every reader of the set refuses by name,
@@ -27,7 +29,7 @@ def publish(source: Path, target: Path, keep, replace: bool = False) -> list[str
     source, target = Path(source), Path(target)
     if published_root(source) is not None:
         raise BenchError(f"{source} is a published set; fix: publish from the folder the runs wrote (--results-dir results)")
-    chosen = [path for path, record in load_records(source) if keep(record)]
+    chosen = [path for path, _ in selected_records(source, filters)]
     if not chosen:
         raise BenchError(f"no run records under {source} match; fix: check the filters, or run the cells first")
     files = chosen + [c for p in chosen for c in [p.with_name("control_" + p.name)] if c.is_file()]

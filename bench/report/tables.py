@@ -312,9 +312,12 @@ def scoring_legend(recs: list[RunRecord], overrides: dict | None) -> str:
 
 
 def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
+    """The records whose field equals each filter's value (one of its values, for a set); None: any."""
     records = load_records(results_dir)
     for key, value in (filters or {}).items():
-        if value is not None:
+        if isinstance(value, (set, frozenset)):
+            records = [(p, r) for p, r in records if getattr(r, key) in value]
+        elif value is not None:
             records = [(p, r) for p, r in records if getattr(r, key) == value]
     return records
 
