@@ -12,7 +12,10 @@ seeds (bench/report/tables.py). Rows are the base networks: per method and mode 
 3. `ours` weak above every baseline's weak;
 4. `ours-noE` weak and `ours [saliency=none]` weak both below `ours` weak in every Table 3 column
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
-   12-18 (E) and 1-4 (saliency) points.
+   12-18 (E) and 1-4 (saliency) points. A drop counts only if it shows at the printed precision
+   (0.05 or more: a printed "drop 0.0" is no drop) and, where both rows ran with two or more
+   seeds, is at least `NOISE_SE` standard errors of the difference of their seed means: a
+   component whose removal moves the score less than the runs scatter is not shown to matter.
 A setting whose rows stand on a fit that did not converge by the one rule (bench/core/curves.py)
 or has no curve gets "(caveat ↑/?)" beside its verdict and the rows named; one that met the rule only
 within the validation's noise (a gain the SE cannot tell from none) gets "≈" the same way.
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from bench.core.curves import NOISE_SE
 from bench.core.errors import BenchError
 from bench.data.classes import N_FOLDS
 from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fit_mark, fold_mean_per_seed, paper_entries,
@@ -31,32 +35,34 @@ BASELINES = ("panet", "amp", "pfenet")
 BY_FAR = 0.5  # claim 2: ours' Δ below this fraction of the smallest baseline Δ
 ABLATIONS = {"E": "ours-noE", "saliency": "ours [saliency=none]"}
 PAPER_DROPS = {"E": (12, 18), "saliency": (1, 4)}
+PRINTED = 0.05  # claim 4: a drop that rounds to 0.0 at the tables' precision is no drop
 
 
-def setting_means(records) -> tuple[dict[tuple, dict[tuple[str, str], float]], dict[tuple, list[str]], dict[tuple, list[int]]]:
-    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}; per setting the
-    rows left out because they lack a fold the setting has (or the same seeds on every fold), each
-    named with the folds it has: a row made over several sessions is not read as if it were whole;
-    and per setting its folds (those of any of its records), which the means are over."""
+def setting_means(records) -> tuple[dict, dict, dict[tuple, list[str]], dict[tuple, list[int]]]:
+    """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}; the same keys ->
+    (std over seeds, seeds) of those means; per setting the rows left out because they lack a fold
+    the setting has (or the same seeds on every fold), each named with the folds it has: a row made
+    over several sessions is not read as if it were whole; and per setting its folds (those of any
+    of its records), which the means are over."""
     groups = defaultdict(list)
     for r in records:
         groups[(r.dataset, r.way, r.shot)].append(r)
-    out, partial, setting_folds = {}, defaultdict(list), {}
+    out, spreads, partial, setting_folds = {}, {}, defaultdict(list), {}
     for key, recs in groups.items():
         folds = setting_folds[key] = sorted({r.fold for r in recs})
         cells = runs_by_cell(recs)
-        means = {}
+        means, spread = {}, {}
         for label in sorted({row_label(r) for r in recs}):
             for mode in ("full", "weak"):
                 have = [f for f in folds if cells.get((label, mode, f))]
                 s = stat(fold_mean_per_seed(cells, label, mode, folds))
                 if s is not None:
-                    means[(label, mode)] = s[0]
+                    means[(label, mode)], spread[(label, mode)] = s[0], s[1:]
                 elif have:
                     lacks = [f for f in folds if f not in have] or ["none (seeds differ between folds)"]
                     partial[key].append(f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})")
-        out[key] = means
-    return out, dict(partial), setting_folds
+        out[key], spreads[key] = means, spread
+    return out, spreads, dict(partial), setting_folds
 
 
 def paper_means(table: str) -> dict[tuple, dict[tuple[str, str], float]]:
@@ -75,7 +81,7 @@ def paper_means(table: str) -> dict[tuple, dict[tuple[str, str], float]]:
     return out
 
 
-def claim_1(means: dict) -> tuple[str, str]:
+def claim_1(means: dict, spread: dict | None = None) -> tuple[str, str]:
     methods = sorted({m for m, mode in means if mode == "full" and (m, "weak") in means and m in (*BASELINES, "ours")})
     if not methods:
         return "not checkable", "no method with both modes"
@@ -89,7 +95,7 @@ def _deltas(means: dict) -> dict[str, float]:
             if (m, "full") in means and (m, "weak") in means}
 
 
-def claim_2(means: dict) -> tuple[str, str]:
+def claim_2(means: dict, spread: dict | None = None) -> tuple[str, str]:
     deltas = _deltas(means)
     baselines = {m: d for m, d in deltas.items() if m != "ours"}
     if "ours" not in deltas or not baselines:
@@ -101,7 +107,7 @@ def claim_2(means: dict) -> tuple[str, str]:
     return ("holds" if ok else f"fails (needs < {BY_FAR:g} × {smallest:.1f})"), text + ratio
 
 
-def claim_3(means: dict) -> tuple[str, str]:
+def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
     weak = {m: means[(m, "weak")] for m in ("ours", *BASELINES) if (m, "weak") in means}
     if "ours" not in weak or len(weak) < 2:
         return "not checkable", "needs ours and a baseline in weak mode"
@@ -110,19 +116,33 @@ def claim_3(means: dict) -> tuple[str, str]:
     return ("fails: " + ", ".join(beaten) + " ≥ ours" if beaten else "holds"), text
 
 
-def claim_4(means: dict) -> tuple[str, str]:
+def drop_se(spread: dict, a: tuple, b: tuple) -> float | None:
+    """Standard error of the difference of two rows' seed means (each row's std over seeds with
+    Bessel's correction); None unless both rows ran with two or more seeds."""
+    (sa, na), (sb, nb) = spread.get(a, (0.0, 1)), spread.get(b, (0.0, 1))
+    if na < 2 or nb < 2:
+        return None
+    return (sa * sa / (na - 1) + sb * sb / (nb - 1)) ** 0.5
+
+
+def claim_4(means: dict, spread: dict | None = None) -> tuple[str, str]:
     rows = {"ours": ("ours", "weak"), **{k: (label, "weak") for k, label in ABLATIONS.items()}}
     if not all(r in means for r in rows.values()):
         return "not checkable", "needs ours, ours-noE and ours [saliency=none] in weak mode"
     ours = means[rows["ours"]]
     drops = {k: ours - means[rows[k]] for k in ABLATIONS}
-    text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} (paper {lo}–{hi})"
+    ses = {k: drop_se(spread or {}, rows["ours"], rows[k]) for k in ABLATIONS}
+    text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} ("
+                     + (f"SE {ses[k]:.1f} over seeds; " if ses[k] is not None else "") + f"paper {lo}–{hi})"
                      for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
-    bad = [k for k, d in drops.items() if d <= 0]
-    return ("fails: no drop without " + ", ".join(bad) if bad else "holds"), text
+    none = [k for k, d in drops.items() if d < PRINTED]
+    noise = [k for k, d in drops.items() if k not in none and ses[k] is not None and d < NOISE_SE * ses[k]]
+    bad = (["no drop without " + ", ".join(none)] if none else []) + \
+        ([f"drop within {NOISE_SE:g} SE over seeds without " + ", ".join(noise)] if noise else [])
+    return ("fails: " + "; ".join(bad) if bad else "holds"), text
 
 
-CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}
+CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}  # one signature: only claim 4 reads the seed spread
 
 
 def rows_read(claim: int, means: dict) -> set:
@@ -193,6 +213,10 @@ def folds_note(folds: list[int]) -> str:
     return "" if len(folds) >= N_FOLDS else f" · folds {', '.join(map(str, folds))} of {N_FOLDS}"
 
 
+def left_out_note(rows: str) -> str:
+    return f" · left out, folds missing: {rows}" if rows else ""
+
+
 def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]]:
     """One row per (claim, dataset, setting): claim, where, verdict on ours, our numbers,
     verdict on the paper, the paper's numbers."""
@@ -201,13 +225,13 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
         raise BenchError(f"no run records under {results_dir} match; fix: run `bench sweep --grid grids/table2a.toml` first")
     check_tableable(records)
     base, ran_with = claim_records([r for _, r in records])
-    ours_means, partial, setting_folds = setting_means(base)
+    ours_means, spreads, partial, setting_folds = setting_means(base)
     published = {b: paper_means(t) for t, b in LAYOUT_BENCHMARK.items()}
     rows = []
     for claim, check in CHECKS.items():
         found, reasons = [], []
         for (dataset, way, shot), means in sorted(ours_means.items()):
-            verdict, text = check(means)
+            verdict, text = check(means, spreads[(dataset, way, shot)])
             if verdict == "not checkable":
                 reasons.append(text)
                 continue
@@ -220,12 +244,11 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             left = "; ".join(partial.get((dataset, way, shot), []))
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(setting_folds[(dataset, way, shot)])}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
-                          + (f" · left out, folds missing: {left}" if left else ""),
+                          + left_out_note(left),
                           paper_verdict, paper_text])
         if not found:  # name the rows left out for missing folds, wherever they are
             left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(v)}" for (d, w, k), v in sorted(partial.items()))
-            found = [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records")
-                      + (f" · left out, folds missing: {left_out}" if left_out else ""), "", ""]]
+            found = [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records") + left_out_note(left_out), "", ""]]
         rows += found
     return rows
 

@@ -1,0 +1,40 @@
+"""Claim 4's test of a drop: it must show at the printed precision and, where both rows ran with
+several seeds, stand outside the seed spread."""
+from pathlib import Path
+
+import pytest
+
+from bench.report.claims import claim_4, claim_rows, drop_se
+
+OURS, NO_E, NO_SAL = ("ours", "weak"), ("ours-noE", "weak"), ("ours [saliency=none]", "weak")
+README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
+
+
+def test_drop_se_is_the_standard_error_of_the_difference_of_seed_means():
+    # population stds 0.5 and 0.4 over 5 seeds: sample variances 0.3125 and 0.2, SE² = 0.0625 + 0.04
+    assert drop_se({OURS: (0.5, 5), NO_E: (0.4, 5)}, OURS, NO_E) == pytest.approx(0.1025 ** 0.5)
+    assert drop_se({OURS: (0.5, 5), NO_E: (0.0, 1)}, OURS, NO_E) is None  # one run: no spread to judge by
+
+
+@pytest.mark.parametrize("no_e, spread, verdict", [
+    (20.96, {}, "fails: no drop without E"),  # 0.04: prints as "drop 0.0"; the old rule (> 0) said holds
+    (20.0, {}, "holds"),  # one run each: 1.0 shows and there is no spread to set against it
+    (20.5, {OURS: (0.5, 5), NO_E: (0.4, 5)}, "fails: drop within 2 SE over seeds without E"),  # 0.5 < 2 × 0.32
+    (20.3, {OURS: (0.5, 5), NO_E: (0.4, 5)}, "holds"),  # 0.7 ≥ 2 × 0.32
+])
+def test_claim_4_counts_a_drop_only_where_it_shows(no_e, spread, verdict):
+    means = {OURS: 21.0, NO_E: no_e, NO_SAL: 9.0}
+    got, text = claim_4(means, {**spread, NO_SAL: (0.1, 5)} if spread else spread)
+    assert got == verdict
+    assert f"without E 21.0 → {no_e:.1f}" in text
+
+
+def test_claim_4_on_the_readmes_published_records():
+    """Table 3's published grid: 2-way 5-shot's drop without E (23.9 → 23.8) rounds to 0.0 and is no
+    drop; 1-way 1-shot prints the SE over its five seeds."""
+    rows = {r[1]: r for r in claim_rows(README_SET) if r[0] == "4"}
+    assert rows["openmoji5i · 2-way 5-shot"][2].startswith("fails: no drop without E")
+    assert rows["openmoji5i · 1-way 5-shot"][2].startswith("holds")
+    one_shot = rows["openmoji5i · 1-way 1-shot"][3]
+    assert "drop -1.4 (SE 0.3 over seeds; paper 12–18)" in one_shot
+    assert "drop 12.5 (SE 0.2 over seeds; paper 1–4)" in one_shot
