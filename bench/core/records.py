@@ -63,8 +63,8 @@ class RunRecord:
     record_version: int = RECORD_VERSION
 
     def write(self, results_dir: Path) -> Path:
-        path = Path(results_dir) / record_relpath(self.dataset, self.preset, variant_label(self.method, named_config(self.config, self.profile)),
-                                                  mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
+        path = Path(results_dir) / record_relpath(self.dataset, self.preset, self.method, self.config, self.profile,
+                                                  self.mode, self.pseudo, self.fold, self.way, self.shot, self.seed)
         atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
         return path
 
@@ -91,8 +91,13 @@ def mode_label(mode: str, pseudo: dict | None = None) -> str:
     return mode + _override_suffix(pseudo)
 
 
-def record_relpath(dataset: str, preset: str, method: str, mode: str, fold: int, way: int, shot: int, seed: int) -> Path:
-    return Path(dataset) / preset / method / mode / f"fold{fold}_{way}way_{shot}shot_seed{seed}.json"
+def record_relpath(dataset: str, preset: str, method: str, config: dict, profile: str | None, mode: str, pseudo: dict | None,
+                   fold: int, way: int, shot: int, seed: int) -> Path:
+    """Where a cell's record lives under a results folder: its row (the method with its --set
+    values and a non-embedded profile) and its mode (with its --pseudo-set values) name folders, so
+    run records, their controls and the runner's finished-cell check agree on one path."""
+    row = variant_label(method, named_config(config, profile))
+    return Path(dataset) / preset / row / mode_label(mode, pseudo) / f"fold{fold}_{way}way_{shot}shot_seed{seed}.json"
 
 
 MANIFEST = "published.json"  # marks a published set: records committed to git, each file's sha256

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_text
-from bench.core.records import mode_label, named_config, record_files, record_relpath, variant_label, writable_results
+from bench.core.records import record_files, record_relpath, writable_results
 from bench.core.types import EpisodeInput, episode_labels
 from bench.data.datasets import get_dataset
 from bench.data.sizes import resized_image, resized_mask
@@ -55,8 +55,8 @@ class ControlRecord:
     def path(self, results_dir: Path) -> Path:
         # beside the run record of the same cell, by the same naming (profile included: a `reference`
         # control on real data never overwrites an `embedded` one)
-        run = record_relpath(self.dataset, self.preset, variant_label(self.method, named_config(self.config, self.profile)),
-                             mode_label(self.mode, self.pseudo), self.fold, self.way, self.shot, self.seed)
+        run = record_relpath(self.dataset, self.preset, self.method, self.config, self.profile,
+                             self.mode, self.pseudo, self.fold, self.way, self.shot, self.seed)
         return Path(results_dir) / run.with_name("control_" + run.name)
 
 

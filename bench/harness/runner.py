@@ -24,7 +24,7 @@ from bench.core.errors import BenchError
 from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import Preset, get_preset
 from bench.core.progress import progress
-from bench.core.records import RunRecord, mode_label, named_config, record_relpath, variant_label, writable_results
+from bench.core.records import RunRecord, mode_label, record_relpath, writable_results
 from bench.core.files import environment_versions, git_commit
 from bench.core.pinning import fixed_threads, pinning
 from bench.core.profiles import as_record
@@ -218,8 +218,8 @@ def request_seeds(req: RunRequest, preset: Preset) -> list[int]:
 
 
 def record_path(req: RunRequest, preset: Preset, dataset, fold: int, seed: int) -> Path:
-    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), variant_label(method_label(req.method), named_config(req.config, req.profile)),
-                                                  mode_label(req.mode, req.pseudo), fold, req.way, req.shot, seed)
+    return Path(req.results_dir) / record_relpath(dataset.name, preset.label(), method_label(req.method), req.config, req.profile,
+                                                  req.mode, req.pseudo, fold, req.way, req.shot, seed)
 
 
 def pending_seeds(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seeds: list[int]) -> list[int]:
