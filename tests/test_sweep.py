@@ -591,3 +591,20 @@ def test_gpus_per_cell_needs_the_ray_executor(mini, cache_dir, tmp_path):
     cells = grid_cells({**MINI, "methods": ["background"], "modes": ["full"], "folds": [0]})
     with pytest.raises(Exception, match="--gpus-per-cell reserves GPUs through Ray; fix: add --executor ray"):
         sweep(cells, Paths(cache_dir, tmp_path), gpus_per_cell=1, log=lambda *_: None)
+
+
+def test_a_cell_whose_seeds_another_cell_runs_is_dropped():
+    """`--shot 5` on grids/table2a.toml replaces the grid's shots (every run at 5 shots) and keeps
+    the 5-shot variant (seed 1234): that cell evaluated seed 1234 a second time (here the quick
+    preset, whose every run is seed 0). A cell of other
+    seeds stays; of two with the same seeds the first does."""
+    grid = {**MINI, "methods": [ORACLE], "modes": ["full"], "folds": [0], "shots": [5],
+            "variants": [{"methods": [ORACLE], "shots": [5], "seeds": [0]},
+                         {"methods": [ORACLE], "shots": [5], "seeds": [7]}]}
+    from bench.harness.presets import get_preset
+
+    assert get_preset("quick").seeds() == [0]  # the variant's seed 0 is the preset's every run
+    assert grid_cells(grid) == [Cell(ORACLE, "full", 0, 1, 5, **MINI), Cell(ORACLE, "full", 0, 1, 5, **MINI, seeds=(7,))]
+    twice = {**grid, "seeds": [7], "variants": grid["variants"][1:]}
+    assert grid_cells(twice) == [Cell(ORACLE, "full", 0, 1, 5, **MINI, seeds=(7,))]
+    assert len(grid_cells({**grid, "variants": []}, only={"shots": [5]})) == 1

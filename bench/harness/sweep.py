@@ -29,7 +29,9 @@ A variant's own keys replace the grid's for its cells. Ready-made grids: grids/*
 Command-line lists (--method, --mode, --fold, --way, --shot) replace the grid's own and also
 restrict its variants: `bench sweep --grid grids/table2b.toml --method panet` runs PANet's cells
 of every row, not the 5-shot variant's `methods = ["all"]` too. --seed replaces the grid's seeds;
-a variant keeps its own.
+a variant keeps its own. A cell whose seeds another cell of the same method, mode, fold and setting
+runs too is dropped (`--shot 5` on grids/table2a.toml: the grid's row then gives every run at 5
+shots, which holds the variant's seed 1234).
 """
 from __future__ import annotations
 
@@ -119,7 +121,25 @@ def grid_cells(grid: dict, only: dict | None = None) -> list[Cell]:
                               pseudo=tuple(sorted(row.get("pseudo", {}).items())) if mode != "full" else (),
                               seeds=tuple(seeds) if seeds else None))
     allowed = {ONLY_KEYS[k]: set(given if k == "methods" else v) for k, v in only.items()}
-    return [c for c in dict.fromkeys(cells) if all(getattr(c, f) in values for f, values in allowed.items())]
+    return uncovered([c for c in dict.fromkeys(cells) if all(getattr(c, f) in values for f, values in allowed.items())])
+
+
+def uncovered(cells: list[Cell]) -> list[Cell]:
+    """`cells` less each one whose seeds another cell of the same method, mode, fold, setting and
+    settings runs too (no seeds = every run of the preset): `--shot 5` on a grid whose own row gives
+    every run and whose 5-shot variant gives seed 1234 evaluated seed 1234 twice."""
+    from dataclasses import replace
+
+    from bench.harness.presets import get_preset
+
+    def seeds(c: Cell) -> set:
+        return set(c.seeds) if c.seeds is not None else set(get_preset(c.preset).seeds())
+
+    def covered(i: int, c: Cell) -> bool:  # of two cells with the same seeds, the first stays
+        return any(seeds(c) < seeds(o) or (seeds(c) == seeds(o) and j < i)
+                   for j, o in enumerate(cells) if j != i and replace(o, seeds=None) == replace(c, seeds=None))
+
+    return [c for i, c in enumerate(cells) if not covered(i, c)]
 
 
 ONLY_KEYS = {"methods": "method", "modes": "mode", "folds": "fold", "ways": "way", "shots": "shot"}  # grid key -> Cell field
