@@ -106,6 +106,8 @@ def test_claims_leave_out_a_row_that_lacks_folds_and_say_which(tmp_path):
     assert "panet full" in caveat and "pfenet" not in caveat
     assert "left out, folds missing: pfenet full (has fold 0; lacks 1); pfenet weak (has fold 0; lacks 1)" in notes
     assert claim1[1].endswith(" · folds 0, 1 of 4")  # the setting's means are over the folds it has
+    claim4 = next(row for row in claim_rows(tmp_path) if row[0] == "4")  # reads no baseline: names none left out
+    assert claim4[2] == "not checkable" and "left out" not in claim4[3]
 
 
 def test_a_claim_not_checkable_names_the_rows_left_out_for_missing_folds(tmp_path):

@@ -38,10 +38,11 @@ PAPER_DROPS = {"E": (12, 18), "saliency": (1, 4)}
 PRINTED = 0.05  # claim 4: a drop that rounds to 0.0 at the tables' precision is no drop
 
 
-def setting_means(records) -> tuple[dict, dict, dict[tuple, list[str]], dict[tuple, list[int]]]:
+def setting_means(records) -> tuple[dict, dict, dict[tuple, list[tuple]], dict[tuple, list[int]]]:
     """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}; the same keys ->
     (std over seeds, seeds) of those means; per setting the rows left out because they lack a fold
-    the setting has (or the same seeds on every fold), each named with the folds it has: a row made
+    the setting has (or the same seeds on every fold), each (label, mode, its name with the folds
+    it has and lacks), so a claim names only those it would read: a row made
     over several sessions is not read as if it were whole; and per setting its folds (those of any
     of its records), which the means are over."""
     groups = defaultdict(list)
@@ -60,7 +61,7 @@ def setting_means(records) -> tuple[dict, dict, dict[tuple, list[str]], dict[tup
                     means[(label, mode)], spread[(label, mode)] = s[0], s[1:]
                 elif have:
                     lacks = [f for f in folds if f not in have] or ["none (seeds differ between folds)"]
-                    partial[key].append(f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})")
+                    partial[key].append((label, mode, f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})"))
         out[key], spreads[key] = means, spread
     return out, spreads, dict(partial), setting_folds
 
@@ -145,13 +146,18 @@ def claim_4(means: dict, spread: dict | None = None) -> tuple[str, str]:
 CHECKS = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4}  # one signature: only claim 4 reads the seed spread
 
 
+def reads(claim: int, label: str, mode: str) -> bool:
+    """Whether `claim`'s check reads the row (label, mode): claim 4 reads `ours` and its ablations in
+    weak mode and no baseline, claim 3 no full-mode row, claims 1-3 no ablation."""
+    if claim == 4:
+        return mode == "weak" and label in ("ours", *ABLATIONS.values())
+    return label in ("ours", *BASELINES) and (claim != 3 or mode == "weak")
+
+
 def rows_read(claim: int, means: dict) -> set:
     """The (row label, mode) of a setting's `means` that `claim`'s check reads: its caveat names
-    unconverged fits among these only (claim 4 reads no baseline, claim 3 no full-mode row)."""
-    methods = ("ours", *BASELINES)
-    if claim == 4:
-        return {("ours", "weak"), *((label, "weak") for label in ABLATIONS.values())} & set(means)
-    return {(m, mode) for m, mode in means if m in methods and (claim != 3 or mode == "weak")}
+    unconverged fits among these only, and its note the rows left out for missing folds."""
+    return {row for row in means if reads(claim, *row)}
 
 
 def claim_records(records) -> tuple[list, dict]:
@@ -241,13 +247,14 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             caveats = fit_caveats(base, dataset, way, shot, rows_read(claim, means))
             unjudged = caveat_text(caveats)
             how = ran_with.get((dataset, way, shot), "")
-            left = "; ".join(partial.get((dataset, way, shot), []))
+            left = "; ".join(text for label, mode, text in partial.get((dataset, way, shot), []) if reads(claim, label, mode))
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(setting_folds[(dataset, way, shot)])}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
                           + left_out_note(left),
                           paper_verdict, paper_text])
         if not found:  # name the rows left out for missing folds, wherever they are
-            left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(v)}" for (d, w, k), v in sorted(partial.items()))
+            left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(texts)}" for (d, w, k), rows in sorted(partial.items())
+                                 for texts in [[t for label, mode, t in rows if reads(claim, label, mode)]] if texts)
             found = [[str(claim), "–", "not checkable", (reasons[0] if reasons else "no records") + left_out_note(left_out), "", ""]]
         rows += found
     return rows
