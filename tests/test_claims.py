@@ -38,4 +38,3 @@ def test_claim_4_on_the_readmes_published_records():
     one_shot = rows["openmoji5i · 1-way 1-shot"][3]
     assert "drop -1.4 (SE 0.3 over seeds; paper 12–18)" in one_shot
     assert "drop 12.5 (SE 0.2 over seeds; paper 1–4)" in one_shot
-
