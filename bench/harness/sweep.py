@@ -132,14 +132,16 @@ def uncovered(cells: list[Cell]) -> list[Cell]:
 
     from bench.harness.presets import get_preset
 
-    def seeds(c: Cell) -> set:
-        return set(c.seeds) if c.seeds is not None else set(get_preset(c.preset).seeds())
+    rest = [replace(c, seeds=None) for c in cells]
+    shared = {r for r, n in collections.Counter(rest).items() if n > 1}  # only these need their runs resolved
+    runs = [(set(c.seeds) if c.seeds is not None else set(get_preset(c.preset).seeds())) if rest[i] in shared else None
+            for i, c in enumerate(cells)]
 
-    def covered(i: int, c: Cell) -> bool:  # of two cells with the same seeds, the first stays
-        return any(seeds(c) < seeds(o) or (seeds(c) == seeds(o) and j < i)
-                   for j, o in enumerate(cells) if j != i and replace(o, seeds=None) == replace(c, seeds=None))
+    def covered(i: int) -> bool:  # of two cells with the same seeds, the first stays
+        return rest[i] in shared and any(rest[j] == rest[i] and (runs[i] < runs[j] or (runs[i] == runs[j] and j < i))
+                                         for j in range(len(cells)) if j != i)
 
-    return [c for i, c in enumerate(cells) if not covered(i, c)]
+    return [c for i, c in enumerate(cells) if not covered(i)]
 
 
 ONLY_KEYS = {"methods": "method", "modes": "mode", "folds": "fold", "ways": "way", "shots": "shot"}  # grid key -> Cell field
