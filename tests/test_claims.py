@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.claims import claim_4, claim_rows, drop_se
+from bench.report.claims import claim_2, claim_4, claim_rows, drop_se
 
 OURS, NO_E, NO_SAL = ("ours", "weak"), ("ours-noE", "weak"), ("ours [saliency=none]", "weak")
 README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
@@ -38,3 +38,15 @@ def test_claim_4_on_the_readmes_published_records():
     one_shot = rows["openmoji5i · 1-way 1-shot"][3]
     assert "drop -1.4 (SE 0.3 over seeds; paper 12–18)" in one_shot
     assert "drop 12.5 (SE 0.2 over seeds; paper 1–4)" in one_shot
+
+
+@pytest.mark.parametrize("ours_weak, verdict", [
+    (20.0, "fails (needs < 0.5 × 4.0)"),  # Δ 3.0 against PANet's 4.0: ratio 0.75
+    (22.5, "holds"),  # Δ 0.5, ratio 0.12
+    (23.4, "holds, trivially: ours weak ≥ full"),  # Δ −0.4: weak did not fall, so it is "smallest" by default
+])
+def test_claim_2_says_when_a_negative_delta_makes_it_hold_trivially(ours_weak, verdict):
+    means = {("ours", "full"): 23.0, ("ours", "weak"): ours_weak, ("panet", "full"): 16.0, ("panet", "weak"): 12.0}
+    got, text = claim_2(means)
+    assert got == verdict
+    assert f"ours {23.0 - ours_weak:.1f}" in text and "panet 4.0" in text

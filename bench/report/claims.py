@@ -8,7 +8,8 @@ seeds (bench/report/tables.py). Rows are the base networks: per method and mode 
 (`claim_records`). The tests of each claim:
 1. weak < full for every method with both modes;
 2. `ours` has "by far" the smallest Δ: below half the smallest baseline Δ (the paper: 5.1 against
-   20.9, a ratio of 0.24; 2.7 against 12.9 on COCO);
+   20.9, a ratio of 0.24; 2.7 against 12.9 on COCO); where `ours`' Δ is zero or negative (weak at
+   or above full, so claim 1 fails for it) the verdict says the claim holds only trivially;
 3. `ours` weak above every baseline's weak;
 4. `ours-noE` weak and `ours [saliency=none]` weak both below `ours` weak in every Table 3 column
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
@@ -105,7 +106,10 @@ def claim_2(means: dict, spread: dict | None = None) -> tuple[str, str]:
     smallest = min(baselines.values())
     ok = deltas["ours"] < BY_FAR * smallest
     ratio = f"; ours / smallest baseline = {deltas['ours'] / smallest:.2f}" if smallest > 0 else ""
-    return ("holds" if ok else f"fails (needs < {BY_FAR:g} × {smallest:.1f})"), text + ratio
+    if not ok:
+        return f"fails (needs < {BY_FAR:g} × {smallest:.1f})", text + ratio
+    # a Δ ≤ 0 is "smallest" because weak did not fall at all, not because weak training lost little
+    return ("holds, trivially: ours weak ≥ full" if deltas["ours"] <= 0 else "holds"), text + ratio
 
 
 def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
