@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.claims import claim_2, claim_4, claim_rows, drop_se
+from bench.report.claims import claim_2, claim_3, claim_4, claim_rows, drop_se
 
 OURS, NO_E, NO_SAL = ("ours", "weak"), ("ours-noE", "weak"), ("ours [saliency=none]", "weak")
 README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
@@ -50,3 +50,27 @@ def test_claim_2_says_when_a_negative_delta_makes_it_hold_trivially(ours_weak, v
     got, text = claim_2(means)
     assert got == verdict
     assert f"ours {23.0 - ours_weak:.1f}" in text and "panet 4.0" in text
+
+
+@pytest.mark.parametrize("amp, spread, verdict", [
+    (22.0, {}, "fails: amp ≥ ours"),
+    (20.98, {}, "fails: amp ≥ ours"),  # ahead by 0.02: both print 21.0
+    (20.9, {}, "holds"),  # one run each: 0.1 shows and there is no spread to set against it
+    (20.9, {("amp", "weak"): (0.4, 5)}, "fails: ours above amp by less than 2 SE over seeds"),  # 0.1 < 2 × 0.32
+    (20.2, {("amp", "weak"): (0.4, 5)}, "holds"),  # 0.8 ≥ 2 × 0.32
+])
+def test_claim_3_counts_a_lead_only_where_it_shows(amp, spread, verdict):
+    means = {OURS: 21.0, ("amp", "weak"): amp, ("panet", "weak"): 12.0}
+    got, text = claim_3(means, {**spread, OURS: (0.5, 5), ("panet", "weak"): (0.3, 5)} if spread else spread)
+    assert got == verdict
+    assert f"amp {amp:.1f}" in text and "panet 12.0" in text
+    assert ("(SE 0.3 over seeds)" in text) == bool(spread)  # ours − amp's SE √(0.0625 + 0.04) = 0.32
+
+
+def test_claim_3_on_the_readmes_published_coco_like_records():
+    """openmoji20i 1-way 1-shot: `ours` weak 21.9 against AMP's 21.8 over five seeds each, a lead of
+    0.1 where the seeds' SE of the difference is 0.3: not shown."""
+    rows = {r[1]: r for r in claim_rows(README_SET) if r[0] == "3"}
+    row = rows["openmoji20i · 1-way 1-shot"]
+    assert row[2].startswith("fails: ours above amp by less than 2 SE over seeds")
+    assert "weak ours 21.9, panet 11.9, amp 21.8" in row[3] and "ours − amp 0.1 (SE 0.3 over seeds)" in row[3]
