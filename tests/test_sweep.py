@@ -311,7 +311,9 @@ def test_claims_are_checked_on_records_beside_the_paper(two_seed_results, cache_
     # ours 27.5 → 16.2 (Δ 11.2); panet 28.5 → 14.2 (Δ 14.2); amp 23.5 → 24.2 (weak above full)
     assert verdict["1"] == "fails: amp" and "amp 23.5 → 24.2" in numbers["1"]
     assert verdict["2"].startswith("fails") and "ours 11.2" in numbers["2"]  # 11.2 is not below half of amp's −0.8
-    assert verdict["3"] == "fails: amp ≥ ours"
+    # ours leads panet's weak by 2.0, within 2 SE of two seeds 15 points apart: no lead shown
+    assert verdict["3"] == "fails: amp ≥ ours; ours above panet by less than 2 SE over seeds"
+    assert "ours − panet 2.0 (SE 5.3 over seeds)" in numbers["3"]
     # E's drop of 3.0 is within 2 SE of the difference of two seeds' means (the seeds differ by 15 points)
     assert verdict["4"] == "fails: no drop without saliency; drop within 2 SE over seeds without E"
     assert "without E 16.2 → 13.2, drop 3.0 (SE 5.3 over seeds; paper 12–18)" in numbers["4"]
