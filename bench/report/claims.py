@@ -121,6 +121,17 @@ def drop_se(spread: dict, a: tuple, b: tuple) -> float | None:
     return (sa * sa / (na - 1) + sb * sb / (nb - 1)) ** 0.5
 
 
+def unshown(margin: float, se: float | None) -> str | None:
+    """Why a lead (claim 3) or drop (claim 4) of `margin` points does not count: "none" where it
+    does not show at the printed precision, "noise" where it is under NOISE_SE standard errors of
+    the seeds' spread; None where it counts."""
+    if margin < PRINTED:
+        return "none"
+    if se is not None and margin < NOISE_SE * se:
+        return "noise"
+    return None
+
+
 def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
     weak = {m: means[(m, "weak")] for m in ("ours", *BASELINES) if (m, "weak") in means}
     if "ours" not in weak or len(weak) < 2:
@@ -129,10 +140,10 @@ def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
     ses = {m: drop_se(spread or {}, ("ours", "weak"), (m, "weak")) for m in margins}
     text = "weak " + ", ".join(f"{m} {v:.1f}" for m, v in weak.items()) + "".join(
         f"; ours − {m} {d:.1f} (SE {ses[m]:.1f} over seeds)" for m, d in margins.items() if ses[m] is not None)
-    # the same test as claim 4's drops: a lead that does not show at the printed precision, or that
-    # the runs' scatter could give, does not show that ours beats the baseline
-    beaten = [m for m, d in margins.items() if d < PRINTED]
-    level = [m for m, d in margins.items() if m not in beaten and ses[m] is not None and d < NOISE_SE * ses[m]]
+    # claim 4's test of a drop: a lead the printed numbers or the runs' scatter could give does not
+    # show that ours beats the baseline
+    why = {m: unshown(d, ses[m]) for m, d in margins.items()}
+    beaten, level = ([m for m, w in why.items() if w == kind] for kind in ("none", "noise"))
     bad = ([", ".join(beaten) + " ≥ ours"] if beaten else []) + \
         ([f"ours above {', '.join(level)} by less than {NOISE_SE:g} SE over seeds"] if level else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
@@ -148,8 +159,8 @@ def claim_4(means: dict, spread: dict | None = None) -> tuple[str, str]:
     text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} ("
                      + (f"SE {ses[k]:.1f} over seeds; " if ses[k] is not None else "") + f"paper {lo}–{hi})"
                      for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
-    none = [k for k, d in drops.items() if d < PRINTED]
-    noise = [k for k, d in drops.items() if k not in none and ses[k] is not None and d < NOISE_SE * ses[k]]
+    why = {k: unshown(d, ses[k]) for k, d in drops.items()}
+    none, noise = ([k for k, w in why.items() if w == kind] for kind in ("none", "noise"))
     bad = (["no drop without " + ", ".join(none)] if none else []) + \
         ([f"drop within {NOISE_SE:g} SE over seeds without " + ", ".join(noise)] if noise else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
