@@ -86,6 +86,13 @@ def test_feature_cache_stores_float16_once_per_size_and_upsamples(mini, cache_di
     fc.ensure(ids)
     assert stamps == [fc.path(i, native).stat().st_mtime_ns for i in ids]
     assert np.load(fc.path(ids[0], native)).dtype == np.float16
+    # read back as the stored float16 widened, exactly; a fresh tensor each time (not a view of the
+    # RAM cache, which an in-place change by a caller would otherwise alter for every later read)
+    stored = torch.from_numpy(np.load(fc.path(ids[0], native)).astype(np.float32))
+    got = fc.features(ids[0], native)
+    assert got.dtype == torch.float32 and torch.equal(got, stored)
+    got.add_(1.0)
+    assert torch.equal(fc.features(ids[0], native), stored)
     direct = fc.compute([mini.image(ids[0])])[0]
     torch.testing.assert_close(fc.features(ids[0], native), direct, atol=2e-2, rtol=1e-2)
     assert fc.pixel_features(ids[0], native).shape == (128, 129, 129)
@@ -210,3 +217,13 @@ def test_a_feature_store_made_by_other_weights_under_the_same_name_is_refused(mi
         FeatureCache(store, net(1), "tiny", tmp_path, outputs=outputs).ensure(ids, 65)
     with pytest.raises(BenchError, match="differ from what the network named tiny computes"):
         FeatureCache(store, same, "tiny", tmp_path, outputs=lambda model, x: model(x) * 1.01).ensure(ids[:1], 65)
+
+
+def test_torch_widens_every_float16_value_exactly_as_numpy_does():
+    # FeatureCache.features widens its stored float16 with torch (vectorised) where it used numpy:
+    # the same float32 bits for every finite, infinite and subnormal float16, so no record moves
+    halves = np.arange(2 ** 16, dtype=np.uint16).view(np.float16)
+    halves = halves[~np.isnan(halves)]
+    by_numpy = halves.astype(np.float32).view(np.uint32)
+    by_torch = torch.from_numpy(halves).to(dtype=torch.float32).numpy().view(np.uint32)
+    assert halves.size == 2 ** 16 - 2046 and np.array_equal(by_numpy, by_torch)
