@@ -181,8 +181,8 @@ class FeatureCache:
     def features(self, image_id: str, shape: tuple[int, int]) -> torch.Tensor:
         """(C, h, w) float32 on the device, of the image resized to `shape` (H, W): the size the
         method was given the image at."""
-        # torch widens float16 with vector instructions, numpy element by element (2-3x slower, an
-        # eighth of a PFENet step); the widening is exact either way, so the values are the same.
+        # torch widens float16 with vector instructions, numpy element by element (about 2x slower a
+        # read); the widening is exact either way, so the values are the same.
         # copy=True: never a view of the RAM cache's array, which a caller could change in place.
         return torch.from_numpy(self._array(image_id, shape)).to(device(), dtype=torch.float32, copy=True)
 
