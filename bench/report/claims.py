@@ -121,15 +121,13 @@ def drop_se(spread: dict, a: tuple, b: tuple) -> float | None:
     return (sa * sa / (na - 1) + sb * sb / (nb - 1)) ** 0.5
 
 
-def unshown(margin: float, se: float | None) -> str | None:
-    """Why a lead (claim 3) or drop (claim 4) of `margin` points does not count: "none" where it
-    does not show at the printed precision, "noise" where it is under NOISE_SE standard errors of
-    the seeds' spread; None where it counts."""
-    if margin < PRINTED:
-        return "none"
-    if se is not None and margin < NOISE_SE * se:
-        return "noise"
-    return None
+def unshown(margins: dict, ses: dict) -> tuple[list, list]:
+    """The keys whose lead (claim 3) or drop (claim 4) does not count, in two lists: those whose
+    margin does not show at the printed precision, and those whose margin is under NOISE_SE
+    standard errors of the seeds' spread (`ses[key]`, None without a spread)."""
+    none = [k for k, d in margins.items() if d < PRINTED]
+    noise = [k for k, d in margins.items() if k not in none and ses[k] is not None and d < NOISE_SE * ses[k]]
+    return none, noise
 
 
 def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
@@ -142,8 +140,7 @@ def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
         f"; ours − {m} {d:.1f} (SE {ses[m]:.1f} over seeds)" for m, d in margins.items() if ses[m] is not None)
     # claim 4's test of a drop: a lead the printed numbers or the runs' scatter could give does not
     # show that ours beats the baseline
-    why = {m: unshown(d, ses[m]) for m, d in margins.items()}
-    beaten, level = ([m for m, w in why.items() if w == kind] for kind in ("none", "noise"))
+    beaten, level = unshown(margins, ses)
     bad = ([", ".join(beaten) + " ≥ ours"] if beaten else []) + \
         ([f"ours above {', '.join(level)} by less than {NOISE_SE:g} SE over seeds"] if level else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
@@ -159,8 +156,7 @@ def claim_4(means: dict, spread: dict | None = None) -> tuple[str, str]:
     text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} ("
                      + (f"SE {ses[k]:.1f} over seeds; " if ses[k] is not None else "") + f"paper {lo}–{hi})"
                      for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
-    why = {k: unshown(d, ses[k]) for k, d in drops.items()}
-    none, noise = ([k for k, w in why.items() if w == kind] for kind in ("none", "noise"))
+    none, noise = unshown(drops, ses)
     bad = (["no drop without " + ", ".join(none)] if none else []) + \
         ([f"drop within {NOISE_SE:g} SE over seeds without " + ", ".join(noise)] if noise else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
