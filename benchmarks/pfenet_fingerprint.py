@@ -1,9 +1,10 @@
 """Where two machines of the kind part on PFENet, at the embedded default's real shapes.
 
 PFENet's 32,000-step fits differ between two 2-core "AMD EPYC" machines whose pool nets, `ours`
-fits and 4-step mini-set fits (tests/test_pinning.py) agree to the bit (README, Table 2a). This
-prints fingerprints along PFENet's path on `openmoji5i`, in the order the data flows, so a session
-on another machine finds the first one that differs:
+fits and 4-step mini-set fits (tests/test_pinning.py) agree to the bit (README, "Every fit: pinned
+CPU code paths"; results/published/HISTORY.md). This prints fingerprints along PFENet's path on
+`openmoji5i`, in the order the data flows, so a session on another machine finds the first one that
+differs:
   1. the frozen trunk's weights (the pool-pretrained DeepLabV3+ ResNet, re-dilated);
   2. its stored outputs for the fold's first training images (the feature store's bytes), and the
      same outputs computed afresh in one batch, as a machine would build its store;

@@ -87,7 +87,8 @@ def cpu_signature(cpuinfo: Path = Path("/proc/cpuinfo"), caches: Path = Path("/s
     AMD EPYC generations share the name "AMD EPYC") and the cache sizes, which oneDNN blocks its
     kernels by (the pin overrides its view of them: bench/core/onednn_view.py). A PFENet fit
     differed between two such machines whose pool nets and `ours` fits agreed to the bit (the cache
-    view, README Table 2a); this is what lets the next one be told apart."""
+    view: README, "Every fit: pinned CPU code paths"; results/published/HISTORY.md); this is what
+    lets the next one be told apart."""
     fields = {"cpu family": "family", "model": "model", "stepping": "stepping", "model name": "name"}
     out: dict = {}
     try:
