@@ -38,8 +38,8 @@ is the paper's network on real data):
   33.4 (+4.3, SE 1.8 under oneDNN's pinned cache view, bench/core/onednn_view.py; +1.4 on the
   development machine before the pin), 64,000 at 49.9 (+13.3, SE 4.0): still learning at the cap,
   so the default is the cap, a cell marked wherever its fit misses the rule. The 32,000-step rows
-  are in results/published/HISTORY.md as `pfenet [steps=32000]` (`--set steps=32000` finds their cached fits). 64,000
-  steps take ~37 min on 2 cores, so a Table 2a row is 8 such fits. Earlier
+  are in results/published/HISTORY.md as `pfenet [steps=32000]` (`--set steps=32000` finds their
+  cached fits). 64,000 steps take ~37 min on 2 cores, so a Table 2a row is 8 such fits. Earlier
   (benchmarks/pfenet_schedule.py): SGD 0.025 x 1,000 steps 0.0 (background everywhere);
   0.01/0.04 x 300, AdamW 1e-3 x 300 and 2e-3 x 800, and 0.1 x 1,000 all stayed at 0.0; images
   at their native 129 px with no augmentation (the reference scales, rotates, blurs, flips and

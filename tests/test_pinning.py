@@ -10,8 +10,8 @@ identical; with WSFSS_PIN=0 the same two settings give different weights, so the
 catches what the pins guard against. The pinned weights are also compared with the hashes committed
 from the machine the README's numbers come from (tests/data/golden_pool_fits.json). The two pinned
 runs also fit each method a few steps at its embedded defaults (PFENet's 32,000-step fits did not
-reproduce across two machines whose pool nets did: README, "Every fit: pinned CPU code paths"), compared between the settings
-and with golden hashes committed from the CPU they were made on."""
+reproduce across two machines whose pool nets did: README, "Every fit: pinned CPU code paths"),
+compared between the settings and with golden hashes committed from the CPU they were made on."""
 import json
 import os
 import subprocess

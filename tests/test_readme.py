@@ -26,11 +26,15 @@ def quoted_repo_paths(text: str) -> set[str]:
     return found
 
 
+def missing_paths(paths: set[str]) -> list[str]:
+    return sorted(p for p in paths if not (ROOT / p).exists())
+
+
 def test_every_repository_path_the_readme_quotes_exists():
     paths = quoted_repo_paths((ROOT / "README.md").read_text())
     # the extraction must see the README's pointers, or this test passes on nothing
     assert {"results/published/HISTORY.md", "methods/pfenet.py", "benchmarks/pfenet_fingerprint.py", "tests/test_published.py"} <= paths
-    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    missing = missing_paths(paths)
     assert not missing, "the README points at paths that do not exist: " + ", ".join(missing)
 
 
@@ -38,4 +42,4 @@ def test_the_path_check_catches_a_pointer_to_a_moved_file():
     text = "see `results/published/HISTORY.md` and `methods/pfenet_old.py:12`, not PANet's `util/metric.py`."
     paths = quoted_repo_paths(text)
     assert paths == {"results/published/HISTORY.md", "methods/pfenet_old.py"}
-    assert [p for p in paths if not (ROOT / p).exists()] == ["methods/pfenet_old.py"]
+    assert missing_paths(paths) == ["methods/pfenet_old.py"]

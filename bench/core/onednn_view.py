@@ -4,9 +4,9 @@ oneDNN sizes the blocks of some kernels by the per-core cache sizes it reads fro
 splits a few thread teams by its core count), and a block's size can change the order of a sum:
 seeing a Zen 4's 32 KB L1d instead of this machine's 48 KB, PFENet's trunk computes other float16
 features for every image of a 32-image batch, so two machines of one kind built other feature
-stores and trained other PFENets (README, "Every fit: pinned CPU code paths"). oneDNN has no setting for these values; torch
-links it statically and keeps Xbyak's CPU object, which holds them, as a local symbol of
-libtorch_cpu.so. This finds the object (the library's ELF symbol table; its load address in
+stores and trained other PFENets (README, "Every fit: pinned CPU code paths"). oneDNN has no
+setting for these values; torch links it statically and keeps Xbyak's CPU object, which holds
+them, as a local symbol of libtorch_cpu.so. This finds the object (the library's ELF symbol table; its load address in
 /proc/self/maps), checks that it holds what Xbyak's `Cpu` holds as oneDNN 3.x builds it (its level
 count, and its L1d against sysfs), and writes values into it. The pin (bench/core/pinning.py)
 writes the kind's; benchmarks/pfenet_fingerprint.py --onednn-caches imitates other CPUs over it,
