@@ -50,6 +50,10 @@ is the paper's network on real data):
   epochs over the fold's training images (`epochs`), its augmentation (`augment=reference`,
   methods/augment.py; the trunk then runs per batch on the augmented pixels), reduce_dim 256,
   ResNet-50 (PASCAL) / 101 (COCO);
+- training episodes come from the harness's sampler (a class, then images labelled with it, any
+  size in the mask); the reference's lists keep (image, class) only with >= 2*32*32 px of the class
+  in the label it trains on, so in weak mode no empty pseudo mask becomes a support: not applied
+  (an open question, README's `pfenet` bullet);
 - the trunk's BatchNorm uses its stored statistics (the reference's model.train() leaves the
   frozen trunk's BN in training mode, a quirk we do not copy);
 - N-way: one pass per way (its support against each query), then methods/nway.combine_ways: a
