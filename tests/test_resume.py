@@ -23,14 +23,17 @@ def _request(cache_dir, tmp_path, name) -> RunRequest:
                       config=dict(TINY), cache_dir=cache_dir, results_dir=tmp_path / name)
 
 
-def _finished(req, mini, cache_dir) -> tuple[dict, dict, float]:
-    """The fit's weights, its sidecar and the run's mIoU; the checkpoint and sidecar are removed so
+def _finished(req, mini, cache_dir) -> tuple[dict, dict, dict]:
+    """The fit's weights, its sidecar and the run's record; the checkpoint and sidecar are removed so
     that the next run fits again."""
     path = checkpoint_path(req, 0, annotation_source("full", mini, cache_dir))
     state, info = pickle.loads(path.read_bytes()), json.loads(fit_info_path(path).read_text())
     path.unlink()
     fit_info_path(path).unlink()
-    return state, info, json.loads(next(req.results_dir.rglob("*.json")).read_text())["miou"]
+    record = json.loads(next(req.results_dir.rglob("*.json")).read_text())
+    assert record["timings"]["fit_resumed_at"] == info["timing"]["resumed_at"]  # the record says how the fit ran
+    assert record["timings"]["fit_loop_s"] == round(info["timing"]["loop_s"], 3)
+    return state, info, record
 
 
 def _killed(req, monkeypatch) -> None:
@@ -60,7 +63,7 @@ def test_a_killed_fit_resumes_at_its_last_validation_point_and_ends_as_the_fit_t
     run(straight)
     snapshot = snapshot_path(checkpoint_path(straight, 0, annotation_source("full", mini, cache_dir)))
     assert not snapshot.exists()  # a finished fit leaves none behind
-    want, want_info, want_miou = _finished(straight, mini, cache_dir)
+    want, want_info, want_record = _finished(straight, mini, cache_dir)
     assert want_info["timing"]["resumed_at"] == []
 
     resumed = _request(cache_dir, tmp_path, "resumed")
@@ -68,10 +71,12 @@ def test_a_killed_fit_resumes_at_its_last_validation_point_and_ends_as_the_fit_t
     kept = snapshot.read_bytes()
     assert pickle.loads(kept)["step"] == 5
     run(resumed)
-    got, got_info, got_miou = _finished(resumed, mini, cache_dir)
+    got, got_info, got_record = _finished(resumed, mini, cache_dir)
     assert _same_weights(want, got)
-    assert got_info["curve"] == want_info["curve"] and got_miou == want_miou
+    assert got_info["curve"] == want_info["curve"] and got_record["miou"] == want_record["miou"]
     assert got_info["timing"]["resumed_at"] == [5] and not snapshot.exists()
+    # the loop time counts the killed stretch too, which this process's fit_s does not
+    assert got_record["timings"]["fit_loop_s"] >= pickle.loads(kept)["seconds"] > 0
 
     state = pickle.loads(kept)
     state["loop"]["rng"] = np.random.default_rng(0).bit_generator.state  # the episodes a resume that forgot the rng draws

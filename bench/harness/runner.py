@@ -358,7 +358,17 @@ def fit_info(req: RunRequest, fold: int, annotations, train: FitView, method=Non
     info = fit_info_path(path)
     old = json.loads(info.read_text()) if info.exists() else {}
     return {"torch_threads": old.get("torch_threads"), "pinning": old.get("pinning", {}),
-            "curve": old.get("curve") or curves.no_curve("fitted before curves were recorded: --retrain gives one")}
+            "curve": old.get("curve") or curves.no_curve("fitted before curves were recorded: --retrain gives one"),
+            "timing": old.get("timing", {})}
+
+
+def fit_timings(fitted: dict | None) -> dict:
+    """The whole fit's loop time and the steps it was resumed from, from its sidecar (`fit_timing`):
+    a run's own `fit_s` is only what this process spent (a load, or a resumed fit's last stretch)."""
+    timing = (fitted or {}).get("timing") or {}
+    if timing.get("loop_s") is None:
+        return {}
+    return {"fit_loop_s": round(timing["loop_s"], 3), "fit_resumed_at": list(timing.get("resumed_at", []))}
 
 
 def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, fold: int, seed: int, fit_s: float,
@@ -408,7 +418,8 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
                        **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
         supervision={**SUPERVISION[req.mode],
                      "train_annotation_fingerprint": (train_annotations or annotations).fingerprint()},
-        timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3), "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
+        timings={"fit_s": round(fit_s, 3), **fit_timings(fitted), "eval_s": round(eval_s, 3),
+                 "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     ), sample
 
 
