@@ -362,7 +362,7 @@ def fit_info(req: RunRequest, fold: int, annotations, train: FitView, method=Non
             "timing": old.get("timing", {})}
 
 
-def fit_timings(fitted: dict | None) -> dict:
+def whole_fit_timings(fitted: dict | None) -> dict:
     """The whole fit's loop time and the steps it was resumed from, from its sidecar (`fit_timing`):
     a run's own `fit_s` is only what this process spent (a load, or a resumed fit's last stretch)."""
     timing = (fitted or {}).get("timing") or {}
@@ -418,7 +418,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
                        **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
         supervision={**SUPERVISION[req.mode],
                      "train_annotation_fingerprint": (train_annotations or annotations).fingerprint()},
-        timings={"fit_s": round(fit_s, 3), **fit_timings(fitted), "eval_s": round(eval_s, 3),
+        timings={"fit_s": round(fit_s, 3), **whole_fit_timings(fitted), "eval_s": round(eval_s, 3),
                  "episodes_per_s": round(len(episodes) / max(eval_s, 1e-9), 2)},
     ), sample
 
