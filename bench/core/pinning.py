@@ -1,5 +1,9 @@
 """What a CPU fit's numbers depend on besides code, data and seed, pinned so that two machines of
-one kind (2 cores, AVX-512; Intel or AMD) train the same weights.
+one kind (2 cores, AVX-512) train the same weights. Across vendors they do not yet: a fresh AMD EPYC
+(family 25 model 17) trains other pool nets under this pin than the Intel Xeon (family 6 model 207)
+the README's numbers come from, although MKL's matrix products and oneDNN's FEM convolutions give
+the Intel's committed results (README, "Every fit: pinned CPU code paths";
+benchmarks/pool_fingerprint.py prints the pool nets' first steps op by op to find where they part).
 
 Measured on the 2-core AMD EPYC (AVX-512, no AMX) this project runs on, three steps of a
 DeepLabV3+ r18 fit (hash of the weights):
