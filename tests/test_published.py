@@ -149,3 +149,42 @@ def test_the_readmes_published_set_is_intact_and_its_table_rows_are_the_readmes(
     assert len(rows) >= 6 + 6 + 5 + 5 + 5 + 5 + 10  # Table 2a 1-shot (weak-test columns in it), 5-shot, Table 3 of both sets, Table 2b 1-shot, 5-shot, control
     missing = [row for row in rows if row not in readme]
     assert not missing, "README lacks these rows of the published set's tables:\n" + "\n".join(missing)
+
+
+def test_a_run_says_whether_it_reproduces_a_published_set_and_on_which_cpus(tmp_path, cache_dir, capsys):
+    """After `bench run`, a published set under the results folder holding the same cells is
+    compared record for record: equal, or how many differ and why (another CPU model than the
+    published records' names both; the same model means the run computed something else)."""
+    results = tmp_path / "results"
+    run = ["--cache-dir", str(cache_dir), "run", "--method", ORACLE, "--mode", "full", "--dataset", "openmoji5i-mini",
+           "--preset", "quick", "--fold", "0", "--results-dir", str(results)]
+    assert bench(*run) == 0
+    assert bench("publish", "--results-dir", str(results), "--to", str(results / "published" / "ref")) == 0
+    capsys.readouterr()
+    assert bench(*run, "--force") == 0
+    out = capsys.readouterr().out
+    count = len(load_records(results))
+    assert f"equal to the published set {results.resolve() / 'published' / 'ref'}: {count} of these records" in out
+
+    def republish(edit) -> str:
+        for path in (results / "openmoji5i-mini").rglob("*.json"):
+            raw = json.loads(path.read_text())
+            edit(raw)
+            path.write_text(json.dumps(raw))
+        assert bench("publish", "--results-dir", str(results), "--to", str(results / "published" / "ref"), "--replace") == 0
+        capsys.readouterr()
+        assert bench(*run, "--force") == 0
+        return capsys.readouterr().out
+
+    def elsewhere(raw):  # published from another CPU model, with other numbers
+        raw["miou"] -= 1.0
+        for side in raw["pinning"].values():
+            if isinstance(side, dict) and "cpu" in side:
+                side["cpu"] = {**side["cpu"], "family": "6", "model": "207", "name": "Intel(R) Xeon(R) Processor"}
+
+    out = republish(elsewhere)
+    assert f"{count} of {count} records differ from the published set" in out and "(in miou;" in out
+    assert "published from family 6 model 207 (Intel(R) Xeon(R) Processor), run here on family" in out
+    # this CPU's, other numbers (other than the set's too: a publish keeps a record that differs only in where it ran)
+    out = republish(lambda raw: raw.update(miou=raw["miou"] - 2.0))
+    assert f"{count} of {count} records differ" in out and "this run computed something else" in out

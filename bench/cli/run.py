@@ -109,6 +109,7 @@ def cmd_plan(args, cache: Path) -> int:
 
 def cmd_run(args, cache: Path) -> int:
     from bench.harness.runner import run
+    from bench.report.publish import against_published_sets
 
     if args.dry_run:
         return print_plan([run_request(args, cache)])
@@ -116,6 +117,8 @@ def cmd_run(args, cache: Path) -> int:
     kept = len(ran.kept)
     print(f"wrote {len(ran.written)} record(s){f', kept {kept} existing' if kept > 0 else ''} under {args.results_dir}/; "
           "see them with `bench table`")
+    for line in against_published_sets(args.results_dir, ran.paths):  # the README's numbers, for one
+        print(line)
     return 0
 
 

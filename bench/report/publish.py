@@ -56,13 +56,55 @@ def _write_manifest(target: Path, files: dict[str, str]) -> None:
                                                     indent=1) + "\n")
 
 
+def _differing_fields(a: dict, b: dict) -> list[str]:
+    """What two records of one cell measured differently (where and when they ran left out)."""
+    return sorted(k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k))
+
+
+def _cpu(record: dict) -> str:
+    """The CPU that trained the record's fit (else that evaluated it), by family and model."""
+    pins = record.get("pinning") or {}
+    cpu = next((p["cpu"] for p in (pins.get("fit"), pins.get("eval")) if isinstance(p, dict) and p.get("cpu")), {})
+    return f"family {cpu['family']} model {cpu['model']} ({cpu.get('name', '?')})" if "family" in cpu else "an unrecorded CPU"
+
+
+def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
+    """One line per published set under `results_dir`/published holding some of these records (the
+    same cell: the same path in the set): all equal number for number, or how many differ, in what,
+    and on which CPUs each side ran. The pins do not make an AMD and an Intel CPU train alike
+    (README, "Not across vendors"), so a run on another CPU model is told why its numbers are not
+    the published ones; on the same model a difference means the run computed something else (the
+    code, a cache or a setting)."""
+    results_dir = Path(results_dir).resolve()
+    lines = []
+    for root in sorted(m.parent for m in (results_dir / "published").glob(f"*/{MANIFEST}")):
+        rels = [Path(p).resolve().relative_to(results_dir) for p in paths]
+        pairs = [(json.loads((results_dir / r).read_text()), json.loads((root / r).read_text()), r)
+                 for r in rels if (root / r).is_file()]
+        differ = [(a, b, r) for a, b, r in pairs if _differing_fields(a, b)]
+        if not pairs:
+            continue
+        if not differ:
+            lines.append(f"equal to the published set {root}: {len(pairs)} of these records, number for number")
+            continue
+        a, b, rel = differ[0]
+        fields = sorted({f for x, y, _ in differ for f in _differing_fields(x, y)})
+        scores = f"; {rel}: mIoU {b['miou']:.2f} published, {a['miou']:.2f} here" if "miou" in a and "miou" in b else ""
+        why = (f"published from {_cpu(b)}, run here on {_cpu(a)}: the pins do not make these two CPU models train "
+               f"alike (README, \"Not across vendors\")" if _cpu(a) != _cpu(b) else
+               f"both on {_cpu(a)}: this run computed something else (the code, a cache or a setting changed)")
+        lines.append(f"{len(differ)} of {len(pairs)} records differ from the published set {root} "
+                     f"(in {', '.join(fields[:4])}{scores}): {why}")
+    return lines
+
+
 def _against_published(new: Path, old: Path, replace: bool) -> str:
     """'added', 'kept' (published already, the same numbers), 'replaced' (with --replace); stops on
     other numbers, naming both files and what differs."""
     if not old.is_file():
         return "added"
     a, b = json.loads(new.read_text()), json.loads(old.read_text())
-    differ = sorted(k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k))
+    differ = _differing_fields(a, b)
     if not differ:
         return "kept"
     if replace:
