@@ -76,14 +76,14 @@ def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
     the published ones; on the same model a difference means the run computed something else (the
     code, a cache or a setting)."""
     results_dir = Path(results_dir).resolve()
+    rels = [Path(p).resolve().relative_to(results_dir) for p in paths]
     lines = []
     for root in sorted(m.parent for m in (results_dir / "published").glob(f"*/{MANIFEST}")):
-        rels = [Path(p).resolve().relative_to(results_dir) for p in paths]
         pairs = [(json.loads((results_dir / r).read_text()), json.loads((root / r).read_text()), r)
                  for r in rels if (root / r).is_file()]
-        differ = [(a, b, r) for a, b, r in pairs if _differing_fields(a, b)]
         if not pairs:
             continue
+        differ = [(a, b, r) for a, b, r in pairs if _differing_fields(a, b)]
         if not differ:
             lines.append(f"equal to the published set {root}: {len(pairs)} of these records, number for number")
             continue
