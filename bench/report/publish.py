@@ -83,16 +83,17 @@ def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
                  for r in rels if (root / r).is_file()]
         if not pairs:
             continue
-        differ = [(a, b, r) for a, b, r in pairs if _differing_fields(a, b)]
+        differ = [(a, b, r, fields) for a, b, r in pairs if (fields := _differing_fields(a, b))]
         if not differ:
             lines.append(f"equal to the published set {root}: {len(pairs)} of these records, number for number")
             continue
-        a, b, rel = differ[0]
-        fields = sorted({f for x, y, _ in differ for f in _differing_fields(x, y)})
+        a, b, rel, _ = differ[0]
+        fields = sorted({f for *_, some in differ for f in some})
         scores = f"; {rel}: mIoU {b['miou']:.2f} published, {a['miou']:.2f} here" if "miou" in a and "miou" in b else ""
-        why = (f"published from {_cpu(b)}, run here on {_cpu(a)}: the pins do not make these two CPU models train "
-               f"alike (README, \"Not across vendors\")" if _cpu(a) != _cpu(b) else
-               f"both on {_cpu(a)}: this run computed something else (the code, a cache or a setting changed)")
+        here, there = _cpu(a), _cpu(b)
+        why = (f"published from {there}, run here on {here}: the pins do not make these two CPU models train "
+               f"alike (README, \"Not across vendors\")" if here != there else
+               f"both on {here}: this run computed something else (the code, a cache or a setting changed)")
         lines.append(f"{len(differ)} of {len(pairs)} records differ from the published set {root} "
                      f"(in {', '.join(fields[:4])}{scores}): {why}")
     return lines
