@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.device import device, tensor, to_numpy
+from bench.core.optim import adam
 from bench.core.progress import progress
 from pseudo_labels.nets import as_batch
 
@@ -18,7 +19,7 @@ def classify_crops(trunk: nn.Module, width: int, crops: np.ndarray, classes: np.
     """Trains `trunk` (and a returned linear head on its global-average-pooled output) to classify
     the pool's object crops: the pool plays ImageNet's role, object-centric."""
     head = nn.Linear(width, int(classes.max()) + 1).to(device())
-    opt = torch.optim.AdamW(list(trunk.parameters()) + list(head.parameters()), lr=lr, weight_decay=1e-4)
+    opt = adam(list(trunk.parameters()) + list(head.parameters()), decoupled=True, lr=lr, weight_decay=1e-4)
     batches = [rng.permutation(len(crops))[i : i + 64] for _ in range(epochs) for i in range(0, len(crops), 64)]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 1), pct_start=0.15)
     trunk.train()

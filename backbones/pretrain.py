@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from backbones.deeplab import ARCHS, build_deeplab, logits
 from bench.data.datasets import IGNORE, require_pool
 from bench.core.errors import BenchError
+from bench.core.optim import RECIPE, adam
 from bench.core.progress import progress
 from bench.core.locks import one_builder
 from bench.core.device import device, forked_rng, tensor, to_numpy
@@ -55,7 +56,7 @@ class BackboneConfig:
     seed: int = 0
 
     def key(self) -> str:
-        text = json.dumps({**dataclasses.asdict(self), "version": BACKBONE_VERSION}, sort_keys=True)
+        text = json.dumps({**dataclasses.asdict(self), "version": BACKBONE_VERSION, "optimizer": RECIPE}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -97,8 +98,8 @@ def train_on_pool(pool, cfg: BackboneConfig) -> tuple[torch.nn.Module, dict]:
     if cfg.crop_epochs:
         _classify_crops(model, train, cfg, rng)
     rates = [cfg.lr / 10, cfg.lr]
-    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": rates[0]},
-                             {"params": model.decode_head.parameters(), "lr": rates[1]}], weight_decay=1e-4)
+    opt = adam([{"params": model.backbone.parameters(), "lr": rates[0]},
+                {"params": model.decode_head.parameters(), "lr": rates[1]}], decoupled=True, weight_decay=1e-4)
     batches = [rng.integers(0, n, cfg.batch) for _ in range(cfg.steps)]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=max(len(batches), 1), pct_start=0.1)
     model.train()

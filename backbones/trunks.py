@@ -25,6 +25,7 @@ from torch import nn
 from bench.core.device import device, forked_rng
 from bench.core.errors import BenchError
 from bench.core.locks import one_builder
+from bench.core.optim import RECIPE
 from backbones.crops import classify_crops, crop_accuracy
 from bench.core.weights import load_weights
 
@@ -42,7 +43,7 @@ class TrunkConfig:
     seed: int = 0
 
     def key(self) -> str:
-        text = json.dumps({**dataclasses.asdict(self), "version": TRUNK_VERSION}, sort_keys=True)
+        text = json.dumps({**dataclasses.asdict(self), "version": TRUNK_VERSION, "optimizer": RECIPE}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from bench.core.device import cpu_state, device, tensor, to_numpy
 from bench.core.errors import BenchError
 from bench.core.memo import BytesLRU
+from bench.core.optim import adam
 from bench.core.profiles import Cited
 from bench.core.settings import settings_from
 
@@ -201,7 +202,7 @@ class Ours:
         rng = np.random.default_rng(self.cfg.seed)
         in_dim = self.features.features(train.ids[0], train.image(train.ids[0]).shape[:2]).shape[0]
         self.enc = encoder(in_dim, self.cfg.hidden, self.cfg.dim).to(device())
-        opt = torch.optim.Adam(self.enc.parameters(), lr=self.cfg.lr)
+        opt = adam(self.enc.parameters(), lr=self.cfg.lr)
         from bench.core.progress import progress
 
         self.enc.train()

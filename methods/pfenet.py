@@ -71,6 +71,7 @@ from torch import nn
 
 from bench.core.device import cpu_state, device, tensor
 from bench.core.memo import FeatureMemo
+from bench.core.optim import adam
 from bench.core.errors import BenchError
 from bench.core.profiles import Cited
 from bench.core.settings import settings_from
@@ -206,7 +207,7 @@ def _optimizer(cfg: PfenetConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+        return adam(params, decoupled=True, lr=cfg.lr, weight_decay=1e-4)
     raise BenchError(f"pfenet setting optimizer={cfg.optimizer} is not one of sgd, adamw")
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from bench.data.datasets import IGNORE, pool_dataset
 from bench.core.device import device, tensor, to_numpy
+from bench.core.optim import RECIPE, adam
 from bench.core.progress import progress
 from bench.core.locks import one_builder
 from bench.core.files import atomic_write_bytes
@@ -50,7 +51,7 @@ def pool_arrays(pool, split: str) -> PoolArrays:
 
 def model_path(cache_dir: Path, kind: str, pool, cfg: PseudoConfig) -> Path:
     fields = CAM_FIELDS if kind == "cam" else SALIENCY_FIELDS
-    name = f"{kind}{ARCH_VERSION[kind]}-{pool.name}-{pool.fingerprint()}-{cfg.key(fields)}.pt"
+    name = f"{kind}{ARCH_VERSION[kind]}-{RECIPE}-{pool.name}-{pool.fingerprint()}-{cfg.key(fields)}.pt"
     return Path(cache_dir) / "pseudo" / "models" / name
 
 
@@ -106,7 +107,7 @@ def object_crops(arrays: PoolArrays, size: int = CROP_SIZE) -> tuple[np.ndarray,
 
 
 def _fit(net, batches, lr: float, rng, desc: str, step_loss) -> None:
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    opt = adam(net.parameters(), decoupled=True, lr=lr, weight_decay=1e-4)
     sched = _schedule(opt, len(batches))
     net.train()
     for idx in progress(batches, desc=desc):

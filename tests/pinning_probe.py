@@ -3,9 +3,11 @@ cached builders (the real path, thread pin included) into a new cache folder, th
 steps on fold 0 of the mini set at its embedded defaults otherwise (widths, batch, learning rate: the
 kernels a real fit runs), under the pinned thread count as the runner fits, and prints one sha256 per
 net's weights as JSON. argv: dataset cache folder, output cache folder, and "methods" to fit the
-methods too (else the pool nets alone). $WSFSS_PROBE_ONEDNN_CACHES (per-core bytes, L1 first) makes
-oneDNN read other caches from the CPU, as on a machine of another generation; $WSFSS_PROBE_MKL_NOT_INTEL=1
-makes MKL take this CPU for a non-Intel one (an AMD Zen), as MKL decides which code it runs."""
+methods too (else the pool nets alone), or "audit" to fit all of them and print instead the torch
+ops they ran whose MKL kernels depend on the CPU's vendor (VmlAudit), with where they ran them.
+$WSFSS_PROBE_ONEDNN_CACHES (per-core bytes, L1 first) makes oneDNN read other caches from the CPU,
+as on a machine of another generation; $WSFSS_PROBE_MKL_NOT_INTEL=1 makes MKL take this CPU for a
+non-Intel one (an AMD Zen), as MKL decides which code it runs."""
 import hashlib
 import json
 import os
@@ -100,7 +102,60 @@ def method_fits(mini, out: Path) -> dict:
     return shas
 
 
+class VmlAudit:
+    """Records, per torch op whose MKL kernel carries an approximation (bench/core/optim.py,
+    VML_APPROXIMATE), the project files and lines that ran it on a CPU float tensor: the ops whose
+    results depend on the CPU's vendor."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        from bench.core.optim import VML_APPROXIMATE
+
+        audit, root = self, str(Path(__file__).resolve().parent.parent)
+        names = {f"aten.{op}" for op in VML_APPROXIMATE} | {f"aten.{op}_" for op in VML_APPROXIMATE} | {"aten._foreach_sqrt", "aten._foreach_sqrt_"}
+        self.calls: dict[str, set] = {}
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = str(func.overloadpacket)
+                if name in names and any(getattr(a, "is_floating_point", lambda: False)() and a.device.type == "cpu"
+                                         for a in _tensors(args)):
+                    import traceback
+
+                    frames = [f for f in traceback.extract_stack()[:-1] if f.filename.startswith(root) or "/torch/optim/" in f.filename]
+                    audit.calls.setdefault(name, set()).add(" < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in frames[-3:][::-1]))
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+    def found(self) -> dict:
+        return {k: sorted(v) for k, v in sorted(self.calls.items())}
+
+
+def _tensors(args):
+    import torch
+
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from _tensors(a)
+
+
 def main(data_cache: str, out_cache: str, what: str = "pool") -> None:
+    if what == "audit":  # every fit below, pool nets and methods, watched for the ops above
+        with VmlAudit() as audit:
+            main(data_cache, out_cache, "methods")
+        print(json.dumps(audit.found()))
+        return
     from backbones.pretrain import backbone_config, pretrained_backbone
     from backbones.trunks import TrunkConfig, pretrained_vgg16
     from bench.data.datasets import embedded_dataset, find_pool, mini_spec

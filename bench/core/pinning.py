@@ -158,6 +158,7 @@ def fixed_threads(count: int | None = None):
 def pinning() -> dict:
     """What was pinned, for records: the pins in force, the thread count, and what escaped them."""
     from bench.core.memo import budgets  # here, not at the top: this module loads before torch
+    from bench.core.optim import RECIPE
 
     if not pinned():
         info = {"pinned": False, "threads": pinned_threads(), "budgets": budgets()}
@@ -165,7 +166,7 @@ def pinning() -> dict:
     from bench.core.files import cpu_signature
 
     info: dict = {"pinned": True, "env": dict(ENV_PINS), "threads": pinned_threads(), "cpu": cpu_signature(),
-                  "budgets": budgets()}
+                  "budgets": budgets(), "optimizer": RECIPE}
     if _state.get("overridden"):
         info["overridden"] = _state["overridden"]
     if "numpy" in _state.get("loaded_before", []):

@@ -254,17 +254,29 @@ def input_files(config: dict) -> dict:
 def checkpoint_path(req: RunRequest, fold: int, annotations) -> Path:
     """Keyed by the method's resolved config (defaults included, so a changed default is a new fit;
     minus the settings a method declares test-time only, `test_settings`), the content of any weight
-    file it names, the training masks and the preset's training settings
-    (so presets that train alike share one fit); changing any of them never loads a stale fit."""
+    file it names, the training masks, the recipes of the networks it trains on here
+    (`trained_networks_recipes`) and the preset's training settings (so presets that train alike
+    share one fit); changing any of them never loads a stale fit."""
     config = fit_config(req)
     preset = get_preset(req.preset)
     training = {**preset.training_key(), "novel": annotations.dataset.fold_classes(fold, preset.coco_split)}
-    key = json.dumps({"config": config, "annotations": annotations.fingerprint()}, sort_keys=True, default=str)
+    key = json.dumps({"config": config, "annotations": annotations.fingerprint(), "recipes": trained_networks_recipes()},
+                     sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     train_tag = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
     trained_as = training_mode(req.mode)  # weak-test trains on GT: full's fit
     return (Path(req.cache_dir) / "checkpoints" / req.dataset / f"train-{train_tag}" / method_label(req.method)
             / mode_label(trained_as, req.pseudo if trained_as == "weak" else {}) / f"fold{fold}-{tag}.pt")
+
+
+def trained_networks_recipes() -> dict:
+    """The recipes of what a fit trains or builds on here besides its config (its optimizer, the
+    pool-pretrained DeepLabV3+ and VGG-16 under it): a changed recipe is a new fit, never a stale one."""
+    from backbones.pretrain import BACKBONE_VERSION
+    from backbones.trunks import TRUNK_VERSION
+    from bench.core.optim import RECIPE
+
+    return {"optimizer": RECIPE, "backbone": BACKBONE_VERSION, "trunk": TRUNK_VERSION}
 
 
 def fit_config(req: RunRequest) -> dict:

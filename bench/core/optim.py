@@ -1,0 +1,29 @@
+"""Adam and AdamW as every fit here builds them: torch's own, fused.
+
+Why fused: torch's unfused Adam takes the square root of its second moment with `Tensor.sqrt`, and
+on the CPU torch computes a float tensor's sqrt with MKL's vector math (VML). The kernel MKL runs
+for it under the pin (MKL_CBWR=COMPATIBLE, on Intel and AMD CPUs alike: `mkl_vml_kernel_sSqrt_EX…`)
+starts from the SSE instruction `rsqrtps`, an approximation whose bits the x86 manuals leave to the
+silicon (Intel's and AMD's differ), and refines it without a final correction: 16 % of float32
+square roots it returns here are not the correctly rounded ones. So every Adam step, and every
+weight after it, depended on the CPU's vendor: the README's published fits, made on an Intel Xeon,
+never reproduced on an AMD EPYC under the same pins. torch's fused kernel computes the square root
+with the processor's `sqrtps`, which IEEE 754 defines to the bit (one answer on every CPU); the rest
+of its arithmetic is multiplies and adds. tests/test_pinning.py checks that no fit runs a torch op
+whose MKL kernel carries an approximation (VML_APPROXIMATE) and that MKL's sqrt kernel does.
+`RECIPE` is part of every cached fit's key: a fit of the unfused recipe is never reused."""
+from __future__ import annotations
+
+RECIPE = "adam-fused"
+# torch ops whose float kernels are MKL VML's and whose VML kernels (the COMPATIBLE branch's `EX…`
+# ones, measured with objdump on torch 2.14.1's MKL 2024.0) start from rcpps/rsqrtps: no fit may run them
+VML_APPROXIMATE = ("sqrt", "acos", "asin", "atan", "tan", "log10")
+
+
+def adam(params, *, decoupled: bool = False, **settings):
+    """torch.optim.AdamW (`decoupled` weight decay) or Adam over `params` with `settings` (lr,
+    weight_decay, ...), fused: the same update, its square root exact on every CPU (above)."""
+    import torch
+
+    kind = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return kind(params, fused=True, **settings)
