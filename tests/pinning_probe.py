@@ -3,11 +3,13 @@ cached builders (the real path, thread pin included) into a new cache folder, th
 steps on fold 0 of the mini set at its embedded defaults otherwise (widths, batch, learning rate: the
 kernels a real fit runs), under the pinned thread count as the runner fits, and prints one sha256 per
 net's weights as JSON. argv: dataset cache folder, output cache folder, and "methods" to fit the
-methods too (else the pool nets alone), or "audit" to fit all of them and print instead the torch
-ops they ran whose MKL kernels depend on the CPU's vendor (VmlAudit), with where they ran them.
+methods too (else the pool nets alone), or "audit" to fit all of them and print also, under
+"vml_approximate", the torch ops they ran whose MKL kernels depend on the CPU's vendor (VmlAudit),
+with where they ran them.
 $WSFSS_PROBE_ONEDNN_CACHES (per-core bytes, L1 first) makes oneDNN read other caches from the CPU,
 as on a machine of another generation; $WSFSS_PROBE_MKL_NOT_INTEL=1 makes MKL take this CPU for a
-non-Intel one (an AMD Zen), as MKL decides which code it runs."""
+non-Intel one (an AMD Zen), as MKL decides which code it runs; $WSFSS_PROBE_MKL_INTEL_AVX2=1 makes
+it take the CPU for an Intel one and run its AVX2 branch, as the Intel Xeon of the old pin did."""
 import hashlib
 import json
 import os
@@ -17,11 +19,13 @@ from pathlib import Path
 import bench  # noqa: F401 - first, as the CLI does: the pins are set before torch or numpy load
 
 # MKL caches its answers to "an Intel CPU?" and "a Zen?" in two flags it fills on first use; written
-# before torch loads (the library opened first, torch then reuses it), MKL dispatches as on an AMD CPU
+# before torch loads (the library opened first, torch then reuses it), MKL dispatches as on an AMD
+# CPU, or as on an Intel one
 MKL_VENDOR_FLAGS = {"mkl_serv_intel_cpu_true.cached": 0, "mkl_serv_cpuiszen.itisZen": 1}
+MKL_INTEL_FLAGS = {"mkl_serv_intel_cpu_true.cached": 1, "mkl_serv_cpuiszen.itisZen": 0}
 
 
-def mkl_believes_not_intel() -> None:
+def write_mkl_vendor_flags(flags: dict = MKL_VENDOR_FLAGS) -> None:
     import ctypes
 
     from bench.core.onednn_view import _load_address, symbol_offset
@@ -29,7 +33,7 @@ def mkl_believes_not_intel() -> None:
     # found on sys.path by hand: importlib's find_spec would run the pin's import hook for torch
     lib = next(os.path.realpath(f) for d in sys.path if (f := Path(d or ".") / "torch" / "lib" / "libtorch_cpu.so").is_file())
     ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
-    for name, value in MKL_VENDOR_FLAGS.items():
+    for name, value in flags.items():
         offset = symbol_offset(lib, name.encode())
         assert offset is not None, f"{lib} has no {name}: another MKL inside torch"
         flag = ctypes.c_int32.from_address(_load_address(lib) + offset)
@@ -39,7 +43,12 @@ def mkl_believes_not_intel() -> None:
 
 if os.environ.get("WSFSS_PROBE_MKL_NOT_INTEL"):
     assert "torch" not in sys.modules
-    mkl_believes_not_intel()
+    write_mkl_vendor_flags()
+
+if os.environ.get("WSFSS_PROBE_MKL_INTEL_AVX2"):  # MKL's code as an Intel Xeon ran it under the old pin
+    assert "torch" not in sys.modules
+    write_mkl_vendor_flags(MKL_INTEL_FLAGS)
+    os.environ["MKL_CBWR"] = "AVX2"  # over the pin, before MKL reads it
 
 if os.environ.get("WSFSS_PROBE_ONEDNN_CACHES"):  # this "machine's" CPU has these caches, as oneDNN reads them
     from bench.core import onednn_view
@@ -153,9 +162,13 @@ def _tensors(args):
 def main(data_cache: str, out_cache: str, what: str = "pool") -> None:
     if what == "audit":  # every fit below, pool nets and methods, watched for the ops above
         with VmlAudit() as audit:
-            main(data_cache, out_cache, "methods")
-        print(json.dumps(audit.found()))
+            shas = fitted_shas(data_cache, out_cache, methods=True)
+        print(json.dumps({**shas, "vml_approximate": audit.found()}))
         return
+    print(json.dumps(fitted_shas(data_cache, out_cache, methods=what == "methods")))
+
+
+def fitted_shas(data_cache: str, out_cache: str, methods: bool) -> dict:
     from backbones.pretrain import backbone_config, pretrained_backbone
     from backbones.trunks import TrunkConfig, pretrained_vgg16
     from bench.data.datasets import embedded_dataset, find_pool, mini_spec
@@ -171,7 +184,7 @@ def main(data_cache: str, out_cache: str, what: str = "pool") -> None:
     pretrained_vgg16(pool, TrunkConfig(epochs=1), out, quiet)
     paths["vgg16"] = next((out / "trunks").glob("*.pt"))
     shas = {k: weights_sha(p) for k, p in paths.items()}
-    print(json.dumps({**shas, **(method_fits(mini, out) if what == "methods" else {})}))
+    return {**shas, **(method_fits(mini, out) if methods else {})}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from bench.report.claims import claim_2, claim_3, claim_4, claim_rows, drop_se
 
 OURS, NO_E, NO_SAL = ("ours", "weak"), ("ours-noE", "weak"), ("ours [saliency=none]", "weak")
-README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
+README_SET = Path(__file__).parents[1] / "results" / "published" / "unfused-adam-intel"
 
 
 def test_drop_se_is_the_standard_error_of_the_difference_of_seed_means():

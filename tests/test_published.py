@@ -123,7 +123,34 @@ def test_a_run_does_not_write_into_a_published_set(results, cache_dir, capsys):
     assert len(load_records(target)) == 8
 
 
-README_SET = Path(__file__).parents[1] / "results" / "published" / "readme"
+README_SET = Path(__file__).parents[1] / "results" / "published" / "unfused-adam-intel"
+FUSED_SET = Path(__file__).parents[1] / "results" / "published" / "readme"  # under the fused Adam: being re-made
+
+
+def _squeezed(line: str) -> str:  # tabulate pads cells to the widest row: compare the cells, not the padding
+    return re.sub(r" +", " ", line.strip())
+
+
+def _readme_lines() -> set[str]:
+    return {_squeezed(line) for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()}
+
+
+def _table_rows(published: Path, layout: str, filters: dict | None) -> list[str]:
+    blocks = re.split(r"\n(?=### )", render_tables(published, "markdown", filters, layout=layout))
+    ours = [b for b in blocks if not b.startswith("### published")]  # one per dataset; not the paper's
+    return [_squeezed(line) for b in ours for line in b.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+
+
+def test_the_fused_recipes_published_set_is_intact_and_its_table_2a_rows_are_the_readmes():
+    """The records re-made under the fused Adam so far (the README's main job and what joined it):
+    the manifest vouches for every file, each fit names the recipe, and every row of `bench table
+    --layout table2a --way 1 --shot 1` of them stands in the README as printed."""
+    records = load_records(FUSED_SET)
+    assert records and all(r.pinning["fit"].get("optimizer") == "adam-fused" for _, r in records)
+    rows = _table_rows(FUSED_SET, "table2a", {"way": 1, "shot": 1})
+    assert rows
+    missing = [row for row in rows if row not in _readme_lines()]
+    assert not missing, "README lacks these rows of the fused set's tables:\n" + "\n".join(missing)
 
 
 def test_the_readmes_published_set_is_intact_and_its_table_rows_are_the_readmes():
@@ -188,3 +215,34 @@ def test_a_run_says_whether_it_reproduces_a_published_set_and_on_which_cpus(tmp_
     # this CPU's, other numbers (other than the set's too: a publish keeps a record that differs only in where it ran)
     out = republish(lambda raw: raw.update(miou=raw["miou"] - 2.0))
     assert f"{count} of {count} records differ" in out and "this run computed something else" in out
+
+
+def test_a_set_published_under_another_optimizer_recipe_is_named_as_such_not_blamed_on_the_cpus(tmp_path):
+    """Records name their fit's optimizer recipe (`pinning.fit.optimizer`; none before the fused
+    Adam): a published set of the other recipe differs by design and the line says so; under one
+    recipe a difference between two CPU models is reported as a finding, on one model as a change."""
+    from bench.report.publish import against_published_sets
+
+    def record(miou: float, model: str, recipe: str | None) -> dict:
+        cpu = {"family": "6" if model == "207" else "25", "model": model, "name": "cpu"}
+        fit = {"cpu": cpu, **({"optimizer": recipe} if recipe else {})}
+        return {"miou": miou, "pinning": {"fit": fit, "eval": {"cpu": cpu}}}
+
+    def line(here: dict, published: dict) -> str:
+        results = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        rel = Path("d/p/m/full/fold0_1way_1shot_seed1234.json")
+        for root, rec in ((results, here), (results / "published" / "set", published)):
+            (root / rel).parent.mkdir(parents=True)
+            (root / rel).write_text(json.dumps(rec))
+        (results / "published" / "set" / MANIFEST).write_text("{}")
+        [out] = against_published_sets(results, [results / rel])
+        return out
+
+    old_recipe = line(record(23.0, "17", "adam-fused"), record(21.4, "207", None))
+    assert "published under the unfused-adam recipe, run here under adam-fused" in old_recipe
+    assert "mIoU 21.40 published, 23.00 here" in old_recipe
+    cpus = line(record(23.0, "17", "adam-fused"), record(21.4, "207", "adam-fused"))
+    assert "published from family 6 model 207 (cpu), run here on family 25 model 17 (cpu)" in cpus and "a finding" in cpus
+    same = line(record(23.0, "17", "adam-fused"), record(21.4, "17", "adam-fused"))
+    assert "this run computed something else" in same
+    assert "equal to the published set" in line(record(23.0, "17", "adam-fused"), record(23.0, "207", None))

@@ -8,16 +8,18 @@ silicon (Intel's and AMD's differ), and refines it without a final correction: 1
 square roots it returns here are not the correctly rounded ones. So every Adam step, and every
 weight after it, depended on the CPU's vendor: the README's published fits, made on an Intel Xeon,
 never reproduced on an AMD EPYC under the same pins. torch's fused kernel computes the square root
-with the processor's `sqrtps`, which IEEE 754 defines to the bit (one answer on every CPU); the rest
-of its arithmetic is multiplies and adds. tests/test_pinning.py checks that no fit runs a torch op
-whose MKL kernel carries an approximation (VML_APPROXIMATE) and that MKL's sqrt kernel does.
-`RECIPE` is part of every cached fit's key: a fit of the unfused recipe is never reused."""
+with the processor's square-root instruction (`vsqrtps`), which IEEE 754 defines to the bit (one
+answer on every CPU). tests/test_pinning.py checks that the fused step is the unfused one with
+correctly rounded roots (and torch's own sqrt is not correctly rounded), and that no fit runs a
+torch op whose MKL kernel reads an approximate instruction (VML_APPROXIMATE). `RECIPE` is part of
+every cached fit's key: a fit of the unfused recipe is never reused."""
 from __future__ import annotations
 
 RECIPE = "adam-fused"
-# torch ops whose float kernels are MKL VML's and whose VML kernels (the COMPATIBLE branch's `EX…`
-# ones, measured with objdump on torch 2.14.1's MKL 2024.0) start from rcpps/rsqrtps: no fit may run them
-VML_APPROXIMATE = ("sqrt", "acos", "asin", "atan", "tan", "log10")
+# torch ops whose float32 kernels may be MKL VML's and whose VML kernels (the COMPATIBLE branch's
+# `EX…` ones, read with objdump in torch 2.14.1's MKL 2024.0) start from rcpps/rsqrtps: no fit may
+# run them (in float64, MKL's log is such a kernel too; no fit computes in float64)
+VML_APPROXIMATE = ("sqrt", "acos", "asin", "atan", "tan", "log10", "log2")
 
 
 def adam(params, *, decoupled: bool = False, **settings):

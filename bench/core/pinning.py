@@ -1,9 +1,10 @@
-"""What a CPU fit's numbers depend on besides code, data and seed, pinned so that two machines of
-one kind (2 cores, AVX-512) train the same weights. Across vendors they do not yet: a fresh AMD EPYC
-(family 25 model 17) trains other pool nets under this pin than the Intel Xeon (family 6 model 207)
-the README's numbers come from, although MKL's matrix products and oneDNN's FEM convolutions give
-the Intel's committed results (README, "Every fit: pinned CPU code paths";
-benchmarks/pool_fingerprint.py prints the pool nets' first steps op by op to find where they part).
+"""What a CPU fit's numbers depend on besides code, data and seed, pinned so that machines of one
+kind (2 cores, AVX-512), Intel or AMD, train the same weights. Across vendors one more thing was
+needed, outside this file: torch's unfused Adam took its square roots from MKL's vector math, whose
+kernel under the pin refines `rsqrtps`, an instruction whose bits differ between Intel's and AMD's
+silicon; every Adam is now fused, its square root IEEE-exact (bench/core/optim.py). Where MKL runs
+one code on both vendors, an AMD EPYC trains an Intel Xeon's pool nets to the bit
+(tests/test_pinning.py; README, "Across vendors").
 
 Measured on the 2-core AMD EPYC (AVX-512, no AMX) this project runs on, three steps of a
 DeepLabV3+ r18 fit (hash of the weights):
@@ -14,13 +15,14 @@ DeepLabV3+ r18 fit (hash of the weights):
 - MKL's code path: MKL_CBWR=COMPATIBLE, the one branch of MKL's conditional numerical
   reproducibility (CNR) that MKL documents for Intel and non-Intel CPUs alike. MKL serves more than
   matrix products here: torch computes sqrt, exp, log, tanh and erf of float tensors with MKL's
-  vector math (VML), so Adam's step and every loss depend on MKL's path too. The pin was AVX2 until
+  vector math (VML), so Adam's step depended on MKL's path too (no longer: optim.py). The pin was AVX2 until
   2026-12-05: MKL runs that branch on an Intel CPU only and its own AUTO path on an AMD one, and a
   2-core Intel Xeon (family 6 model 207) then trained other pool nets than the AMD EPYC (family 26
   model 2) the README's numbers came from (sqrt, exp, log and the linear layers' sgemm all differ
   between MKL's AVX2, AVX-512 and COMPATIBLE branches; no branch an Intel CPU accepts computes what
   the AMD's AUTO computed). Told it runs on a non-Intel CPU (tests/pinning_probe.py), MKL on the
-  Intel CPU computes under COMPATIBLE exactly what it computes natively: tests/test_pinning.py.
+  Intel CPU computes under COMPATIBLE exactly what it computes natively: tests/test_pinning.py (one
+  code on both vendors; its sqrt kernel still reads rsqrtps, whose bits are the silicon's: optim.py).
   Cost: matrix products 3-5x slower than the AVX2 branch (a 512-256-64 MLP step, PFENet's prior;
   oneDNN's convolutions, most of a fit, are not MKL's). Records keep the branch MKL ran (`mkl_cbwr`),
   and `mkl_not_pinned` where MKL refused the pin;
