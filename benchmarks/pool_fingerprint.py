@@ -1,10 +1,10 @@
 """Where two machines part on the pool nets, in the order the data flows.
 
-Under the current pin an Intel Xeon (family 6 model 207) and an AMD EPYC (family 25 model 17)
-train other pool nets from the same code, seed and thread count (README, "Every fit: pinned CPU
-code paths"), while every fingerprint of benchmarks/pfenet_fingerprint.py that does not depend on a
-pool net (MKL's matrix products, the FEM's convolutions) agrees. The brief fits of
-tests/test_pinning.py only say *that* the CAM and saliency nets differ. This says *where*: it
+Made to find why an Intel Xeon (family 6 model 207) and an AMD EPYC (family 25 model 17) trained
+other pool nets from the same code, seed and thread count: torch's unfused Adam, its square roots
+MKL's (README, "Across vendors"; fixed by bench/core/optim.py, and every machine of the kind is now
+expected to print the committed lines). The brief fits of tests/test_pinning.py only say *that* the
+CAM and saliency nets differ on a machine. This says *where*: it
 trains them as that test does (the mini set's pool, one epoch per stage) and prints, in order,
   1. the data: the pool's images, masks and labels as loaded (the embedded set is drawn on each
      machine: emoji rendering and geometry are this machine's too);

@@ -117,7 +117,9 @@ class VmlAudit:
     results depend on the CPU's vendor."""
 
     def __init__(self):
+        import torch
         from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
 
         from bench.core.optim import VML_APPROXIMATE
 
@@ -128,8 +130,8 @@ class VmlAudit:
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 name = str(func.overloadpacket)
-                if name in names and any(getattr(a, "is_floating_point", lambda: False)() and a.device.type == "cpu"
-                                         for a in _tensors(args)):
+                if name in names and any(isinstance(a, torch.Tensor) and a.is_floating_point() and a.device.type == "cpu"
+                                         for a in tree_leaves(args)):
                     import traceback
 
                     frames = [f for f in traceback.extract_stack()[:-1] if f.filename.startswith(root) or "/torch/optim/" in f.filename]
@@ -147,16 +149,6 @@ class VmlAudit:
 
     def found(self) -> dict:
         return {k: sorted(v) for k, v in sorted(self.calls.items())}
-
-
-def _tensors(args):
-    import torch
-
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            yield a
-        elif isinstance(a, (list, tuple)):
-            yield from _tensors(a)
 
 
 def main(data_cache: str, out_cache: str, what: str = "pool") -> None:

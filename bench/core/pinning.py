@@ -50,6 +50,8 @@ import os
 import sys
 from contextlib import contextmanager
 
+from bench.core.optim import RECIPE  # torch-free: safe before torch loads
+
 ENV_PINS = {
     "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
     "ATEN_CPU_CAPABILITY": "avx512",
@@ -160,7 +162,6 @@ def fixed_threads(count: int | None = None):
 def pinning() -> dict:
     """What was pinned, for records: the pins in force, the thread count, and what escaped them."""
     from bench.core.memo import budgets  # here, not at the top: this module loads before torch
-    from bench.core.optim import RECIPE
 
     if not pinned():
         info = {"pinned": False, "threads": pinned_threads(), "budgets": budgets()}
