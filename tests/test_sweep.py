@@ -451,6 +451,45 @@ def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, ca
     assert "both row 'oracle' but ran with different settings (steps: None vs 1000)" in err and err.count("\n") == 1
 
 
+def test_table_refuses_fits_of_two_optimizer_recipes_side_by_side(two_seed_results, cache_dir, capsys):
+    from bench.core.optim import RECIPE
+
+    assert {r.pinning["fit"]["optimizer"] for _, r in load_records(two_seed_results)} == {RECIPE}
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 0
+    [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("weak", 1, 1)]
+    raw = json.loads(path.read_text())
+    del raw["pinning"]["fit"]["optimizer"]  # as a record made before records named their recipe
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 2
+    err = capsys.readouterr().err
+    assert f"({RECIPE}) and {path} (unfused-adam) are openmoji5i-mini records of fits of two optimizer recipes" in err
+    assert err.count("\n") == 1
+    raw["pinning"] = {}  # no pinned fit at all: nothing to tell, left out of the check
+    path.write_text(json.dumps(raw))
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 0
+
+
+def test_sweep_re_runs_a_record_of_an_older_optimizer_recipe(mini, cache_dir, tmp_path):
+    """A full-mode record keeps its config, episodes and annotations across a recipe change: only
+    its recipe tells the sweep it is stale."""
+    from bench.core.optim import RECIPE
+
+    results = tmp_path / "results"
+    cells = grid_cells({**MINI, "methods": [ORACLE], "modes": ["full"], "folds": [0, 1]})
+    sweep(cells, Paths(cache_dir, results), jobs=1, log=lambda *_: None)
+    [old] = [p for p, r in load_records(results) if r.fold == 1]
+    raw = json.loads(old.read_text())
+    raw["pinning"]["fit"]["optimizer"] = "unfused-adam"
+    old.write_text(json.dumps(raw))
+    before = record_times(results)
+    again = sweep(cells, Paths(cache_dir, results), jobs=1, log=lambda *_: None)
+    assert [o.cell.fold for o in again] == [1] and not again[0].error
+    after = record_times(results)
+    assert [p for p in before if after[p] != before[p]] == [old]
+    assert json.loads(old.read_text())["pinning"]["fit"]["optimizer"] == RECIPE
+
+
 def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
     from PIL import Image
 

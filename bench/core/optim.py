@@ -20,6 +20,14 @@ RECIPE = "adam-fused"
 # `EX…` ones, read with objdump in torch 2.14.1's MKL 2024.0) start from rcpps/rsqrtps: no fit may
 # run them (in float64, MKL's log is such a kernel too; no fit computes in float64)
 VML_APPROXIMATE = ("sqrt", "acos", "asin", "atan", "tan", "log10", "log2")
+UNFUSED = "unfused-adam"  # what a fit recorded before records named their recipe ran
+
+
+def recipe_of(pinning: dict | None) -> str | None:
+    """The optimizer recipe a record's fit ran (its `pinning.fit.optimizer`): a fit recorded
+    before records named one ran torch's unfused Adam; None for a record with no pinned fit."""
+    fit = (pinning or {}).get("fit")
+    return fit.get("optimizer", UNFUSED) if isinstance(fit, dict) and fit else None
 
 
 def adam(params, *, decoupled: bool = False, **settings):

@@ -228,12 +228,18 @@ def pending_seeds(req: RunRequest, preset: Preset, dataset, annotations, fold: i
 
 
 def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seed: int) -> bool:
-    """True when this cell's record exists and was made on the same episodes, data and config:
-    an interrupted `bench run` resumes without recomputing finished cells."""
+    """True when this cell's record exists and was made on the same episodes, data and config, by
+    a fit of this optimizer recipe: an interrupted `bench run` resumes without recomputing finished
+    cells, and a record of an older recipe (a full-mode one keeps its config and annotations) is
+    re-run, not kept beside the new recipe's records."""
+    from bench.core.optim import RECIPE, recipe_of
+
     path = record_path(req, preset, dataset, fold, seed)
     if not path.exists():
         return False
     old = json.loads(path.read_text())
+    if recipe_of(old.get("pinning")) != RECIPE:
+        return False
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     config = requested_config(req)
     return (old.get("episode_sha256") == sha and old.get("config") == dict(req.config)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes, atomic_write_text
+from bench.core.optim import recipe_of
 from bench.core.records import MANIFEST, file_sha256, published_files, published_root, record_files
 from bench.report.tables import selected_records
 
@@ -68,17 +69,10 @@ def _cpu(record: dict) -> str:
     return f"family {cpu['family']} model {cpu['model']} ({cpu.get('name', '?')})" if "family" in cpu else "an unrecorded CPU"
 
 
-def _recipe(record: dict) -> str | None:
-    """The optimizer recipe its fit ran (`pinning.fit.optimizer`, bench/core/optim.py); a fit made
-    before records named one ran torch's unfused Adam, its square roots MKL's; None without a fit."""
-    fit = (record.get("pinning") or {}).get("fit")
-    return fit.get("optimizer", "unfused-adam") if isinstance(fit, dict) and fit else None
-
-
 def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
     """One line per published set under `results_dir`/published holding some of these records (the
     same cell: the same path in the set): all equal number for number, or how many differ, in what,
-    and why: a set published under another optimizer recipe (`_recipe`) holds other fits by design;
+    and why: a set published under another optimizer recipe (`recipe_of`) holds other fits by design;
     under the same recipe, CPUs of both vendors train alike (README, "Across vendors"), so a
     difference between two CPU models is a finding to report, and on the same model it means the run
     computed something else (the code, a cache or a setting)."""
@@ -98,7 +92,7 @@ def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
         fields = sorted({f for *_, some in differ for f in some})
         scores = f"; {rel}: mIoU {b['miou']:.2f} published, {a['miou']:.2f} here" if "miou" in a and "miou" in b else ""
         here, there = _cpu(a), _cpu(b)
-        recipes = (_recipe(a), _recipe(b))
+        recipes = (recipe_of(a.get("pinning")), recipe_of(b.get("pinning")))
         if None not in recipes and recipes[0] != recipes[1]:
             why = (f"published under the {recipes[1]} recipe, run here under {recipes[0]}: other fits by design, "
                    f"not comparable number for number (README, \"Across vendors\")")
