@@ -31,3 +31,26 @@ def test_the_default_interval_is_30_seconds(tmp_path):
     with open(log, "w") as err:
         subprocess.run([sys.executable, "-c", SCRIPT], stderr=err, check=True, env={"PATH": "/usr/bin:/bin"})
     assert log.read_text() == ""  # 1.5 s is under 30 s
+
+
+def test_the_rate_and_eta_are_those_of_the_last_lines_and_the_end_line_gives_the_whole_steps(monkeypatch, capsys):
+    """A fit slowed at its start (another job, its first validations) gets the ETA of how it runs
+    now, not of its mean since the start; a clock that the loop advances makes the times exact."""
+    from bench.core import progress as p
+
+    clock = [0.0]
+    monkeypatch.setattr(p.time, "monotonic", lambda: clock[0])
+
+    def steps():
+        for k in range(2005):
+            clock[0] += 1.0 if k < 5 else 1 / 64  # 5 steps of 1 s, then 64 steps a second
+            yield k
+
+    for _ in p._LogLines(steps(), 2005, "training X", every=1.0):
+        pass
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "training X: 1/2005 (0%) · 1/s · ETA 33m24s · elapsed 1s"
+    assert len(lines) == 5 + 31 + 1  # a line a second, one at the end
+    # 23 s into the fast steps the window (the last WINDOW lines) holds fast steps only: 528 left at 64/s
+    assert lines[5 + 22] == "training X: 1477/2005 (74%) · 64/s · ETA 8s · elapsed 28s"  # the mean, 52.75/s, says 10s
+    assert lines[-1] == "training X: 2005/2005 (100%) · 55.3/s · elapsed 36s · done"

@@ -1,7 +1,9 @@
 """Progress of long steps. On a terminal: a tqdm bar on stderr. Elsewhere (nohup, CI, a cluster
 scheduler's log file): a line on stderr every $WSFSS_LOG_EVERY seconds (default 30) of a step, and
 one when a step that printed any ends: step/total, the values noted by the loop (e.g. the training
-loss), rate and ETA. A step shorter than the interval prints nothing (a one-line error stays one
+loss), rate and ETA (the rate over the last few lines, `WINDOW`: a fit slowed at its start by
+another job, or sped up after its first validations, gets the ETA of how it runs now; the line
+at the end gives the whole step's rate). A step shorter than the interval prints nothing (a one-line error stays one
 line). A loop notes values with `bar.note(loss=loss)`; tensors are
 turned into numbers only when a line is printed (no device sync per step). `say(line)` prints a
 line between them (a fit's validation points and verdict, bench/core/curves.py)."""
@@ -10,6 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
+
+WINDOW = 10  # lines (5 min at the default interval) the rate and the ETA are measured over
 
 
 def say(line: str) -> None:
@@ -56,26 +61,34 @@ class _LogLines:
 
     def __iter__(self):
         start = last = time.monotonic()
+        marks = deque([(start, 0)], maxlen=WINDOW + 1)  # (time, steps) at the start and at each line
         n, printed = 0, False
         for item in self.iterable:
             yield item
             n += 1
             now = time.monotonic()
             if now - last >= self.every and n != self.total:
-                print(self._line(n, now - start), file=sys.stderr, flush=True)
+                print(self._line(n, now - start, recent_rate(marks[0], (now, n))), file=sys.stderr, flush=True)
+                marks.append((now, n))
                 last, printed = now, True
         if printed:
-            print(f"{self._line(n, time.monotonic() - start)} · done", file=sys.stderr, flush=True)
+            elapsed = time.monotonic() - start
+            print(f"{self._line(n, elapsed, recent_rate((start, 0), (start + elapsed, n)))} · done", file=sys.stderr, flush=True)
 
-    def _line(self, n: int, elapsed: float) -> str:
+    def _line(self, n: int, elapsed: float, rate: float) -> str:
         parts = [f"{self.desc}: {n}/{self.total} ({100 * n / self.total:.0f}%)" if self.total else f"{self.desc}: {n}"]
         parts += [f"{k} {_number(v):.4g}" for k, v in self.values.items()]
-        rate = n / elapsed if elapsed > 0 else 0.0
         parts.append(f"{rate:.3g}/s")
         if self.total and rate > 0 and n < self.total:
             parts.append(f"ETA {_duration((self.total - n) / rate)}")
         parts.append(f"elapsed {_duration(elapsed)}")
         return " · ".join(parts)
+
+
+def recent_rate(then: tuple[float, int], now: tuple[float, int]) -> float:
+    """Steps per second between two (time, steps) marks."""
+    seconds = now[0] - then[0]
+    return (now[1] - then[1]) / seconds if seconds > 0 else 0.0
 
 
 def _number(value) -> float:
