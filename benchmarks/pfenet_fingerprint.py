@@ -24,9 +24,10 @@ Run after the main job has built the cache (the trunk is built here if missing, 
     python benchmarks/pfenet_fingerprint.py [--fold 2] [--steps 1,25,400,2000] [--cache-dir cache]
         [--compare benchmarks/pfenet_fingerprint.json] [--write FILE] [--cpu-caches | --onednn-caches L1,L2,L3]
 
---compare prints each fingerprint beside the committed one (made on an Intel Xeon, family 6 model
-207, under the MKL pin of 81b73f8: its CPU signature and pins are in the file; the one before, from
-the AMD EPYC where the README's PFENet fits were made under the old pin, is in git history) and
+--compare prints each fingerprint beside the committed one (made on an AMD EPYC, family 25 model
+17, under the fused Adam of 2fc1e13: its CPU signature and pins are in the file; the Intel Xeon's,
+family 6 model 207, under the MKL pin of 81b73f8 and unfused Adam, is in git history: against it this
+AMD's `kernels` lines differ only where they run the trunk, whose weights the recipe changed) and
 exits 1 if any differs.
 --cpu-caches runs it all on a CPU that reports other per-core caches to oneDNN (e.g. 32K,1M,16M, a
 Zen 4's L1d; bench/core/onednn_view.py), which the pin then overrides: every line should match.

@@ -141,40 +141,35 @@ def _table_rows(published: Path, layout: str, filters: dict | None) -> list[str]
     return [_squeezed(line) for b in ours for line in b.splitlines() if line.startswith("| ") and not line.startswith("| method")]
 
 
-def test_the_fused_recipes_published_set_is_intact_and_its_table_2a_rows_are_the_readmes():
+def test_the_fused_recipes_published_set_is_intact_and_its_table_rows_are_the_readmes():
     """The records re-made under the fused Adam so far (the README's main job and what joined it):
     the manifest vouches for every file, each fit names the recipe, and every row of `bench table
-    --layout table2a --way 1 --shot 1` of them stands in the README as printed."""
+    --layout table2a --way 1 --shot 1|5` and `--layout table3` of them stands in the README as printed."""
     records = load_records(FUSED_SET)
     assert records and all(r.pinning["fit"].get("optimizer") == "adam-fused" for _, r in records)
-    rows = _table_rows(FUSED_SET, "table2a", {"way": 1, "shot": 1})
-    assert rows
+    rows = [row for layout, filters in (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None))
+            for row in _table_rows(FUSED_SET, layout, filters)]
+    assert len(rows) >= 6 + 5 + 5  # Table 2a 1-shot (the ablations' and PFENet's fold 0 rows in it), 5-shot, Table 3
     missing = [row for row in rows if row not in _readme_lines()]
     assert not missing, "README lacks these rows of the fused set's tables:\n" + "\n".join(missing)
 
 
 def test_the_readmes_published_set_is_intact_and_its_table_rows_are_the_readmes():
-    """The committed records behind the README's current-pin numbers: the manifest vouches for every
+    """The committed records behind the README's unfused tables: the manifest vouches for every
     file, and every row `bench table --layout table2a|table2b --way 1 --shot 1|5` and `--layout table3` print
     of them (weak-test columns included) and the control table of `bench report` stand in the README
     as printed (a re-made or re-tabled record that moves a number fails here until the
     README says so)."""
-    def squeezed(line: str) -> str:  # tabulate pads cells to the widest row: compare the cells, not the padding
-        return re.sub(r" +", " ", line.strip())
-
     from bench.harness.control import load_controls
     from bench.report.page import control_table
 
-    readme = {squeezed(line) for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()}
     rows = []
     for layout, filters in (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None),
                             ("table2b", {"way": 1, "shot": 1}), ("table2b", {"way": 1, "shot": 5})):
-        blocks = re.split(r"\n(?=### )", render_tables(README_SET, "markdown", filters, layout=layout))
-        ours = [b for b in blocks if not b.startswith("### published")]  # one per dataset; not the paper's
-        rows += [squeezed(line) for b in ours for line in b.splitlines() if line.startswith("| ") and not line.startswith("| method")]
-    rows += [squeezed(line) for line in control_table(load_controls(README_SET)).splitlines()[2:]]
+        rows += _table_rows(README_SET, layout, filters)
+    rows += [_squeezed(line) for line in control_table(load_controls(README_SET)).splitlines()[2:]]
     assert len(rows) >= 6 + 6 + 5 + 5 + 5 + 5 + 10  # Table 2a 1-shot (weak-test columns in it), 5-shot, Table 3 of both sets, Table 2b 1-shot, 5-shot, control
-    missing = [row for row in rows if row not in readme]
+    missing = [row for row in rows if row not in _readme_lines()]
     assert not missing, "README lacks these rows of the published set's tables:\n" + "\n".join(missing)
 
 
