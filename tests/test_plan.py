@@ -130,6 +130,7 @@ def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_pa
     new length, the evaluation by the record's episodes per second; other settings fall back to
     the probe (a probe of one step missed most of a real PFENet step: 24 min planned, 58 taken)."""
     import json
+    from dataclasses import replace
 
     from bench.harness.plan import plan
     from bench.harness.runner import RunRequest, run
@@ -162,6 +163,10 @@ def test_a_fit_and_an_evaluation_done_here_time_the_plan(mini, cache_dir, tmp_pa
     evaluation = next(r for w, r in longer.items() if "evaluation" in w)
     rate = next(json.loads(p.read_text())["timings"]["episodes_per_s"] for p in results.rglob("fold0_*.json"))
     assert evaluation.note.startswith("measured") and f"{rate:g} episodes/s" in evaluation.note
+    five = {r.what: r for r in plan(replace(request(iterations=10), shot=5)).rows}  # no 5-shot record: 1-shot's, scaled
+    evaluation5 = next(r for w, r in five.items() if "evaluation" in w)
+    assert evaluation5.note.startswith(f"scaled from {rate:g} episodes/s of 1-way 1-shot")
+    assert evaluation5.seconds == pytest.approx(evaluation.seconds * 6 / 2)  # 1 + 5 images an episode, not 1 + 1
 
     other = {r.what: r for r in plan(request(iterations=10, seed=1)).rows}  # another fit: nothing measured for it
     assert other["panet full fit, fold 0"].note == "" and other["panet full fit, fold 0"].seconds > 0
