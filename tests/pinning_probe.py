@@ -21,11 +21,11 @@ import bench  # noqa: F401 - first, as the CLI does: the pins are set before tor
 # MKL caches its answers to "an Intel CPU?" and "a Zen?" in two flags it fills on first use; written
 # before torch loads (the library opened first, torch then reuses it), MKL dispatches as on an AMD
 # CPU, or as on an Intel one
-MKL_VENDOR_FLAGS = {"mkl_serv_intel_cpu_true.cached": 0, "mkl_serv_cpuiszen.itisZen": 1}
+MKL_NOT_INTEL_FLAGS = {"mkl_serv_intel_cpu_true.cached": 0, "mkl_serv_cpuiszen.itisZen": 1}
 MKL_INTEL_FLAGS = {"mkl_serv_intel_cpu_true.cached": 1, "mkl_serv_cpuiszen.itisZen": 0}
 
 
-def write_mkl_vendor_flags(flags: dict = MKL_VENDOR_FLAGS) -> None:
+def write_mkl_vendor_flags(flags: dict) -> None:
     import ctypes
 
     from bench.core.onednn_view import _load_address, symbol_offset
@@ -43,7 +43,7 @@ def write_mkl_vendor_flags(flags: dict = MKL_VENDOR_FLAGS) -> None:
 
 if os.environ.get("WSFSS_PROBE_MKL_NOT_INTEL"):
     assert "torch" not in sys.modules
-    write_mkl_vendor_flags()
+    write_mkl_vendor_flags(MKL_NOT_INTEL_FLAGS)
 
 if os.environ.get("WSFSS_PROBE_MKL_INTEL_AVX2"):  # MKL's code as an Intel Xeon ran it under the old pin
     assert "torch" not in sys.modules

@@ -72,8 +72,8 @@ class _LogLines:
                 marks.append((now, n))
                 last, printed = now, True
         if printed:
-            elapsed = time.monotonic() - start
-            print(f"{self._line(n, elapsed, recent_rate((start, 0), (start + elapsed, n)))} · done", file=sys.stderr, flush=True)
+            now = time.monotonic()
+            print(f"{self._line(n, now - start, recent_rate((start, 0), (now, n)))} · done", file=sys.stderr, flush=True)
 
     def _line(self, n: int, elapsed: float, rate: float) -> str:
         parts = [f"{self.desc}: {n}/{self.total} ({100 * n / self.total:.0f}%)" if self.total else f"{self.desc}: {n}"]
