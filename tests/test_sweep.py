@@ -452,42 +452,58 @@ def test_table_refuses_one_row_with_two_settings(two_seed_results, cache_dir, ca
 
 
 def test_table_refuses_fits_of_two_optimizer_recipes_side_by_side(two_seed_results, cache_dir, capsys):
-    from bench.core.optim import RECIPE
+    from bench.core.optim import RECIPE, recipe_label
+    from bench.harness.runner import trained_networks_recipes
 
     assert {r.pinning["fit"]["optimizer"] for _, r in load_records(two_seed_results)} == {RECIPE}
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 0
     [path] = [p for p, r in load_records(two_seed_results) if (r.mode, r.fold, r.seed) == ("weak", 1, 1)]
     raw = json.loads(path.read_text())
-    del raw["pinning"]["fit"]["optimizer"]  # as a record made before records named their recipe
+    del raw["pinning"]["fit"]["optimizer"], raw["recipes"]  # as a record made before records named their recipe
     path.write_text(json.dumps(raw))
     capsys.readouterr()
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 2
     err = capsys.readouterr().err
-    assert f"({RECIPE}) and {path} (unfused-adam) are openmoji5i-mini records of fits of two optimizer recipes" in err
+    now = recipe_label(trained_networks_recipes())
+    assert now.startswith(f"{RECIPE}, backbone ") and ", trunk " in now
+    assert f"({now}) and {path} (unfused-adam) are openmoji5i-mini records of fits of two recipes" in err
     assert err.count("\n") == 1
-    raw["pinning"] = {}  # no pinned fit at all: nothing to tell, left out of the check
+    raw["pinning"], raw["recipes"] = {}, {}  # no pinned fit at all: nothing to tell, left out of the check
     path.write_text(json.dumps(raw))
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results)) == 0
 
 
-def test_sweep_re_runs_a_record_of_an_older_optimizer_recipe(mini, cache_dir, tmp_path):
-    """A full-mode record keeps its config, episodes and annotations across a recipe change: only
-    its recipe tells the sweep it is stale."""
+def test_sweep_re_runs_a_record_of_an_older_recipe(mini, cache_dir, tmp_path):
+    """A full-mode record keeps its config, episodes and annotations across a recipe change (the
+    optimizer's, or a pool network's version): only its recipes tell the sweep it is stale. A record
+    made before records named their networks' recipes is read as what it stood on."""
     from bench.core.optim import RECIPE
+    from bench.harness.runner import trained_networks_recipes
 
     results = tmp_path / "results"
     cells = grid_cells({**MINI, "methods": [ORACLE], "modes": ["full"], "folds": [0, 1]})
     sweep(cells, Paths(cache_dir, results), jobs=1, log=lambda *_: None)
-    [old] = [p for p, r in load_records(results) if r.fold == 1]
-    raw = json.loads(old.read_text())
-    raw["pinning"]["fit"]["optimizer"] = "unfused-adam"
-    old.write_text(json.dumps(raw))
+    paths = {r.fold: p for p, r in load_records(results)}
+    assert json.loads(paths[0].read_text())["recipes"] == trained_networks_recipes()
+
+    def edit(path, change):
+        raw = json.loads(path.read_text())
+        change(raw)
+        path.write_text(json.dumps(raw))
+
+    def unfused_before_recipes(raw):  # an old record: no recipes field, the unfused optimizer
+        del raw["recipes"]
+        raw["pinning"]["fit"]["optimizer"] = "unfused-adam"
+
+    edit(paths[0], unfused_before_recipes)
+    edit(paths[1], lambda raw: raw["recipes"].update(backbone=raw["recipes"]["backbone"] - 1))  # an older pool backbone
     before = record_times(results)
     again = sweep(cells, Paths(cache_dir, results), jobs=1, log=lambda *_: None)
-    assert [o.cell.fold for o in again] == [1] and not again[0].error
-    after = record_times(results)
-    assert [p for p in before if after[p] != before[p]] == [old]
-    assert json.loads(old.read_text())["pinning"]["fit"]["optimizer"] == RECIPE
+    assert sorted(o.cell.fold for o in again) == [0, 1] and not any(o.error for o in again)
+    assert all(record_times(results)[p] != before[p] for p in paths.values())
+    assert json.loads(paths[0].read_text())["pinning"]["fit"]["optimizer"] == RECIPE
+    edit(paths[0], lambda raw: raw.pop("recipes"))  # a fused record made before the field: what it stood on is known
+    assert sweep(cells, Paths(cache_dir, results), jobs=1, log=lambda *_: None) == []
 
 
 def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):

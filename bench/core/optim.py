@@ -30,6 +30,32 @@ def recipe_of(pinning: dict | None) -> str | None:
     return fit.get("optimizer", UNFUSED) if isinstance(fit, dict) and fit else None
 
 
+# What a record made before records named their recipes (`RunRecord.recipes`) stood on: every fused
+# fit among them was made on the pool backbone's recipe 3 and the trunk's recipe 1 (both set on
+# 2026-11-26, before the first fused fit of 12-06); an unfused one is another recipe whatever its
+# networks were, so its versions are not guessed.
+FUSED_BEFORE_RECIPES = {"backbone": 3, "trunk": 1}
+
+
+def recipes_of(recipes: dict | None, pinning: dict | None) -> dict | None:
+    """The recipes of what a record's fit trained and stood on ({"optimizer", "backbone", "trunk"}:
+    bench/harness/runner.py trained_networks_recipes): its `recipes` field, else what a record made
+    before the field held (above); None for a record with no pinned fit."""
+    if recipes:
+        return dict(recipes)
+    optimizer = recipe_of(pinning)
+    if optimizer is None:
+        return None
+    return {"optimizer": optimizer, **(FUSED_BEFORE_RECIPES if optimizer == RECIPE else {})}
+
+
+def recipe_label(recipes: dict) -> str:
+    """'adam-fused, backbone 3, trunk 1' (`recipes_of`'s dict in words; 'unfused-adam' alone for an
+    older record whose networks' recipes are not known)."""
+    rest = ", ".join(f"{k} {v}" for k, v in sorted(recipes.items()) if k != "optimizer")
+    return ", ".join(filter(None, [str(recipes.get("optimizer", "no optimizer recorded")), rest]))
+
+
 def adam(params, *, decoupled: bool = False, **settings):
     """torch.optim.AdamW (`decoupled` weight decay) or Adam over `params` with `settings` (lr,
     weight_decay, ...), fused: the same update, its square root exact on every CPU (above)."""

@@ -58,6 +58,7 @@ class RunRecord:
     leaks: dict = field(default_factory=dict)  # role -> benchmark classes it saw (--allow-leak); tables mark the row ‡
     pinning: dict = field(default_factory=dict)  # {"fit": ..., "eval": ...}: CPU code paths and threads (bench/core/pinning.py)
     fit: dict = field(default_factory=dict)  # the fit's curve and convergence verdict (bench/core/curves.py)
+    recipes: dict = field(default_factory=dict)  # the fit's optimizer and the recipes of the networks under it (bench/core/optim.py recipes_of)
     profile: str = "embedded"  # the training schedule's profile (bench/core/profiles.py)
     profile_settings: dict = field(default_factory=dict)  # setting -> {"value", "source"} the profile gave
     record_version: int = RECORD_VERSION

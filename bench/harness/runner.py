@@ -229,16 +229,17 @@ def pending_seeds(req: RunRequest, preset: Preset, dataset, annotations, fold: i
 
 def finished_record(req: RunRequest, preset: Preset, dataset, annotations, fold: int, seed: int) -> bool:
     """True when this cell's record exists and was made on the same episodes, data and config, by
-    a fit of this optimizer recipe: an interrupted `bench run` resumes without recomputing finished
-    cells, and a record of an older recipe (a full-mode one keeps its config and annotations) is
-    re-run, not kept beside the new recipe's records."""
-    from bench.core.optim import RECIPE, recipe_of
+    a fit of these recipes (optimizer, pool backbone, trunk: `trained_networks_recipes`): an
+    interrupted `bench run` resumes without recomputing finished cells, and a record of an older
+    recipe (a full-mode one keeps its config and annotations) is re-run, not kept beside the new
+    recipe's records."""
+    from bench.core.optim import recipes_of
 
     path = record_path(req, preset, dataset, fold, seed)
     if not path.exists():
         return False
     old = json.loads(path.read_text())
-    if recipe_of(old.get("pinning")) != RECIPE:
+    if recipes_of(old.get("recipes"), old.get("pinning")) != trained_networks_recipes():
         return False
     _, sha, _ = load_or_sample_episodes(req.cache_dir, preset, dataset, fold, req.way, req.shot, seed)
     config = requested_config(req)
@@ -432,6 +433,7 @@ def evaluate_run(req: RunRequest, preset: Preset, dataset, annotations, method, 
         git_commit=git_commit(), pseudo=dict(req.pseudo), method_config=config, input_files=input_files(config),
         device=str(current_device()), placement=placement(), torch_threads=threads or {},
         pinning={"fit": (fitted or {}).get("pinning", {}), "eval": pinning()}, fit=(fitted or {}).get("curve", {}),
+        recipes=trained_networks_recipes(),  # the checkpoint it ran is keyed by them (checkpoint_path)
         small_objects={"rule": preset.small_object_rule(), "episodes": len(episodes),
                        **{k: small[k] for k in ("vanished_query", "vanished_support", "empty_support_mask")}},
         supervision={**SUPERVISION[req.mode],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes, atomic_write_text
-from bench.core.optim import recipe_of
+from bench.core.optim import recipe_label, recipes_of
 from bench.core.records import MANIFEST, file_sha256, published_files, published_root, record_files
 from bench.report.tables import selected_records
 
@@ -58,8 +58,13 @@ def _write_manifest(target: Path, files: dict[str, str]) -> None:
 
 
 def _differing_fields(a: dict, b: dict) -> list[str]:
-    """What two records of one cell measured differently (where and when they ran left out)."""
-    return sorted(k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k))
+    """What two records of one cell measured differently (where and when they ran left out; their
+    recipes as `recipes_of` reads them, so a record made before records named them is not told
+    apart from its re-run for that alone)."""
+    differ = {k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k)}
+    if recipes_of(a.get("recipes"), a.get("pinning")) == recipes_of(b.get("recipes"), b.get("pinning")):
+        differ.discard("recipes")
+    return sorted(differ)
 
 
 def _cpu(record: dict) -> str:
@@ -72,7 +77,7 @@ def _cpu(record: dict) -> str:
 def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
     """One line per published set under `results_dir`/published holding some of these records (the
     same cell: the same path in the set): all equal number for number, or how many differ, in what,
-    and why: a set published under another optimizer recipe (`recipe_of`) holds other fits by design;
+    and why: a set published under another recipe (`recipes_of`) holds other fits by design;
     under the same recipe, CPUs of both vendors train alike (README, "Across vendors"), so a
     difference between two CPU models is a finding to report, and on the same model it means the run
     computed something else (the code, a cache or a setting)."""
@@ -92,10 +97,10 @@ def against_published_sets(results_dir: Path, paths: list[Path]) -> list[str]:
         fields = sorted({f for *_, some in differ for f in some})
         scores = f"; {rel}: mIoU {b['miou']:.2f} published, {a['miou']:.2f} here" if "miou" in a and "miou" in b else ""
         here, there = _cpu(a), _cpu(b)
-        recipes = (recipe_of(a.get("pinning")), recipe_of(b.get("pinning")))
+        recipes = [recipes_of(r.get("recipes"), r.get("pinning")) for r in (a, b)]
         if None not in recipes and recipes[0] != recipes[1]:
-            why = (f"published under the {recipes[1]} recipe, run here under {recipes[0]}: other fits by design, "
-                   f"not comparable number for number (README, \"Across vendors\")")
+            why = (f"published under the {recipe_label(recipes[1])} recipe, run here under {recipe_label(recipes[0])}: "
+                   f"other fits by design, not comparable number for number (README, \"Across vendors\")")
         elif here != there:
             why = (f"published from {there}, run here on {here}: the same code did not train alike on these two "
                    f"CPU models (README, \"Across vendors\"): a finding, for a note")

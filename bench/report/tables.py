@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from bench.core.errors import BenchError
 from bench.core.curves import MIN_GAIN, NOISE_SE, RULE
-from bench.core.optim import recipe_of
+from bench.core.optim import recipe_label, recipes_of
 from bench.core.records import RunRecord, load_records, record_files
 from bench.harness.annotations import MODES, supervision_legend
 from bench.harness.metrics import Conventions, scores
@@ -71,18 +71,19 @@ def check_tableable(records: list[tuple[Path, RunRecord]]) -> None:
 
 
 def check_one_recipe(records: list[tuple[Path, RunRecord]]) -> None:
-    """Numbers of one dataset side by side come from fits of one optimizer recipe
-    (bench/core/optim.py): a fit of another recipe is another draw of the same method, as another
-    seed would be, so a table mixing them would compare draws, not methods. A record that names no
-    pinned fit (made before records had one) is left out of the check."""
-    recorded = [(p, r) for p, r in records if recipe_of(r.pinning)]
-    hit = first_conflict(recorded, lambda r: r.dataset, lambda a, b: recipe_of(a.pinning) == recipe_of(b.pinning))
+    """Numbers of one dataset side by side come from fits of one recipe (optimizer, pool backbone,
+    trunk: bench/core/optim.py recipes_of): a fit of another recipe is another draw of the same
+    method, as another seed would be, so a table mixing them would compare draws, not methods. A
+    record that names no pinned fit (made before records had one) is left out of the check."""
+    recipes = {p: recipes_of(r.recipes, r.pinning) for p, r in records}
+    recorded = [(p, r) for p, r in records if recipes[p]]
+    hit = first_conflict(recorded, lambda r: r.dataset, lambda a, b: recipes_of(a.recipes, a.pinning) == recipes_of(b.recipes, b.pinning))
     if hit:
         path, r, other_path, other = hit
         raise BenchError(
-            f"{other_path} ({recipe_of(other.pinning)}) and {path} ({recipe_of(r.pinning)}) are {r.dataset} "
-            f"records of fits of two optimizer recipes; fix: re-run the older cells (`bench sweep` re-runs "
-            f"them) or table the two recipes from separate --results-dir folders")
+            f"{other_path} ({recipe_label(recipes[other_path])}) and {path} ({recipe_label(recipes[path])}) are "
+            f"{r.dataset} records of fits of two recipes; fix: re-run the older cells "
+            f"(`bench sweep` re-runs them) or table the two recipes from separate --results-dir folders")
 
 
 def check_same_settings(records: list[tuple[Path, RunRecord]]) -> None:
