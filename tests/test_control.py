@@ -86,7 +86,8 @@ def test_wrong_class_supports_hold_the_next_fold_class_marked_as_the_way(mini, c
 
 def test_a_control_under_another_profile_is_its_own_record_and_row(mini, cache_dir, tmp_path):
     """Run records of two profiles never share a folder (the profile names the variant); nor may the
-    control records of one fit: they used to, so a `reference` control overwrote an `embedded` one."""
+    control records of one fit: they used to, so a `reference` control overwrote an `embedded` one.
+    Nor are controls of two fit recipes one row."""
     from bench.report.page import control_table
 
     results = tmp_path / "results"
@@ -94,5 +95,19 @@ def test_a_control_under_another_profile_is_its_own_record_and_row(mini, cache_d
     assert _control(cache_dir, results, ORACLE, "--profile", "reference") == 0
     paths = sorted(p.relative_to(results).parts[2] for p in results.rglob("control_*.json"))
     assert paths == ["oracle", "oracle+profile=reference"]
-    rows = [l for l in control_table(load_controls(results)).splitlines() if "| oracle" in l]
+    controls = load_controls(results)
+    rows = [l for l in control_table(controls).splitlines() if "| oracle" in l]
     assert len(rows) == 2 and sum("profile=reference" in l for l in rows) == 1
+    assert "recipe" not in control_table(controls).splitlines()[0]  # one recipe: no column for it
+    # a control names its fit's recipes, as a run record does: one made under an older pool backbone
+    # is its own row, never averaged with this recipe's (it was, and the records said nothing)
+    from bench.harness.runner import trained_networks_recipes
+
+    [c] = [c for c in controls if c["profile"] == "embedded"]
+    assert c["recipes"] == trained_networks_recipes()
+    older = dict(c, recipes={**c["recipes"], "backbone": c["recipes"]["backbone"] - 1})
+    table = control_table([c, older, dict(c, recipes={})]).splitlines()
+    rows = table[2:]
+    assert "| recipe " in table[0] and len(rows) == 3
+    assert [sum(f"backbone {b}," in l for l in rows) for b in (c["recipes"]["backbone"], older["recipes"]["backbone"])] == [1, 1]
+    assert sum("| not recorded " in l for l in rows) == 1

@@ -11,7 +11,7 @@ beside the run records; `bench report` tables them."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from bench.harness.episodes import build_episode_input, eligible_images, load_or
 from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import get_preset
 from bench.harness.registry import method_label
-from bench.harness.runner import RunRequest, fitted_method, request_seeds, resolved_request
+from bench.harness.runner import RunRequest, fitted_method, request_seeds, resolved_request, trained_networks_recipes
 from bench.harness.views import FitView
 
 CONTROL_RECORD = "support_control"
@@ -50,6 +50,7 @@ class ControlRecord:
     pseudo: dict
     annotation_fingerprint: str = ""  # the support masks' source (which pseudo masks, in weak mode)
     profile: str = "embedded"  # the training schedule's profile, as a run record's (records before it: embedded)
+    recipes: dict = field(default_factory=dict)  # the fit's recipes, as a run record's (records before it: none)
     record_type: str = CONTROL_RECORD
 
     def path(self, results_dir: Path) -> Path:
@@ -88,7 +89,7 @@ def control(req: RunRequest, log=print) -> list[ControlRecord]:
         conv = preset.conventions()
         record = ControlRecord(method_label(req.method), req.mode, dataset.name, preset.label(), fold, req.way, req.shot,
                                seed, sha, {v: accs[v].compute(conv)["miou"] for v in VARIANTS}, dict(req.config),
-                               dict(req.pseudo), annotations.fingerprint(), req.profile)
+                               dict(req.pseudo), annotations.fingerprint(), req.profile, trained_networks_recipes())
         atomic_write_text(record.path(req.results_dir), json.dumps(asdict(record), indent=1, sort_keys=True) + "\n")
         log(f"{record.method} {req.mode} fold {fold}: real {record.miou['real']:.1f}, wrong class "
             f"{record.miou['wrong_class']:.1f}, empty masks {record.miou['empty_masks']:.1f}")

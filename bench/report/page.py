@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.optim import recipe_label
 from bench.core.records import load_records, named_config
 from bench.core.files import atomic_write_text, cpu_name, environment_versions, git_commit
 from bench.harness.control import VARIANTS, load_controls
@@ -62,8 +63,10 @@ def write_report(results_dir: Path, out: Path) -> Path:
 
 
 def control_table(controls: list[dict]) -> str:
-    """One row per (dataset, preset, setting, method, mode): mIoU over the control's folds for the
-    real episodes, wrong-class supports and empty support masks, and what each control drops."""
+    """One row per (dataset, preset, setting, method, mode, fit recipe): mIoU over the control's
+    folds for the real episodes, wrong-class supports and empty support masks, and what each
+    control drops. Controls of two fit recipes are never averaged together; a `recipe` column
+    shows them apart when the folder holds more than one (bench/core/optim.py recipe_label)."""
     from collections import defaultdict
 
     import numpy as np
@@ -73,13 +76,16 @@ def control_table(controls: list[dict]) -> str:
     for c in controls:
         named = {**named_config(c["config"], c.get("profile")), **c["pseudo"]}
         label = c["method"] + "".join(f" {k}={v}" for k, v in sorted(named.items()))
-        groups[(c["dataset"], c["preset"], f"{c['way']}w{c['shot']}s", label, c["mode"])].append(c)
+        recipe = recipe_label(c["recipes"]) if c.get("recipes") else "not recorded"
+        groups[(c["dataset"], c["preset"], f"{c['way']}w{c['shot']}s", label, c["mode"], recipe)].append(c)
+    several = len({key[-1] for key in groups}) > 1
     rows = []
     for key, recs in sorted(groups.items()):
         means = {v: float(np.mean([r["miou"][v] for r in recs])) for v in VARIANTS}
-        rows.append([*key, ",".join(str(r["fold"]) for r in sorted(recs, key=lambda r: r["fold"])),
+        rows.append([*key[:-1], *([key[-1]] if several else []),
+                     ",".join(str(r["fold"]) for r in sorted(recs, key=lambda r: r["fold"])),
                      *(f"{means[v]:.1f}" for v in VARIANTS), f"{means['real'] - means['wrong_class']:.1f}",
                      f"{means['real'] - means['empty_masks']:.1f}"])
-    header = ["dataset", "preset", "setting", "method", "mode", "folds", "real", "wrong class", "empty masks",
-              "drop (wrong)", "drop (empty)"]
+    header = ["dataset", "preset", "setting", "method", "mode", *(["recipe"] if several else []), "folds", "real",
+              "wrong class", "empty masks", "drop (wrong)", "drop (empty)"]
     return tabulate(rows, header, tablefmt="github", disable_numparse=True)
