@@ -143,13 +143,19 @@ def _table_rows(published: Path, layout: str, filters: dict | None) -> list[str]
 
 def test_the_fused_recipes_published_set_is_intact_and_its_table_rows_are_the_readmes():
     """The records re-made under the fused Adam so far (the README's main job and what joined it):
-    the manifest vouches for every file, each fit names the recipe, and every row of `bench table
-    --layout table2a --way 1 --shot 1|5` and `--layout table3` of them stands in the README as printed."""
-    records = load_records(FUSED_SET)
+    the manifest vouches for every file, each fit and control names the recipe, and every row of
+    `bench table --layout table2a --way 1 --shot 1|5`, `--layout table3` and the control table of
+    them stands in the README as printed."""
+    from bench.harness.control import load_controls
+    from bench.report.page import control_table
+
+    records, controls = load_records(FUSED_SET), load_controls(FUSED_SET)
     assert records and all(r.pinning["fit"].get("optimizer") == "adam-fused" for _, r in records)
+    assert controls and all(c["recipes"]["optimizer"] == "adam-fused" for c in controls)
     rows = [row for layout, filters in (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None))
             for row in _table_rows(FUSED_SET, layout, filters)]
-    assert len(rows) >= 6 + 5 + 5  # Table 2a 1-shot (the ablations' and PFENet's fold 0 rows in it), 5-shot, Table 3
+    rows += [_squeezed(line) for line in control_table(controls).splitlines()[2:]]
+    assert len(rows) >= 6 + 5 + 5 + 8  # Table 2a 1-shot (the ablations' and PFENet's fold 0 rows in it), 5-shot, Table 3, control
     missing = [row for row in rows if row not in _readme_lines()]
     assert not missing, "README lacks these rows of the fused set's tables:\n" + "\n".join(missing)
 
