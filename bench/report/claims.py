@@ -6,10 +6,11 @@ seeds (bench/report/tables.py). Rows are the base networks: per method and mode 
 --set, or the only row there is (real data needs --set for its weight files), and Table 3's
 `ours [saliency=none]`; each setting says which profile and settings its rows ran with
 (`claim_records`). The tests of each claim:
-1. weak < full for every method with both modes;
+1. weak < full for every method with both modes, by a fall that passes claim 4's test of a drop;
 2. `ours` has "by far" the smallest Δ: below half the smallest baseline Δ (the paper: 5.1 against
-   20.9, a ratio of 0.24; 2.7 against 12.9 on COCO); where `ours`' Δ is zero or negative (weak at
-   or above full, so claim 1 fails for it) the verdict says the claim holds only trivially;
+   20.9, a ratio of 0.24; 2.7 against 12.9 on COCO), by a margin that passes claim 4's test (its SE
+   from the four rows' seeds); where `ours`' Δ is zero or negative (weak at or above full, so claim
+   1 fails for it) the verdict says the claim holds only trivially;
 3. `ours` weak above every baseline's weak, by a lead that passes claim 4's test of a drop (below);
 4. `ours-noE` weak and `ours [saliency=none]` weak both below `ours` weak in every Table 3 column
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
@@ -87,9 +88,14 @@ def claim_1(means: dict, spread: dict | None = None) -> tuple[str, str]:
     methods = sorted({m for m, mode in means if mode == "full" and (m, "weak") in means and m in (*BASELINES, "ours")})
     if not methods:
         return "not checkable", "no method with both modes"
-    bad = [m for m in methods if not means[(m, "weak")] < means[(m, "full")]]
+    drops = _deltas({k: v for k, v in means.items() if k[0] in methods})
+    ses = {m: drop_se(spread or {}, (m, "full"), (m, "weak")) for m in methods}
     text = "; ".join(f"{m} {means[(m, 'full')]:.1f} → {means[(m, 'weak')]:.1f}" for m in methods)
-    return ("fails: " + ", ".join(bad) if bad else "holds"), text
+    # claim 4's test of a drop: a fall the printed numbers or the runs' scatter could give is not shown
+    level, noise = unshown(drops, ses)
+    bad = ([", ".join(level)] if level else []) + \
+        ([f"weak below full by less than {NOISE_SE:g} SE over seeds for {', '.join(noise)}"] if noise else [])
+    return ("fails: " + "; ".join(bad) if bad else "holds"), text
 
 
 def _deltas(means: dict) -> dict[str, float]:
@@ -103,13 +109,28 @@ def claim_2(means: dict, spread: dict | None = None) -> tuple[str, str]:
     if "ours" not in deltas or not baselines:
         return "not checkable", "needs ours and a baseline in both modes"
     text = "Δ " + ", ".join(f"{m} {d:.1f}" for m, d in deltas.items())
-    smallest = min(baselines.values())
-    ok = deltas["ours"] < BY_FAR * smallest
+    nearest = min(baselines, key=baselines.get)
+    smallest = baselines[nearest]
     ratio = f"; ours / smallest baseline = {deltas['ours'] / smallest:.2f}" if smallest > 0 else ""
-    if not ok:
+    if not deltas["ours"] < BY_FAR * smallest:
         return f"fails (needs < {BY_FAR:g} × {smallest:.1f})", text + ratio
+    # claim 4's test of a drop, on the margin by which ours' Δ is under the bar: one the runs' scatter
+    # could give does not show that ours loses "by far" the least (under the unfused and the fused
+    # Adam this setting's verdict flipped, 0.70 and 0.45, on margins within the seeds' noise)
+    margin = BY_FAR * smallest - deltas["ours"]
+    se = _margin_se(spread or {}, nearest)
+    text += ratio + (f"; margin {margin:.1f} (SE {se:.1f} over seeds)" if se is not None else "")
+    if se is not None and margin < NOISE_SE * se:
+        return f"fails: ours' Δ under {BY_FAR:g} × {nearest}'s by less than {NOISE_SE:g} SE over seeds", text
     # a Δ ≤ 0 is "smallest" because weak did not fall at all, not because weak training lost little
-    return ("holds, trivially: ours weak ≥ full" if deltas["ours"] <= 0 else "holds"), text + ratio
+    return ("holds, trivially: ours weak ≥ full" if deltas["ours"] <= 0 else "holds"), text
+
+
+def _margin_se(spread: dict, baseline: str) -> float | None:
+    """Standard error over seeds of BY_FAR × the baseline's Δ − ours' Δ (each Δ's by `drop_se`);
+    None unless all four rows ran with two or more seeds."""
+    ours, base = (drop_se(spread, (m, "full"), (m, "weak")) for m in ("ours", baseline))
+    return None if ours is None or base is None else ((BY_FAR * base) ** 2 + ours ** 2) ** 0.5
 
 
 def drop_se(spread: dict, a: tuple, b: tuple) -> float | None:
