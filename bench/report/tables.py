@@ -75,13 +75,15 @@ def check_one_recipe(records: list[tuple[Path, RunRecord]]) -> None:
     trunk: bench/core/optim.py recipes_of): a fit of another recipe is another draw of the same
     method, as another seed would be, so a table mixing them would compare draws, not methods. A
     record that names no pinned fit (made before records had one) is left out of the check."""
-    recipes = {p: recipes_of(r.recipes, r.pinning) for p, r in records}
-    recorded = [(p, r) for p, r in records if recipes[p]]
-    hit = first_conflict(recorded, lambda r: r.dataset, lambda a, b: recipes_of(a.recipes, a.pinning) == recipes_of(b.recipes, b.pinning))
+    def recipes(r: RunRecord) -> dict | None:
+        return recipes_of(r.recipes, r.pinning)
+
+    recorded = [(p, r) for p, r in records if recipes(r)]
+    hit = first_conflict(recorded, lambda r: r.dataset, lambda a, b: recipes(a) == recipes(b))
     if hit:
         path, r, other_path, other = hit
         raise BenchError(
-            f"{other_path} ({recipe_label(recipes[other_path])}) and {path} ({recipe_label(recipes[path])}) are "
+            f"{other_path} ({recipe_label(recipes(other))}) and {path} ({recipe_label(recipes(r))}) are "
             f"{r.dataset} records of fits of two recipes; fix: re-run the older cells "
             f"(`bench sweep` re-runs them) or table the two recipes from separate --results-dir folders")
 
