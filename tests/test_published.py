@@ -141,22 +141,30 @@ def _table_rows(published: Path, layout: str, filters: dict | None) -> list[str]
     return [_squeezed(line) for b in ours for line in b.splitlines() if line.startswith("| ") and not line.startswith("| method")]
 
 
+def _rows_missing_from_readme(published: Path, layouts: tuple) -> tuple[list[str], list[str]]:
+    """Every row `bench table` prints of `published` in each (layout, filters) and of its control
+    table, and those the README lacks."""
+    from bench.harness.control import load_controls
+    from bench.report.page import control_table
+
+    rows = [row for layout, filters in layouts for row in _table_rows(published, layout, filters)]
+    rows += [_squeezed(line) for line in control_table(load_controls(published)).splitlines()[2:]]
+    return rows, [row for row in rows if row not in _readme_lines()]
+
+
 def test_the_fused_recipes_published_set_is_intact_and_its_table_rows_are_the_readmes():
     """The records re-made under the fused Adam so far (the README's main job and what joined it):
     the manifest vouches for every file, each fit and control names the recipe, and every row of
     `bench table --layout table2a --way 1 --shot 1|5`, `--layout table3` and the control table of
     them stands in the README as printed."""
     from bench.harness.control import load_controls
-    from bench.report.page import control_table
 
     records, controls = load_records(FUSED_SET), load_controls(FUSED_SET)
     assert records and all(r.pinning["fit"].get("optimizer") == "adam-fused" for _, r in records)
     assert controls and all(c["recipes"]["optimizer"] == "adam-fused" for c in controls)
-    rows = [row for layout, filters in (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None))
-            for row in _table_rows(FUSED_SET, layout, filters)]
-    rows += [_squeezed(line) for line in control_table(controls).splitlines()[2:]]
+    rows, missing = _rows_missing_from_readme(FUSED_SET, (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}),
+                                                          ("table3", None)))
     assert len(rows) >= 6 + 5 + 5 + 8  # Table 2a 1-shot (the ablations' and PFENet's fold 0 rows in it), 5-shot, Table 3, control
-    missing = [row for row in rows if row not in _readme_lines()]
     assert not missing, "README lacks these rows of the fused set's tables:\n" + "\n".join(missing)
 
 
@@ -166,16 +174,10 @@ def test_the_readmes_published_set_is_intact_and_its_table_rows_are_the_readmes(
     of them (weak-test columns included) and the control table of `bench report` stand in the README
     as printed (a re-made or re-tabled record that moves a number fails here until the
     README says so)."""
-    from bench.harness.control import load_controls
-    from bench.report.page import control_table
-
-    rows = []
-    for layout, filters in (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None),
-                            ("table2b", {"way": 1, "shot": 1}), ("table2b", {"way": 1, "shot": 5})):
-        rows += _table_rows(README_SET, layout, filters)
-    rows += [_squeezed(line) for line in control_table(load_controls(README_SET)).splitlines()[2:]]
+    rows, missing = _rows_missing_from_readme(README_SET, (
+        ("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None),
+        ("table2b", {"way": 1, "shot": 1}), ("table2b", {"way": 1, "shot": 5})))
     assert len(rows) >= 6 + 6 + 5 + 5 + 5 + 5 + 10  # Table 2a 1-shot (weak-test columns in it), 5-shot, Table 3 of both sets, Table 2b 1-shot, 5-shot, control
-    missing = [row for row in rows if row not in _readme_lines()]
     assert not missing, "README lacks these rows of the published set's tables:\n" + "\n".join(missing)
 
 
