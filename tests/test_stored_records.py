@@ -110,6 +110,31 @@ def test_claims_leave_out_a_row_that_lacks_folds_and_say_which(tmp_path):
     assert claim4[2] == "not checkable" and "left out" not in claim4[3]
 
 
+def test_claims_on_a_delta_leave_out_a_row_whose_other_mode_is_missing_and_say_which(tmp_path):
+    """PFENet's four full folds made before any weak fold: claims 1 and 2 (on Δ = full − weak)
+    cannot read the row, so their caveat does not name its fits (it did: "no curve: … pfenet full"
+    beside numbers without PFENet) and a note names it; claim 3 (weak rows only) is silent on it."""
+    import dataclasses
+
+    from bench.core.records import load_records
+    from bench.report.claims import claim_rows
+
+    for _, r in load_records(DATA / "records_b698898"):
+        if r.method != "pfenet" or r.mode == "full":
+            r.write(tmp_path)
+            dataclasses.replace(r, fold=1).write(tmp_path)
+    rows = claim_rows(tmp_path)
+    for claim in ("1", "2"):
+        row = next(row for row in rows if row[0] == claim)
+        numbers, *notes = row[3].split(" · ")
+        assert "pfenet" not in numbers and "panet" in numbers
+        caveat = next(n for n in notes if n.startswith("no curve"))
+        assert "panet full" in caveat and "pfenet" not in caveat
+        assert notes[-1] == "left out, other mode missing: pfenet full"
+    claim3 = next(row for row in rows if row[0] == "3")  # its "ran with" lists the setting's every record
+    assert "pfenet" not in claim3[3].split(" · ran with")[0] and "left out" not in claim3[3]
+
+
 def test_a_claim_not_checkable_names_the_rows_left_out_for_missing_folds(tmp_path):
     """When the rows a claim could read all lack folds (PFENet's new default made one fold at a time
     beside `ours`' weak row only), "not checkable" says which rows were left out and why, instead of

@@ -194,10 +194,27 @@ def reads(claim: int, label: str, mode: str) -> bool:
     return label in ("ours", *BASELINES) and (claim != 3 or mode == "weak")
 
 
+PAIRED = (1, 2)  # the claims on Δ = full − weak: a row counts only beside its other mode
+
+
 def rows_read(claim: int, means: dict) -> set:
     """The (row label, mode) of a setting's `means` that `claim`'s check reads: its caveat names
-    unconverged fits among these only, and its note the rows left out for missing folds."""
-    return {row for row in means if reads(claim, *row)}
+    unconverged fits among these only, and its note the rows left out for missing folds. Claims 1
+    and 2 read a row only where its other mode has a mean too (PFENet's four full folds beside no
+    weak row were named in claim 1's caveat while its Δ was not in the verdict)."""
+    return {row for row in means if reads(claim, *row) and not _lone(claim, row, means)}
+
+
+def _lone(claim: int, row: tuple[str, str], means: dict) -> bool:
+    label, mode = row
+    return claim in PAIRED and (label, "weak" if mode == "full" else "full") not in means
+
+
+def lone_rows_note(claim: int, means: dict) -> str:
+    """' · left out, other mode missing: pfenet full' for the rows claims 1-2 would read but for a
+    mean of their other mode (a row made one mode at a time is not dropped silently)."""
+    lone = [f"{label} {mode}" for label, mode in sorted(means) if reads(claim, label, mode) and _lone(claim, (label, mode), means)]
+    return f" · left out, other mode missing: {', '.join(lone)}" if lone else ""
 
 
 def claim_records(records) -> tuple[list, dict]:
@@ -290,7 +307,7 @@ def claim_rows(results_dir: Path, filters: dict | None = None) -> list[list[str]
             left = "; ".join(text for label, mode, text in partial.get((dataset, way, shot), []) if reads(claim, label, mode))
             found.append([str(claim), f"{dataset} · {setting_header(way, shot)}{folds_note(setting_folds[(dataset, way, shot)])}", verdict + (f" (caveat {'/'.join(caveats)})" if caveats else ""),
                           text + (f" · {unjudged}" if unjudged else "") + (f" · ran with: {how}" if how else "")
-                          + left_out_note(left),
+                          + left_out_note(left) + lone_rows_note(claim, means),
                           paper_verdict, paper_text])
         if not found:  # name the rows left out for missing folds, wherever they are
             left_out = "; ".join(f"{d} · {setting_header(w, k)}: {'; '.join(texts)}" for (d, w, k), rows in sorted(partial.items())
