@@ -202,18 +202,16 @@ def rows_read(claim: int, means: dict) -> set:
     unconverged fits among these only, and its note the rows left out for missing folds. Claims 1
     and 2 read a row only where its other mode has a mean too (PFENet's four full folds beside no
     weak row were named in claim 1's caveat while its Δ was not in the verdict)."""
-    return {row for row in means if reads(claim, *row) and not _lone(claim, row, means)}
+    def paired(label: str, mode: str) -> bool:
+        return (label, "weak" if mode == "full" else "full") in means
 
-
-def _lone(claim: int, row: tuple[str, str], means: dict) -> bool:
-    label, mode = row
-    return claim in PAIRED and (label, "weak" if mode == "full" else "full") not in means
+    return {row for row in means if reads(claim, *row) and (claim not in PAIRED or paired(*row))}
 
 
 def lone_rows_note(claim: int, means: dict) -> str:
     """' · left out, other mode missing: pfenet full' for the rows claims 1-2 would read but for a
     mean of their other mode (a row made one mode at a time is not dropped silently)."""
-    lone = [f"{label} {mode}" for label, mode in sorted(means) if reads(claim, label, mode) and _lone(claim, (label, mode), means)]
+    lone = [f"{label} {mode}" for label, mode in sorted({row for row in means if reads(claim, *row)} - rows_read(claim, means))]
     return f" · left out, other mode missing: {', '.join(lone)}" if lone else ""
 
 
