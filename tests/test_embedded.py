@@ -74,3 +74,17 @@ def test_pool_has_no_benchmark_class_or_synonym():
     assert offenders == []
     voc_codepoints = {s.codepoints for srcs in class_sources().values() for s in srcs}
     assert not voc_codepoints & {cp for cp, _ in pool}
+
+
+def test_a_killed_builders_staging_folder_is_cleared_by_the_next_build(tmp_path):
+    # SIGTERM or SIGKILL runs no `finally`: the staging folder stays; the next builder owns the
+    # lock, so it clears that folder instead of building beside it or leaving it for good
+    from bench.data.embedded.generate import staging_folder
+
+    stale = staging_folder(tmp_path / TINY.folder_name())
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "half.png").write_bytes(b"\x89PNG half")
+    root = generate(tmp_path, TINY, workers=1)
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([root.name, root.name + ".lock"])
+    assert not list(root.rglob("half.png"))

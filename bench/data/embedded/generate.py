@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -288,8 +287,9 @@ class _Serial:
 def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int | None = None) -> Path:
     """Write the dataset under cache_dir/<folder_name> unless it is already complete; return its root.
 
-    Written into a temporary sibling folder and renamed at the end, so an interrupted run leaves
-    nothing that looks complete."""
+    Written into a staging sibling `.<folder>.partial` and renamed at the end, so an interrupted run
+    leaves nothing that looks complete; one fixed name, cleared by the next builder under the lock,
+    so a killed run (SIGTERM, SIGKILL: no `finally`) leaves no folder behind for good."""
     final = Path(cache_dir) / spec.folder_name()
     if (final / "COMPLETE").exists():
         return final
@@ -298,7 +298,9 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
             return final
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         workers = workers or min(os.cpu_count() or 1, 8)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name()}-", dir=cache_dir))
+        tmp = staging_folder(final)
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed builder's; the lock says none is running
+        tmp.mkdir()
         try:
             _write_split_tree(tmp, spec, ("train", "val"), _class_table(spec, False)[0], workers, spec.folder_name())
             pool_names = _class_table(spec, True)[0]
@@ -312,6 +314,11 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
             if tmp.exists():
                 shutil.rmtree(tmp)
         return final
+
+
+def staging_folder(final: Path) -> Path:
+    """Where the dataset is written before it is renamed to `final`: hidden, beside it."""
+    return final.with_name(f".{final.name}.partial")
 
 
 def _write_docs(root: Path, spec: EmbeddedSpec):
