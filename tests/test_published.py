@@ -155,16 +155,18 @@ def _rows_missing_from_readme(published: Path, layouts: tuple) -> tuple[list[str
 def test_the_fused_recipes_published_set_is_intact_and_its_table_rows_are_the_readmes():
     """The records re-made under the fused Adam so far (the README's main job and what joined it):
     the manifest vouches for every file, each fit and control names the recipe, and every row of
-    `bench table --layout table2a --way 1 --shot 1|5`, `--layout table3` and the control table of
-    them stands in the README as printed."""
+    `bench table --layout table2a --way 1 --shot 1|5`, `--layout table2b --way 1 --shot 1`,
+    `--layout table3` and the control table of them stands in the README as printed."""
     from bench.harness.control import load_controls
 
     records, controls = load_records(FUSED_SET), load_controls(FUSED_SET)
     assert records and all(r.pinning["fit"].get("optimizer") == "adam-fused" for _, r in records)
     assert controls and all(c["recipes"]["optimizer"] == "adam-fused" for c in controls)
-    rows, missing = _rows_missing_from_readme(FUSED_SET, (("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}),
-                                                          ("table3", None)))
-    assert len(rows) >= 6 + 5 + 5 + 8  # Table 2a 1-shot (the ablations' and PFENet's fold 0 rows in it), 5-shot, Table 3, control
+    rows, missing = _rows_missing_from_readme(FUSED_SET, (
+        ("table2a", {"way": 1, "shot": 1}), ("table2a", {"way": 1, "shot": 5}), ("table3", None),
+        ("table2b", {"way": 1, "shot": 1})))
+    # Table 2a 1-shot (the ablations' and PFENet's rows in it), 5-shot, Table 3 of both sets, Table 2b 1-shot, control
+    assert len(rows) >= 6 + 5 + 5 + 5 + 5 + 8
     assert not missing, "README lacks these rows of the fused set's tables:\n" + "\n".join(missing)
 
 
