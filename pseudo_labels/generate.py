@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from bench.core.device import to_numpy
 from bench.core.errors import BenchError
 from bench.core.locks import one_builder
 from bench.core.progress import progress
-from bench.core.files import atomic_write_text
+from bench.core.files import atomic_write_text, staged_folder
 from pseudo_labels.backends import cam_backend, saliency_backend
 from pseudo_labels.config import PseudoConfig
 from pseudo_labels.words import Weighting, similarities, word_vectors
@@ -154,7 +153,8 @@ def pseudo_root(cache_dir: Path, dataset, fingerprint: str) -> Path:
 
 def generate_pseudo_masks(dataset, cfg: PseudoConfig, cache_dir: Path, log=print, pipe: Pipeline | None = None) -> Path:
     """Writes a pseudo mask for every train and test image (once per fingerprint); returns the folder.
-    Written into a temp folder renamed at the end, so an interrupted run leaves nothing half-done."""
+    Built in a staged folder (bench.core.files.staged_folder), so an interrupted run leaves nothing
+    half-done."""
     pipe = pipe or build_pipeline(dataset, cfg, cache_dir, log)
     fp = pipe.fingerprint(dataset)
     root = pseudo_root(cache_dir, dataset, fp)
@@ -163,24 +163,20 @@ def generate_pseudo_masks(dataset, cfg: PseudoConfig, cache_dir: Path, log=print
     with one_builder(root):  # parallel sweep cells: one process builds, the others wait and reuse
         if (root / "COMPLETE").is_file():
             return root
-        tmp = root.with_name(root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "SegmentationClass").mkdir(parents=True)
-        t0 = time.perf_counter()
-        n = 0
-        for m in all_image_maps(pipe, dataset, SPLITS, cache_dir, "pseudo masks"):
-            mask = pseudo_mask(gated(m.tbar, m.saliency, cfg), m.class_ids, cfg.threshold)
-            save_palette_png(mask, tmp / "SegmentationClass" / f"{m.image_id}.png")
-            n += 1
-        rate = n / max(time.perf_counter() - t0, 1e-9)
-        manifest = {"fingerprint": fp, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-                    "config": asdict(cfg), "cam": pipe.cam.fingerprint(), "saliency": pipe.saliency.fingerprint(),
-                    "words": pipe.words_fingerprint, "n_images": n, "images_per_s": round(rate, 1)}
-        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-        (tmp / "COMPLETE").write_text("")
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
+        with staged_folder(root) as tmp:
+            (tmp / "SegmentationClass").mkdir()
+            t0 = time.perf_counter()
+            n = 0
+            for m in all_image_maps(pipe, dataset, SPLITS, cache_dir, "pseudo masks"):
+                mask = pseudo_mask(gated(m.tbar, m.saliency, cfg), m.class_ids, cfg.threshold)
+                save_palette_png(mask, tmp / "SegmentationClass" / f"{m.image_id}.png")
+                n += 1
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            manifest = {"fingerprint": fp, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
+                        "config": asdict(cfg), "cam": pipe.cam.fingerprint(), "saliency": pipe.saliency.fingerprint(),
+                        "words": pipe.words_fingerprint, "n_images": n, "images_per_s": round(rate, 1)}
+            atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+            (tmp / "COMPLETE").write_text("")
         log(f"wrote {n} pseudo masks ({rate:.0f} images/s) to {root}")
         return root
 

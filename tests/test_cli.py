@@ -2,6 +2,7 @@ import csv
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,50 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic_write_text(target, "new contents")
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["fold0.json"]
+
+
+def test_a_staged_folder_replaces_its_target_only_when_complete(tmp_path):
+    from bench.core.files import staged_folder, staging_folder
+
+    final = tmp_path / "masks"
+    final.mkdir()
+    (final / "old.png").write_text("old")
+    staging_folder(final).mkdir()
+    (staging_folder(final) / "stale.png").write_text("a killed builder's")
+    with pytest.raises(RuntimeError):
+        with staged_folder(final) as tmp:
+            assert list(tmp.iterdir()) == []  # the killed builder's file is gone
+            (tmp / "half.png").write_text("half")
+            raise RuntimeError("crash while building")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"] and [p.name for p in final.iterdir()] == ["old.png"]
+    with staged_folder(final) as tmp:
+        (tmp / "new.png").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"] and [p.name for p in final.iterdir()] == ["new.png"]
+
+
+def test_sigterm_unwinds_the_command_and_leaves_no_temp_file(tmp_path):
+    """`timeout` and schedulers stop a run with SIGTERM, whose default ends Python with no cleanup:
+    an atomic write then left its hidden `.tmp` beside the target. The CLI raises it as an interrupt
+    instead: the write is undone, the exit code is the shell's 143, the interrupt line is printed."""
+    import signal
+    import subprocess
+    import sys
+
+    source = Path(__file__).parent / "data" / "records_b698898"
+    target = tmp_path / "published"
+    # publish's first write (its manifest) stops in fsync until the signal comes
+    script = ("import os, sys, time\n"
+              "def slow(fd):\n    print('writing', flush=True); time.sleep(120)\n"
+              "os.fsync = slow\n"
+              "from bench.cli import main\n"
+              f"sys.exit(main(['publish', '--results-dir', {str(source)!r}, '--to', {str(target)!r}]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted; finished records are kept" in err
+    assert target.is_dir() and not list(target.rglob("*"))
 
 
 def test_table_refuses_records_from_different_episodes(mini, cache_dir, tmp_path, capsys):

@@ -79,7 +79,7 @@ def test_pool_has_no_benchmark_class_or_synonym():
 def test_a_killed_builders_staging_folder_is_cleared_by_the_next_build(tmp_path):
     # SIGTERM or SIGKILL runs no `finally`: the staging folder stays; the next builder owns the
     # lock, so it clears that folder instead of building beside it or leaving it for good
-    from bench.data.embedded.generate import staging_folder
+    from bench.core.files import staging_folder
 
     stale = staging_folder(tmp_path / TINY.folder_name())
     (stale / "train").mkdir(parents=True)

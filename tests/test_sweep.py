@@ -649,6 +649,54 @@ def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path
     assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_terminated_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tmp_path):
+    """SIGTERM (from `timeout`, a scheduler) reaches the sweep process only, not its pool workers:
+    the sweep passes it on, so each running cell unwinds through its `finally` and its worker exits,
+    instead of training on, orphaned; queued cells never start."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys\n"
+              "from bench.core.termination import sigterm_raises\n"
+              "from bench.harness.sweep import local_outcomes\n"
+              "from sleeper import sleeping_cell\n"
+              "with sigterm_raises():\n"
+              f"    for _ in local_outcomes([1, 2, 3, 4], {str(tmp_path)!r}, jobs=2, cell_fn=sleeping_cell):\n"
+              "        pass\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=_with_tests_on_path(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while len(list(tmp_path.glob("started-*"))) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        started = sorted(p.name for p in tmp_path.glob("started-*"))
+        assert len(started) == 2, proc.stderr.read() if proc.poll() is not None else "workers did not start"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        alive = [name for name in started if _alive(int(name.split("-")[2]))]
+    finally:  # a failing run must not leave its sleepers behind
+        for path in tmp_path.glob("started-*"):
+            try:
+                os.kill(int(path.name.split("-")[2]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
+    assert proc.returncode == 143, err
+    cells = sorted(name.split("-")[1] for name in started)
+    assert sorted(p.name for p in tmp_path.glob("cleaned-*")) == [f"cleaned-{c}" for c in cells]
+    assert sorted(p.name for p in tmp_path.glob("started-*")) == started  # no queued cell began
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_gpus_per_cell_needs_the_ray_executor(mini, cache_dir, tmp_path):
     cells = grid_cells({**MINI, "methods": ["background"], "modes": ["full"], "folds": [0]})
     with pytest.raises(Exception, match="--gpus-per-cell reserves GPUs through Ray; fix: add --executor ray"):

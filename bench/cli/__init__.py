@@ -13,6 +13,7 @@ from bench.cli import data, nets, results, run
 from bench.cli.flags import default_cache
 from bench.core.errors import BenchError
 from bench.core.files import git_commit
+from bench.core.termination import EXIT_CODE, Terminated, sigterm_raises
 
 GROUPS = (run, results, data, nets)
 
@@ -33,17 +34,18 @@ def main(argv=None) -> int:
     cache = args.cache_dir or default_cache()
     git_commit()  # the commit whose code this run imports, before a long run lets the checkout move
     try:
-        if hasattr(args, "device"):
-            from bench.core.device import use_device
+        with sigterm_raises():  # `timeout` and schedulers stop a run with SIGTERM: clean up as for Ctrl-C
+            if hasattr(args, "device"):
+                from bench.core.device import use_device
 
-            use_device(args.device)
-        return args.handler(args, cache)
+                use_device(args.device)
+            return args.handler(args, cache)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         print("interrupted; finished records are kept, re-run to continue", file=sys.stderr)
-        return 130
+        return EXIT_CODE if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         # output piped into `head` and the like: the reader left, which is not our error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,12 +1,15 @@
 """File helpers every layer uses: atomic writes (temp file in the same folder, fsync, rename, so
-an interrupted write never leaves a partial file), content hashes of files, and the environment
-(package versions, git commit) that records and reports carry."""
+an interrupted write never leaves a partial file), staged folders (the same for a folder built
+file by file), content hashes of files, and the environment (package versions, git commit) that
+records and reports carry."""
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +32,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def staging_folder(final: Path) -> Path:
+    """Where `staged_folder` builds `final`: hidden, beside it, one fixed name per target."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
+@contextmanager
+def staged_folder(final: Path):
+    """Yields an empty staging folder; renames it to `final` (replacing any old one) when the block
+    ends normally, and deletes it when the block raises. A killed process (SIGKILL) runs no cleanup:
+    the staging name is fixed, not random, so the next build clears what it left instead of a new
+    stray folder piling up per kill. Hidden, so a listing of the parent never takes it for a
+    finished build. Hold the target's `one_builder` lock around it when processes may race."""
+    final = Path(final)
+    tmp = staging_folder(final)
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed builder's
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_sha(path: Path) -> str:

@@ -25,7 +25,7 @@ from bench.harness.metrics import IoUAccumulator
 from bench.harness.presets import Preset, get_preset
 from bench.core.progress import progress
 from bench.core.records import RunRecord, mode_label, record_relpath, writable_results
-from bench.core.files import environment_versions, git_commit
+from bench.core.files import environment_versions, git_commit, staged_folder
 from bench.core.pinning import fixed_threads, pinning
 from bench.core.profiles import as_record
 from bench.harness.registry import create_method, method_label, method_source
@@ -468,7 +468,7 @@ def sample_dir(record_path: Path) -> Path:
 class PredictionSaver:
     """Query predictions as palette PNGs plus index.csv (episode, query id, class ids, support
     ids), so any third-party metric can re-score a run and figures can be drawn from records.
-    Kept in memory as PNG bytes and written at close, into a temporary folder renamed into place:
+    Kept in memory as PNG bytes and written at close, into a staged folder renamed into place:
     an interrupted run leaves no half sample."""
 
     def __init__(self, folder: Path | None):
@@ -483,17 +483,10 @@ class PredictionSaver:
                           "support_ids": " | ".join(" ".join(s) for s in spec.support_ids)})
 
     def close_into(self, folder: Path) -> None:
-        import shutil
-
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name, data in self.files.items():
-            (tmp / name).write_bytes(data)
-        with open(tmp / "index.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else ["file"])
-            writer.writeheader()
-            writer.writerows(self.rows)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        with staged_folder(folder) as tmp:
+            for name, data in self.files.items():
+                (tmp / name).write_bytes(data)
+            with open(tmp / "index.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else ["file"])
+                writer.writeheader()
+                writer.writerows(self.rows)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import os
 import statistics
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -47,6 +48,7 @@ from pathlib import Path
 
 from bench.data.classes import N_FOLDS
 from bench.core.errors import BenchError
+from bench.core.termination import EXIT_CODE, Terminated, raise_on_sigterm
 from bench.harness.annotations import MODES
 
 
@@ -263,24 +265,58 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
 
 
-def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | None = None):
+def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | None = None, cell_fn=None):
     """Yields each cell's Outcome as it finishes, `jobs` processes at a time, each with `threads`
     torch threads; by default an equal share of the cores (2 cores, 2 jobs: one thread each, no
-    oversubscription). Fewer threads leave cores to another sweep sharing the machine."""
+    oversubscription). Fewer threads leave cores to another sweep sharing the machine. `cell_fn`
+    (default run_cell, same signature, importable by a spawned worker) runs one cell."""
+    cell_fn = cell_fn or run_cell
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     if jobs <= 1:
         for cell in cells:
-            yield run_cell(cell, paths, threads)
+            yield cell_fn(cell, paths, threads)
         return
     import multiprocessing
 
     # spawn: a fresh interpreter per worker (torch and fork do not mix well)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_cell, c, paths, threads) for c in cells}
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=raise_on_sigterm)
+    try:
+        futures = {pool.submit(_cell_in_worker, cell_fn, c, paths, threads) for c in cells}
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for f in done:
                 yield f.result()
+    except BaseException as exc:
+        # an interrupted, terminated or abandoned sweep stops its running fits: left alone they
+        # would train on, orphaned, for up to an hour, and queued cells would still start
+        _stop_workers(pool, grace_s=10.0 if isinstance(exc, KeyboardInterrupt) else 0.0)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cell_in_worker(cell_fn, cell: Cell, paths: Paths, threads: int) -> Outcome:
+    try:
+        return cell_fn(cell, paths, threads)
+    except (KeyboardInterrupt, Terminated) as exc:
+        # the cell's cleanup (atomic writes, locks, staged folders) ran as the interrupt unwound;
+        # leave now: a pool worker that survives it would take the next queued cell
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODE if isinstance(exc, Terminated) else 130)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float) -> None:
+    """SIGTERM to each worker still alive after `grace_s` (Ctrl-C in a terminal reached them
+    already, through the process group; SIGTERM to the sweep, from `timeout` or a scheduler, did
+    not). Each unwinds and exits (_cell_in_worker)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # private: no public list before 3.14
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
 
 
 def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_cell: float, gpus_per_cell: float = 0):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from multiprocessing import get_context
@@ -32,6 +31,7 @@ from bench.data.embedded.sprites import (
     render_sprite,
 )
 from bench.data.palette import save_palette_png
+from bench.core.files import staged_folder
 from bench.core.locks import one_builder
 from bench.core.progress import progress
 
@@ -287,9 +287,8 @@ class _Serial:
 def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int | None = None) -> Path:
     """Write the dataset under cache_dir/<folder_name> unless it is already complete; return its root.
 
-    Written into a staging sibling `.<folder>.partial` and renamed at the end, so an interrupted run
-    leaves nothing that looks complete; one fixed name, cleared by the next builder under the lock,
-    so a killed run (SIGTERM, SIGKILL: no `finally`) leaves no folder behind for good."""
+    Built in a staged folder (bench.core.files.staged_folder), so an interrupted run leaves nothing
+    that looks complete and a killed one nothing for good."""
     final = Path(cache_dir) / spec.folder_name()
     if (final / "COMPLETE").exists():
         return final
@@ -298,27 +297,13 @@ def generate(cache_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), workers: int 
             return final
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         workers = workers or min(os.cpu_count() or 1, 8)
-        tmp = staging_folder(final)
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed builder's; the lock says none is running
-        tmp.mkdir()
-        try:
+        with staged_folder(final) as tmp:
             _write_split_tree(tmp, spec, ("train", "val"), _class_table(spec, False)[0], workers, spec.folder_name())
             pool_names = _class_table(spec, True)[0]
             _write_split_tree(tmp / "pool", spec, ("pool_train", "pool_val"), pool_names, workers, "disjoint pool")
             _write_docs(tmp, spec)
             (tmp / "COMPLETE").write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         return final
-
-
-def staging_folder(final: Path) -> Path:
-    """Where the dataset is written before it is renamed to `final`: hidden, beside it."""
-    return final.with_name(f".{final.name}.partial")
 
 
 def _write_docs(root: Path, spec: EmbeddedSpec):
