@@ -649,10 +649,12 @@ def test_killed_sweep_resumes_with_the_remaining_cells(mini, cache_dir, tmp_path
     assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_a_terminated_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM to the sweep", "Ctrl-C in its terminal"])
+def test_a_stopped_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tmp_path, how):
     """SIGTERM (from `timeout`, a scheduler) reaches the sweep process only, not its pool workers:
-    the sweep passes it on, so each running cell unwinds through its `finally` and its worker exits,
-    instead of training on, orphaned; queued cells never start."""
+    the sweep passes it on. Ctrl-C reaches every process of the terminal's group. Either way each
+    running cell unwinds through its `finally` and its worker exits, instead of training on,
+    orphaned, or taking the next queued cell."""
     import signal
     import subprocess
     import sys
@@ -665,14 +667,18 @@ def test_a_terminated_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tm
               "with sigterm_raises():\n"
               f"    for _ in local_outcomes([1, 2, 3, 4], {str(tmp_path)!r}, jobs=2, cell_fn=sleeping_cell):\n"
               "        pass\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=_with_tests_on_path(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=_with_tests_on_path(), stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal gives a command
     try:
         deadline = time.time() + 120
         while len(list(tmp_path.glob("started-*"))) < 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
         started = sorted(p.name for p in tmp_path.glob("started-*"))
         assert len(started) == 2, proc.stderr.read() if proc.poll() is not None else "workers did not start"
-        proc.send_signal(signal.SIGTERM)
+        if how == "SIGTERM to the sweep":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         alive = [name for name in started if _alive(int(name.split("-")[2]))]
     finally:  # a failing run must not leave its sleepers behind
@@ -682,7 +688,7 @@ def test_a_terminated_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tm
             except ProcessLookupError:
                 pass
         proc.kill()
-    assert proc.returncode == 143, err
+    assert proc.returncode == (143 if how == "SIGTERM to the sweep" else -signal.SIGINT), err
     cells = sorted(name.split("-")[1] for name in started)
     assert sorted(p.name for p in tmp_path.glob("cleaned-*")) == [f"cleaned-{c}" for c in cells]
     assert sorted(p.name for p in tmp_path.glob("started-*")) == started  # no queued cell began

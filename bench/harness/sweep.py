@@ -289,7 +289,7 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
     except BaseException as exc:
         # an interrupted, terminated or abandoned sweep stops its running fits: left alone they
         # would train on, orphaned, for up to an hour, and queued cells would still start
-        _stop_workers(pool, grace_s=10.0 if isinstance(exc, KeyboardInterrupt) else 0.0)
+        _stop_workers(pool, grace_s=0.0 if isinstance(exc, Terminated) else 10.0)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -307,9 +307,11 @@ def _cell_in_worker(cell_fn, cell: Cell, paths: Paths, threads: int) -> Outcome:
 
 
 def _stop_workers(pool: ProcessPoolExecutor, grace_s: float) -> None:
-    """SIGTERM to each worker still alive after `grace_s` (Ctrl-C in a terminal reached them
-    already, through the process group; SIGTERM to the sweep, from `timeout` or a scheduler, did
-    not). Each unwinds and exits (_cell_in_worker)."""
+    """SIGTERM to each worker still alive after `grace_s`. SIGTERM to the sweep (`timeout`, a
+    scheduler) reached this process only: no grace. Ctrl-C in a terminal reached the workers too,
+    through the process group: they get time to unwind before a SIGTERM could cut their cleanup
+    short (as does a sweep abandoned by its caller, or failed: the cause is not known here). Each
+    unwinds and exits (_cell_in_worker)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # private: no public list before 3.14
     deadline = time.monotonic() + grace_s
     for proc in processes:
