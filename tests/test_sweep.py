@@ -660,7 +660,10 @@ def test_a_stopped_parallel_sweep_stops_its_workers_and_their_cleanup_runs(tmp_p
     import sys
     import time
 
-    script = ("import sys\n"
+    # SIGINT handled as in a terminal's command: a test run in the background (`cmd &` without job
+    # control, as CI may start it) has SIGINT ignored, which every child would inherit
+    script = ("import signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "from bench.core.termination import sigterm_raises\n"
               "from bench.harness.sweep import local_outcomes\n"
               "from sleeper import sleeping_cell\n"
