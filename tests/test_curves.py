@@ -89,6 +89,23 @@ def test_a_gain_within_the_validation_noise_is_not_learning():
     assert verdict(flat, 1000, [alike[0], alike[0]])["within_noise"] is False  # a plateau: below 1 point
 
 
+def test_a_plateau_verdict_does_not_hide_a_later_gain_within_the_noise():
+    """The verdict stands on the largest gain of the last quarter, learning or not. PFENet's 5i weak
+    fold 3 (validation ... 34.8, 26.1, 27.4) fell from the 3/4 point (-7.4) and then gained +1.3
+    within the noise: it passes by the noise clause, so it is marked "within noise" (≈); the rule
+    before reported the fall from the 3/4 point and called it a plain plateau. Here: 34 -> 26 -> 28
+    on 4 episodes, the last point's episodes disagreeing."""
+    steps = [[750, 34.0], [875, 26.0], [1000, 28.0]]
+    episodes = [[[34, 100]] * 4, [[26, 100]] * 4, [[50, 100], [20, 100], [21, 100], [21, 100]]]
+    v = verdict(steps, 1000, episodes)
+    assert curves.pooled_iou(episodes[-1]) == pytest.approx(28.0)
+    assert v["converged"] is True and v["within_noise"] is True
+    assert (v["from_step"], v["gain"]) == (875, 2.0) and "within 2 SE" in v["why"]
+    # the same fall without the later rise is a plain plateau
+    flat = [[750, 34.0], [875, 26.0], [1000, 26.5]]
+    assert verdict(flat, 1000, [episodes[0], episodes[1], episodes[1]])["within_noise"] is False
+
+
 def _noise_only_fit() -> dict:
     """A 1000-step fit whose last quarter gains +4 (30, 30, 34) on 4 validation episodes that
     disagree (one +36, three -6 to -8): converged by the noise clause alone."""
