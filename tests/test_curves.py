@@ -91,8 +91,8 @@ def test_a_gain_within_the_validation_noise_is_not_learning():
 
 def test_a_plateau_verdict_does_not_hide_a_later_gain_within_the_noise():
     """The verdict stands on the largest gain of the last quarter, learning or not. PFENet's 5i weak
-    fold 3 (validation ... 34.8, 26.1, 27.4) fell from the 3/4 point (-7.4) and then gained +1.3
-    within the noise: it passes by the noise clause, so it is marked "within noise" (≈); the rule
+    fold 3 (validation ... 34.8, 26.1, 27.4) fell from the 3/4 point (-7.5) and then gained +1.2
+    (SE 1.6) within the noise: it passes by the noise clause, so it is marked "within noise" (≈); the rule
     before reported the fall from the 3/4 point and called it a plain plateau. Here: 34 -> 26 -> 28
     on 4 episodes, the last point's episodes disagreeing."""
     steps = [[750, 34.0], [875, 26.0], [1000, 28.0]]
