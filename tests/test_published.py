@@ -95,6 +95,25 @@ def test_other_numbers_are_not_published_over_the_old_ones_unless_asked(results,
     assert published.miou == pytest.approx(raw["miou"])
 
 
+def test_a_datasets_pseudo_quality_records_publish_without_its_runs(results, capsys):
+    """`bench pseudo report` re-made under a new recipe while the runs were not: its records are
+    published by naming their dataset (the runs of others left out with --pseudo-only)."""
+    quality = Path(__file__).parents[1] / "results" / "published" / "readme" / "openmoji20i" / "pseudo-labels"
+    shutil.copytree(quality, results / "openmoji20i" / "pseudo-labels")
+    target = results.parent / "pub"
+    assert bench("publish", "--results-dir", str(results), "--to", str(target), "--pseudo-only") == 0
+    names = sorted(json.loads((target / MANIFEST).read_text())["files"])
+    assert names == [f"openmoji20i/pseudo-labels/{p.name}" for p in sorted(quality.glob("*.json"))] and names
+    assert bench("publish", "--results-dir", str(results), "--to", str(target), "--dataset", "openmoji20i") == 0
+    assert "published 0 file(s)" in capsys.readouterr().out  # no run of openmoji20i, its quality records there already
+    assert bench("publish", "--results-dir", str(results), "--to", str(target), "--pseudo-only",
+                 "--dataset", "openmoji5i-mini") == 2
+    assert "no pseudo-mask quality records of openmoji5i-mini" in capsys.readouterr().err
+    assert bench("publish", "--results-dir", str(results), "--to", str(target)) == 0
+    assert len(load_records(target)) == 8  # the runs of openmoji5i-mini join; the quality record stays one file
+    assert len(json.loads((target / MANIFEST).read_text())["files"]) == 9
+
+
 def test_a_publish_killed_while_copying_leaves_a_set_that_says_so(results, monkeypatch):
     import bench.report.publish as publishing
 

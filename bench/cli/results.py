@@ -78,6 +78,8 @@ def add_parsers(sub) -> dict:
     pb.add_argument("--method", action="append", default=None, help="only this method's records, its variant rows included (repeatable)")
     pb.add_argument("--mode", action="append", default=None, help="only this mode's records (repeatable)")
     pb.add_argument("--replace", action="store_true", help="publish records whose numbers differ from the published ones")
+    pb.add_argument("--pseudo-only", action="store_true",
+                    help="only the pseudo-mask quality records (of --dataset, else of every dataset), no run records")
     return {"table": cmd_table, "figure": cmd_figure, "report": cmd_report, "verify": cmd_verify, "claims": cmd_claims,
             "publish": cmd_publish}
 
@@ -157,7 +159,7 @@ def cmd_publish(args, cache: Path) -> int:
 
     filters = {**filters_of(args), "method": set(args.method) if args.method else None,
                "mode": set(args.mode) if args.mode else None}
-    lines = publish(args.results_dir, args.to, filters, args.replace)
+    lines = publish(args.results_dir, args.to, filters, args.replace, args.pseudo_only)
     kept = sum(line.startswith("kept") for line in lines)
     print("\n".join(lines))
     print(f"published {len(lines) - kept} file(s) into {args.to} ({kept} there already with the same numbers); "

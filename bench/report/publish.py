@@ -19,10 +19,12 @@ from bench.report.tables import selected_records
 RAN_WHERE = ("timings", "git_commit", "placement", "versions", "pinning")
 
 
-def publish(source: Path, target: Path, filters: dict | None = None, replace: bool = False) -> list[str]:
+def publish(source: Path, target: Path, filters: dict | None = None, replace: bool = False,
+            pseudo_only: bool = False) -> list[str]:
     """Copies the run records of `source` that match `filters` (as `bench table` selects them: a
     set matches any of its values), their control records and the pseudo-mask quality records of
-    their datasets into `target`; one line per file. A file
+    their datasets and of the dataset the filters name into `target`; one line per file. With
+    `pseudo_only`, the quality records alone (`bench pseudo report` re-made without the runs). A file
     that is published with other numbers stops everything before a byte is written, unless
     `replace`. The manifest is written before the copies and again after them: a publish killed
     between leaves files the manifest does not list, which every reader of the set refuses by name,
@@ -30,12 +32,15 @@ def publish(source: Path, target: Path, filters: dict | None = None, replace: bo
     source, target = Path(source), Path(target)
     if published_root(source) is not None:
         raise BenchError(f"{source} is a published set; fix: publish from the folder the runs wrote (--results-dir results)")
-    chosen = [path for path, _ in selected_records(source, filters)]
-    if not chosen:
-        raise BenchError(f"no run records under {source} match; fix: check the filters, or run the cells first")
+    chosen = [] if pseudo_only else [path for path, _ in selected_records(source, filters)]
     files = chosen + [c for p in chosen for c in [p.with_name("control_" + p.name)] if c.is_file()]
-    datasets = {p.relative_to(source).parts[0] for p in chosen}
-    files += [p for p in record_files(source) if p.parent.name == "pseudo-labels" and p.relative_to(source).parts[0] in datasets]
+    named = (filters or {}).get("dataset")
+    files += _quality_records(source, {p.relative_to(source).parts[0] for p in chosen}, named, pseudo_only)
+    if not files and pseudo_only:
+        raise BenchError(f"no pseudo-mask quality records of {named or 'any dataset'} under {source}; "
+                         f"fix: run `bench pseudo report` first, or check --dataset")
+    if not files:
+        raise BenchError(f"no run records under {source} match; fix: check the filters, or run the cells first")
     manifest = published_files(target) if (target / MANIFEST).is_file() else {}
     lines, todo = [], []
     for path in files:
@@ -50,6 +55,14 @@ def publish(source: Path, target: Path, filters: dict | None = None, replace: bo
         manifest[rel] = file_sha256(target / rel)
     _write_manifest(target, manifest)
     return lines
+
+
+def _quality_records(source: Path, datasets: set[str], named: str | None, every: bool) -> list[Path]:
+    """The pseudo-mask quality records (<dataset>/pseudo-labels/) of `datasets` and of the dataset
+    the filters name; `every`: of every dataset when none is named."""
+    wanted = datasets | ({named} if named else set())
+    return [p for p in record_files(source) if p.parent.name == "pseudo-labels"
+            and ((every and not named) or p.relative_to(source).parts[0] in wanted)]
 
 
 def _write_manifest(target: Path, files: dict[str, str]) -> None:
