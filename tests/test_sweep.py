@@ -309,17 +309,18 @@ def test_claims_are_checked_on_records_beside_the_paper(two_seed_results, cache_
     verdict = {r[0]: r[2] for r in rows}
     numbers = {r[0]: r[3] for r in rows}
     # ours 27.5 → 16.2 (Δ 11.2); panet 28.5 → 14.2 (Δ 14.2); amp 23.5 → 24.2 (weak above full)
-    # amp's weak is above its full; ours' and panet's falls (11.2, 14.2) are within 2 SE of two seeds
-    # 15 points apart (SE 8.4 each): not shown either
-    assert verdict["1"] == "fails: amp; weak below full by less than 2 SE over seeds for ours, panet"
+    # amp's weak is above its full; ours' and panet's falls are 7.5 and 15 per seed (Δ 11.2 and
+    # 14.2, SE 3.75 paired by seed): shown. Unpaired, the seeds' 15-point gap, which every row shares
+    # (a seed's episodes), would count twice over: SE 8.4 each, and neither fall would show
+    assert verdict["1"] == "fails: amp"
     assert "amp 23.5 → 24.2" in numbers["1"]
     assert verdict["2"].startswith("fails") and "ours 11.2" in numbers["2"]  # 11.2 is not below half of amp's −0.8
-    # ours leads panet's weak by 2.0, within 2 SE of two seeds 15 points apart: no lead shown
-    assert verdict["3"] == "fails: amp ≥ ours; ours above panet by less than 2 SE over seeds"
-    assert "ours − panet 2.0 (SE 5.3 over seeds)" in numbers["3"]
-    # E's drop of 3.0 is within 2 SE of the difference of two seeds' means (the seeds differ by 15 points)
-    assert verdict["4"] == "fails: no drop without saliency; drop within 2 SE over seeds without E"
-    assert "without E 16.2 → 13.2, drop 3.0 (SE 5.3 over seeds; paper 12–18)" in numbers["4"]
+    # ours leads panet's weak by 2.0 on both seeds: paired, no scatter at all (unpaired: SE 5.3, no lead shown)
+    assert verdict["3"] == "fails: amp ≥ ours"
+    assert "ours − panet 2.0 (SE 0.0 over paired seeds)" in numbers["3"]
+    # E's drop is 3.0 on both seeds: shown (unpaired it was within 2 SE of two seeds 15 points apart)
+    assert verdict["4"] == "fails: no drop without saliency"
+    assert "without E 16.2 → 13.2, drop 3.0 (SE 0.0 over paired seeds; paper 12–18)" in numbers["4"]
     paper = {r[0]: r[4] for r in rows}
     assert paper["1"] == paper["2"] == paper["3"] == paper["4"] == "holds"  # the paper's own numbers carry its claims
     assert all(r[1] == "openmoji5i-mini · 1-way 1-shot · folds 0, 1 of 4" for r in rows)  # not a four-fold mean

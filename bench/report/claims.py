@@ -16,14 +16,17 @@ seeds (bench/report/tables.py). Rows are the base networks: per method and mode 
    (1/2-way x 1/5-shot) that has the three rows; the drops are printed beside the paper's
    12-18 (E) and 1-4 (saliency) points. A drop counts only if it shows at the printed precision
    (0.05 or more: a printed "drop 0.0" is no drop) and, where both rows ran with two or more
-   seeds, is at least `NOISE_SE` standard errors of the difference of their seed means: a
-   component whose removal moves the score less than the runs scatter is not shown to matter.
+   seeds, is at least `NOISE_SE` standard errors of the difference of their seed means, paired by
+   seed as the tables' Δ is (a seed draws the same episodes for every row, so a seed whose episodes
+   are hard for both rows moves both, not their difference): a component whose removal moves the
+   score less than the runs scatter is not shown to matter.
 A setting whose rows stand on a fit that did not converge by the one rule (bench/core/curves.py)
 or has no curve gets "(caveat ↑/?)" beside its verdict and the rows named; one that met the rule only
 within the validation's noise (a gain the SE cannot tell from none) gets "≈" the same way.
 """
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,7 +45,7 @@ PRINTED = 0.05  # claims 3, 4: a lead or drop that rounds to 0.0 at the tables' 
 
 def setting_means(records) -> tuple[dict, dict, dict[tuple, list[tuple]], dict[tuple, list[int]]]:
     """(dataset, way, shot) -> {(row label, mode): mean over folds and seeds}; the same keys ->
-    (std over seeds, seeds) of those means; per setting the rows left out because they lack a fold
+    {seed: mean over folds} (the values each mean is over); per setting the rows left out because they lack a fold
     the setting has (or the same seeds on every fold), each (label, mode, its name with the folds
     it has and lacks), so a claim names only those it would read: a row made
     over several sessions is not read as if it were whole; and per setting its folds (those of any
@@ -58,9 +61,10 @@ def setting_means(records) -> tuple[dict, dict, dict[tuple, list[tuple]], dict[t
         for label in sorted({row_label(r) for r in recs}):
             for mode in ("full", "weak"):
                 have = [f for f in folds if cells.get((label, mode, f))]
-                s = stat(fold_mean_per_seed(cells, label, mode, folds))
+                per_seed = fold_mean_per_seed(cells, label, mode, folds)
+                s = stat(per_seed)
                 if s is not None:
-                    means[(label, mode)], spread[(label, mode)] = s[0], s[1:]
+                    means[(label, mode)], spread[(label, mode)] = s[0], per_seed
                 elif have:
                     lacks = [f for f in folds if f not in have] or ["none (seeds differ between folds)"]
                     partial[key].append((label, mode, f"{label} {mode} (has fold {', '.join(map(str, have))}; lacks {', '.join(map(str, lacks))})"))
@@ -94,7 +98,7 @@ def claim_1(means: dict, spread: dict | None = None) -> tuple[str, str]:
     # claim 4's test of a drop: a fall the printed numbers or the runs' scatter could give is not shown
     flat, noise = unshown(drops, ses)
     bad = ([", ".join(flat)] if flat else []) + \
-        ([f"weak below full by less than {NOISE_SE:g} SE over seeds for {', '.join(noise)}"] if noise else [])
+        ([f"weak below full by less than {NOISE_SE:g} SE over paired seeds for {', '.join(noise)}"] if noise else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
 
 
@@ -119,27 +123,34 @@ def claim_2(means: dict, spread: dict | None = None) -> tuple[str, str]:
     # the bar under the unfused Adam, 0.70, and passed it under the fused one, 0.45, by such a margin)
     margin = BY_FAR * smallest - deltas["ours"]
     se = _margin_se(spread or {}, nearest)
-    text += ratio + (f"; margin {margin:.1f} (SE {se:.1f} over seeds)" if se is not None else "")
+    text += ratio + (f"; margin {margin:.1f} (SE {se:.1f} over paired seeds)" if se is not None else "")
     if se is not None and margin < NOISE_SE * se:
-        return f"fails: ours' Δ under {BY_FAR:g} × {nearest}'s by less than {NOISE_SE:g} SE over seeds", text
+        return f"fails: ours' Δ under {BY_FAR:g} × {nearest}'s by less than {NOISE_SE:g} SE over paired seeds", text
     # a Δ ≤ 0 is "smallest" because weak did not fall at all, not because weak training lost little
     return ("holds, trivially: ours weak ≥ full" if deltas["ours"] <= 0 else "holds"), text
 
 
 def _margin_se(spread: dict, baseline: str) -> float | None:
-    """Standard error over seeds of BY_FAR × the baseline's Δ − ours' Δ (each Δ's by `drop_se`);
-    None unless all four rows ran with two or more seeds."""
-    ours, base = (drop_se(spread, (m, "full"), (m, "weak")) for m in ("ours", baseline))
-    return None if ours is None or base is None else ((BY_FAR * base) ** 2 + ours ** 2) ** 0.5
+    """Standard error of BY_FAR × the baseline's Δ − ours' Δ, paired by seed over the four rows."""
+    return paired_se(spread, {(baseline, "full"): BY_FAR, (baseline, "weak"): -BY_FAR, ("ours", "full"): -1.0,
+                              ("ours", "weak"): 1.0})
 
 
 def drop_se(spread: dict, a: tuple, b: tuple) -> float | None:
-    """Standard error of the difference of two rows' seed means (each row's std over seeds with
-    Bessel's correction); None unless both rows ran with two or more seeds."""
-    (sa, na), (sb, nb) = spread.get(a, (0.0, 1)), spread.get(b, (0.0, 1))
-    if na < 2 or nb < 2:
+    """Standard error of row a's seed mean − row b's, paired by seed."""
+    return paired_se(spread, {a: 1.0, b: -1.0})
+
+
+def paired_se(spread: dict, weights: dict[tuple, float]) -> float | None:
+    """Standard error of Σ weight × row mean, from its value per seed over the seeds every row ran
+    (`spread`: row -> {seed: value}; sample std, Bessel's correction, over √n); None unless they
+    share two or more seeds."""
+    runs = [spread.get(row) or {} for row in weights]
+    seeds = sorted(set.intersection(*(set(r) for r in runs)))
+    if len(seeds) < 2:
         return None
-    return (sa * sa / (na - 1) + sb * sb / (nb - 1)) ** 0.5
+    values = [sum(w * r[seed] for w, r in zip(weights.values(), runs)) for seed in seeds]
+    return statistics.stdev(values) / len(values) ** 0.5
 
 
 def unshown(margins: dict, ses: dict) -> tuple[list, list]:
@@ -158,12 +169,12 @@ def claim_3(means: dict, spread: dict | None = None) -> tuple[str, str]:
     margins = {m: weak["ours"] - v for m, v in weak.items() if m != "ours"}
     ses = {m: drop_se(spread or {}, ("ours", "weak"), (m, "weak")) for m in margins}
     text = "weak " + ", ".join(f"{m} {v:.1f}" for m, v in weak.items()) + "".join(
-        f"; ours − {m} {d:.1f} (SE {ses[m]:.1f} over seeds)" for m, d in margins.items() if ses[m] is not None)
+        f"; ours − {m} {d:.1f} (SE {ses[m]:.1f} over paired seeds)" for m, d in margins.items() if ses[m] is not None)
     # claim 4's test of a drop: a lead the printed numbers or the runs' scatter could give does not
     # show that ours beats the baseline
     beaten, level = unshown(margins, ses)
     bad = ([", ".join(beaten) + " ≥ ours"] if beaten else []) + \
-        ([f"ours above {', '.join(level)} by less than {NOISE_SE:g} SE over seeds"] if level else [])
+        ([f"ours above {', '.join(level)} by less than {NOISE_SE:g} SE over paired seeds"] if level else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
 
 
@@ -175,11 +186,11 @@ def claim_4(means: dict, spread: dict | None = None) -> tuple[str, str]:
     drops = {k: ours - means[rows[k]] for k in ABLATIONS}
     ses = {k: drop_se(spread or {}, rows["ours"], rows[k]) for k in ABLATIONS}
     text = "; ".join(f"without {k} {ours:.1f} → {means[rows[k]]:.1f}, drop {d:.1f} ("
-                     + (f"SE {ses[k]:.1f} over seeds; " if ses[k] is not None else "") + f"paper {lo}–{hi})"
+                     + (f"SE {ses[k]:.1f} over paired seeds; " if ses[k] is not None else "") + f"paper {lo}–{hi})"
                      for k, d in drops.items() for lo, hi in [PAPER_DROPS[k]])
     none, noise = unshown(drops, ses)
     bad = (["no drop without " + ", ".join(none)] if none else []) + \
-        ([f"drop within {NOISE_SE:g} SE over seeds without " + ", ".join(noise)] if noise else [])
+        ([f"drop within {NOISE_SE:g} SE over paired seeds without " + ", ".join(noise)] if noise else [])
     return ("fails: " + "; ".join(bad) if bad else "holds"), text
 
 
