@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import statistics
 import sys
 import time
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from bench.data.classes import N_FOLDS
 from bench.core.errors import BenchError
-from bench.core.termination import EXIT_CODE, Terminated, raise_on_sigterm
+from bench.core.termination import EXIT_CODE, Terminated
 from bench.harness.annotations import MODES
 
 
@@ -146,6 +147,7 @@ def uncovered(cells: list[Cell]) -> list[Cell]:
     return [c for i, c in enumerate(cells) if not covered(i)]
 
 
+CLEANUP_S = 60.0  # how long a stopped worker may take to unwind before it is killed
 ONLY_KEYS = {"methods": "method", "modes": "mode", "folds": "fold", "ways": "way", "shots": "shot"}  # grid key -> Cell field
 
 
@@ -279,7 +281,7 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
     import multiprocessing
 
     # spawn: a fresh interpreter per worker (torch and fork do not mix well)
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=raise_on_sigterm)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_stop_signals_once)
     try:
         futures = {pool.submit(_cell_in_worker, cell_fn, c, paths, threads) for c in cells}
         while futures:
@@ -293,6 +295,20 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_signals_once() -> None:
+    """A pool worker's SIGTERM and SIGINT: the first unwinds the cell, later ones are ignored. When
+    one worker exits, the pool terminates its siblings (a broken pool): that second signal must not
+    cut short a sibling's cleanup; `_stop_workers` kills a worker whose cleanup is stuck."""
+    signal.signal(signal.SIGTERM, _unwind_once)
+    signal.signal(signal.SIGINT, _unwind_once)
+
+
+def _unwind_once(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _cell_in_worker(cell_fn, cell: Cell, paths: Paths, threads: int) -> Outcome:
@@ -319,6 +335,11 @@ def _stop_workers(pool: ProcessPoolExecutor, grace_s: float) -> None:
     for proc in processes:
         if proc.is_alive():
             proc.terminate()
+    deadline = time.monotonic() + CLEANUP_S
+    for proc in processes:  # a worker ignores signals after its first: a stuck cleanup is killed
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
 
 
 def ray_outcomes(cells: list[Cell], paths: Paths, address: str | None, cpus_per_cell: float, gpus_per_cell: float = 0):
