@@ -31,6 +31,20 @@ def raise_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+
+def _unwind_once(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def unwind_on_first_stop_signal() -> None:
+    """A sweep's pool worker: its first SIGTERM or SIGINT unwinds the cell, later ones are ignored.
+    When one worker exits, the pool terminates its siblings (a broken pool): that second signal must
+    not cut short a sibling's cleanup; the sweep kills a worker whose cleanup is stuck."""
+    signal.signal(signal.SIGTERM, _unwind_once)
+    signal.signal(signal.SIGINT, _unwind_once)
+
 @contextmanager
 def sigterm_raises():
     """raise_on_sigterm for the block, then the previous handler again (the CLI's `main` is also

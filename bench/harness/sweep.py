@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import statistics
 import sys
 import time
@@ -49,7 +48,7 @@ from pathlib import Path
 
 from bench.data.classes import N_FOLDS
 from bench.core.errors import BenchError
-from bench.core.termination import EXIT_CODE, Terminated
+from bench.core.termination import EXIT_CODE, Terminated, unwind_on_first_stop_signal
 from bench.harness.annotations import MODES
 
 
@@ -281,7 +280,7 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
     import multiprocessing
 
     # spawn: a fresh interpreter per worker (torch and fork do not mix well)
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_stop_signals_once)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=unwind_on_first_stop_signal)
     try:
         futures = {pool.submit(_cell_in_worker, cell_fn, c, paths, threads) for c in cells}
         while futures:
@@ -295,20 +294,6 @@ def local_outcomes(cells: list[Cell], paths: Paths, jobs: int, threads: int | No
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _stop_signals_once() -> None:
-    """A pool worker's SIGTERM and SIGINT: the first unwinds the cell, later ones are ignored. When
-    one worker exits, the pool terminates its siblings (a broken pool): that second signal must not
-    cut short a sibling's cleanup; `_stop_workers` kills a worker whose cleanup is stuck."""
-    signal.signal(signal.SIGTERM, _unwind_once)
-    signal.signal(signal.SIGINT, _unwind_once)
-
-
-def _unwind_once(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _cell_in_worker(cell_fn, cell: Cell, paths: Paths, threads: int) -> Outcome:
@@ -336,7 +321,7 @@ def _stop_workers(pool: ProcessPoolExecutor, grace_s: float) -> None:
         if proc.is_alive():
             proc.terminate()
     deadline = time.monotonic() + CLEANUP_S
-    for proc in processes:  # a worker ignores signals after its first: a stuck cleanup is killed
+    for proc in processes:  # a worker ignores signals after its first (termination.py): a stuck cleanup is killed
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
             proc.kill()
