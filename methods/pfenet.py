@@ -263,7 +263,10 @@ class Pfenet:
         self.fem: Fem | None = None
         self.features = None
         self._trunk_name: str | None = None  # the frozen trunk's weights the FEM was trained on
-        self._support_memo = FeatureMemo()  # (id, mask) -> layer4 of the masked support
+        # (id, mask) -> layer4 of the masked support. layer4 gives an image the same bits in any batch,
+        # so what the memo evicts comes back equal: $WSFSS_RAM_MB moves a fit's speed, not its weights
+        # (tests/test_baselines.py checks it on the embedded shapes)
+        self._support_memo = FeatureMemo()
 
     # -- frozen trunk ---------------------------------------------------------------------------
     def attach(self, train) -> None:

@@ -170,6 +170,40 @@ def test_pfenet_prototype_and_pyramid_scales():
     assert [a.shape[-1] for a in aux] == [17, 8, 4, 2]
 
 
+def test_pfenet_support_memo_budget_changes_which_supports_are_recomputed_not_their_bits():
+    """PFENet memoises layer4 of each masked support; a memo over its budget ($WSFSS_RAM_MB) evicts,
+    and an evicted support is recomputed later in a batch of another size. On the pinned CPU path
+    a ResNet's layer4 gives an image the same bits in any batch, so the budget moves a fit's speed,
+    not its numbers (on openmoji20i the 2 GB default holds ~3,600 of a fold's ~5,700 masked supports:
+    10.8 steps/s there against 16 with all of them held, to the same weights; README). Shown at the
+    embedded default's shapes (ResNet-18, a 17x17 grid) with the memo off against one that holds all."""
+    from backbones.trunks import resnet_os8
+    from methods.pfenet import Pfenet
+
+    torch.manual_seed(0)
+    trunk = resnet_os8(18)
+    g = torch.Generator().manual_seed(1)
+    layer3 = [torch.randn(256, 17, 17, generator=g) for _ in range(6)]
+    masks = [(torch.rand(1, 17, 17, generator=g) > 0.5).float() for _ in range(6)]
+    batches = [[0, 1, 2], [1, 3], [0, 4, 5, 2], [3, 1]]  # supports recur across steps
+
+    def layer4_of(limit):
+        method, sizes = Pfenet(), []
+        method.trunk, method._support_memo = trunk, FeatureMemo(limit=limit)
+        hook = getattr(trunk, trunk.res_layers[-1]).register_forward_hook(lambda m, x, y: sizes.append(len(x[0])))
+        try:
+            out = [method._support_high([("image", n) for n in b], [layer3[n] for n in b], [masks[n] for n in b])
+                   for b in batches]
+        finally:
+            hook.remove()
+        return out, sizes
+
+    held, held_sizes = layer4_of(1 << 30)
+    recomputed, recomputed_sizes = layer4_of(0)
+    assert held_sizes == [3, 1, 2] and recomputed_sizes == [3, 2, 4, 2]  # hits skip work; nothing kept: all of it
+    assert all(torch.equal(a, b) for x, y in zip(held, recomputed) for a, b in zip(x, y))
+
+
 def test_pfenet_trunk_loads_pspnet_and_refuses_torchvision_resnets(tmp_path):
     from backbones.trunks import PSPNET_STEM, _user_resnet, resnet_os8
 
