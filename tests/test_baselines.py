@@ -175,8 +175,9 @@ def test_pfenet_support_memo_budget_changes_which_supports_are_recomputed_not_th
     and an evicted support is recomputed later in a batch of another size. On the pinned CPU path
     a ResNet's layer4 gives an image the same bits in any batch, so the budget moves a fit's speed,
     not its numbers (on openmoji20i the 2 GB default holds ~3,600 of a fold's ~5,700 masked supports:
-    10.8 steps/s there against 16 with all of them held, to the same weights; README). Shown at the
-    embedded default's shapes (ResNet-18, a 17x17 grid) with the memo off against one that holds all."""
+    a fit's first 16,000 steps there took 32.5 min against 18.5 with all held, to the same weights;
+    README). Shown at the embedded default's shapes (ResNet-18, a 17x17 grid) with the memo off
+    against one that holds all."""
     from backbones.trunks import resnet_os8
     from methods.pfenet import Pfenet
 
