@@ -473,8 +473,9 @@ class Pfenet:
         bench/core/curves.py). They are the frozen trunk's layer4 of masked supports and do not depend
         on the FEM's weights, so the clear is not needed for correctness, and it costs refills (up to
         8 x 2,894 supports on fold 0, ~10 % of a 32,000-step fit). Kept because every fit behind the
-        README's rows was made with it: without it some supports are computed in batches of another
-        size, which may move the last bits of a fit."""
+        README's rows was made with it. Without it some supports would be computed in batches of
+        another size, which layer4 gives the same bits (tests/test_baselines.py): dropping it should
+        not move a fit, but no whole fit has been compared yet."""
         self._support_memo.clear()
 
     def state_dict(self) -> dict:

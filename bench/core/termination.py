@@ -26,10 +26,9 @@ def _raise_terminated(signum, frame):
 
 def raise_on_sigterm() -> None:
     """From now on SIGTERM raises Terminated in this process (main thread only: Python runs signal
-    handlers there). Also a process pool's initializer, so each worker unwinds too."""
+    handlers there). A sweep's pool workers use unwind_on_first_stop_signal instead."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
-
 
 
 def _unwind_once(signum, frame):
@@ -44,6 +43,7 @@ def unwind_on_first_stop_signal() -> None:
     not cut short a sibling's cleanup; the sweep kills a worker whose cleanup is stuck."""
     signal.signal(signal.SIGTERM, _unwind_once)
     signal.signal(signal.SIGINT, _unwind_once)
+
 
 @contextmanager
 def sigterm_raises():
