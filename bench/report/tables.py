@@ -8,10 +8,12 @@ Layouts:
 - `table3`: the ablations (`ours`, `ours-noE`, their variants) × mode × {1,2}-way × {1,5}-shot.
 
 A fold's value is the mean over its runs (seeds) ± their standard deviation; the mean column is
-the mean over folds per seed, then mean ± std over seeds (only when every fold has the same
-seeds); Δ is paired by seed (the same seed evaluates the same episodes in both modes). Records of
-the same setting, fold and seed must share the episode file (sha256), and one layout table takes
-one preset: otherwise the table refuses, naming both files."""
+the mean over folds per seed, then mean ± std over seeds (only when every fold has the same seeds;
+in the paper's layouts, only over all four folds: a mean of the folds that happen to be there would
+sit beside the paper's four-fold means as if it were one of them); Δ is paired by seed (the same
+seed evaluates the same episodes in both modes). Records of the same setting, fold and seed must
+share the episode file (sha256), and one layout table takes one preset: otherwise the table
+refuses, naming both files."""
 from __future__ import annotations
 
 import json
@@ -28,6 +30,7 @@ from bench.core.errors import BenchError
 from bench.core.curves import MIN_GAIN, NOISE_SE, RULE
 from bench.core.optim import recipe_label, recipes_of
 from bench.core.records import RunRecord, load_records, record_files
+from bench.data.classes import N_FOLDS
 from bench.harness.annotations import MODES, supervision_legend
 from bench.harness.metrics import Conventions, scores
 
@@ -186,6 +189,9 @@ def _marked(text: str, mark: str) -> str:
     return f"{text} {mark}" if text and mark else text
 
 
+ALL_FOLDS = list(range(N_FOLDS))  # a mean in the paper's layouts averages these or stays empty
+
+
 def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> dict[int, float] | None:
     """{seed: mean over folds} when every fold has runs of the same seeds, else None."""
     runs = [cells.get((label, mode, f)) for f in folds]
@@ -217,9 +223,11 @@ def split_header(dataset: str, fold: int) -> str:
     return f"{'20' if BENCHMARK_OF.get(dataset) == 'coco20i' else '5'}^{fold}"
 
 
-def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
-    """Header and rows of one setting: method | full f0..f3 mean | weak f0..f3 mean | Δ."""
+def setting_rows(records: list[RunRecord], mean_folds: list[int] | None = None) -> tuple[list[str], list[list]]:
+    """Header and rows of one setting: method | full f0..f3 mean | weak f0..f3 mean | Δ. The mean
+    is over `mean_folds` (default: the folds of the records, those the header shows)."""
     folds = sorted({r.fold for r in records})
+    mean_folds = mean_folds or folds
     dataset = records[0].dataset
     cells, marks = runs_by_cell(records), marks_by_cell(records)
     modes = [m for m in MODES if any(r.mode == m for r in records)]
@@ -233,8 +241,8 @@ def setting_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
         row, per_seed = [label], {}
         for mode in modes:
             row += [_marked(fmt(stat(cells.get((label, mode, f)))), marks.get((label, mode, f), "")) for f in folds]
-            per_seed[mode] = fold_mean_per_seed(cells, label, mode, folds)
-            row.append(_marked(fmt(stat(per_seed[mode])), folds_mark(marks, label, mode, folds)))
+            per_seed[mode] = fold_mean_per_seed(cells, label, mode, mean_folds)
+            row.append(_marked(fmt(stat(per_seed[mode])), folds_mark(marks, label, mode, mean_folds)))
         row += [fmt(stat(paired_delta(per_seed["full"], per_seed[m]))) for m in deltas]
         rows.append(row)
     return header, rows
@@ -331,6 +339,16 @@ def scoring_legend(recs: list[RunRecord], overrides: dict | None) -> str:
     return legend + (f"; {fits}" if fits else "")
 
 
+def folds_legend(recs: list[RunRecord]) -> str:
+    """Why a mean cell of a paper's layout is empty, when a row of the table lacks runs of a fold."""
+    present = defaultdict(set)
+    for r in recs:
+        present[(row_label(r), r.mode, r.way, r.shot)].add(r.fold)
+    if all(len(folds) == N_FOLDS for folds in present.values()):
+        return ""
+    return f"; a mean is over all {N_FOLDS} folds: empty where the row lacks runs of one"
+
+
 def selected_records(results_dir: Path, filters: dict | None) -> list[tuple[Path, RunRecord]]:
     """The records whose field equals each filter's value (one of its values, for a set); None: any."""
     records = load_records(results_dir)
@@ -406,17 +424,18 @@ def layout_tables(records: list[tuple[Path, RunRecord]], layout: str, fmt_name: 
         if layout == "table3":
             header, rows = ablation_rows(recs)
             out.append(titled_table(f"Table 3 layout · {dataset} · {recs[0].preset} · profile {recs[0].profile} · mean mIoU (%) over folds · "
-                                    f"{_runs_note_by_setting(recs)}", header, rows, fmt_name, scoring_legend(recs, scoring)))
+                                    f"{_runs_note_by_setting(recs)}", header, rows, fmt_name,
+                                    scoring_legend(recs, scoring) + folds_legend(recs)))
             out.append(published_table3(paper, fmt_name))
             continue
         shots = [shot] if shot else sorted({r.shot for r in recs} | {e["shot"] for e in paper["numbers"] if e["table"] == layout})
         for k in shots:
             for way in sorted({r.way for r in recs if r.shot == k}):
                 block = [r for r in recs if (r.way, r.shot) == (way, k)]
-                header, rows = setting_rows(block)
+                header, rows = setting_rows(block, ALL_FOLDS)
                 out.append(titled_table(f"Table {layout[-2:]} layout · {dataset} · {block[0].preset} · profile {block[0].profile} · {setting_header(way, k)} · "
                                         f"mIoU (%) · {_runs_note(block)}", header, rows, fmt_name,
-                                        scoring_legend(block, scoring)))
+                                        scoring_legend(block, scoring) + folds_legend(block)))
             out.append(published_table2(paper, layout, k, fmt_name))
     return "\n\n".join(b for b in out if b) + "\n"
 
@@ -433,7 +452,7 @@ def ablation_rows(records: list[RunRecord]) -> tuple[list[str], list[list]]:
     per_setting = []  # (runs by cell, folds) of each (way, shot) column
     for way, shot in settings:
         sub = [r for r in records if (r.way, r.shot) == (way, shot)]
-        per_setting.append((runs_by_cell(sub), sorted({r.fold for r in sub}), marks_by_cell(sub)))
+        per_setting.append((runs_by_cell(sub), ALL_FOLDS, marks_by_cell(sub)))
     rows = []
     for label in sorted({row_label(r) for r in records}):
         for mode in ("weak",) if label in pseudo_variants else ("full", "weak"):  # its full row is its base's
