@@ -265,7 +265,8 @@ class Pfenet:
         self._trunk_name: str | None = None  # the frozen trunk's weights the FEM was trained on
         # (id, mask) -> layer4 of the masked support. layer4 gives an image the same bits in any batch,
         # so what the memo evicts comes back equal: $WSFSS_RAM_MB moves a fit's speed, not its weights
-        # (tests/test_baselines.py checks it on the embedded shapes)
+        # (tests/test_baselines.py checks it on the embedded shapes). For the same reason there is no
+        # clear_caches: the memo outlives mid-fit validation (a 4,000-step 20i fit: same bits either way)
         self._support_memo = FeatureMemo()
 
     # -- frozen trunk ---------------------------------------------------------------------------
@@ -468,16 +469,6 @@ class Pfenet:
         return preds
 
     # -- state ----------------------------------------------------------------------------------
-    def clear_caches(self) -> None:
-        """Forgets the support features memoised so far (after each mid-fit validation,
-        bench/core/curves.py). They are the frozen trunk's layer4 of masked supports and do not depend
-        on the FEM's weights, so the clear is not needed for correctness, and it costs refills (up to
-        8 x 2,894 supports on fold 0, ~10 % of a 32,000-step fit). Kept because every fit behind the
-        README's rows was made with it. Without it some supports would be computed in batches of
-        another size, which layer4 gives the same bits (tests/test_baselines.py): dropping it should
-        not move a fit, but no whole fit has been compared yet."""
-        self._support_memo.clear()
-
     def state_dict(self) -> dict:
         """The FEM and the name of the frozen trunk it was trained on (the trunk itself is
         re-derived by `attach`, as `ours` does with its backbone)."""
