@@ -242,7 +242,24 @@ def test_table_mean_std_and_paired_delta_hand_case(two_seed_results, cache_dir, 
                                   "16.2 ± 3.8", "11.2 ± 3.8"]
 
 
+def _four_folds(results) -> None:
+    """Folds 2 and 3 as copies of folds 0 and 1: the paper's layouts average all four folds, and
+    with these copies the four-fold means per seed are the two-fold means of the hand case."""
+    from dataclasses import replace
+
+    for _, r in load_records(results):
+        if r.fold < 2:
+            replace(r, fold=r.fold + 2).write(results)
+
+
 def test_table2a_layout_beside_paper_numbers_and_file_outputs(two_seed_results, cache_dir, tmp_path, capsys):
+    capsys.readouterr()
+    assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table2a", "--format", "csv") == 0
+    text = capsys.readouterr().out  # folds 0 and 1 of 4: no mean beside the paper's four-fold means
+    row = next(l for l in text.splitlines() if l.startswith("oracle,")).split(",")
+    assert row[1:] == ["15.0 ± 5.0", "40.0 ± 10.0", "", "7.5 ± 2.5", "25.0 ± 5.0", "", ""]
+    assert "a mean is over all 4 folds: empty where the row lacks runs of one" in text
+    _four_folds(two_seed_results)
     out = tmp_path / "t2a.tex"
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table2a", "--out", str(out)) == 0
     text = out.read_text()
@@ -333,6 +350,7 @@ def test_table3_columns_by_way_and_shot_with_their_own_runs(two_seed_results, ca
         replace(r, method="ours").write(two_seed_results)
         if r.seed == 0:  # one run in the 2-way 5-shot column, mIoU + 1
             replace(r, method="ours", way=2, shot=5, miou=r.miou + 1).write(two_seed_results)
+    _four_folds(two_seed_results)  # Table 3's means are over the four folds
     capsys.readouterr()
     assert bench(cache_dir, "table", "--results-dir", str(two_seed_results), "--layout", "table3", "--format", "csv") == 0
     text = capsys.readouterr().out
@@ -342,6 +360,7 @@ def test_table3_columns_by_way_and_shot_with_their_own_runs(two_seed_results, ca
     rows = [l.split(",") for l in ours_block.splitlines() if l.startswith("ours,")]
     # 1w1s: per-seed fold means full 20, 35; weak 12.5, 20. 2w5s (seed 0): full (11 + 31) / 2, weak (6 + 21) / 2
     assert rows == [["ours", "full", "27.5 ± 7.5", "21.0"], ["ours", "weak", "16.2 ± 3.8", "13.5"]]
+    assert "a mean is over all 4 folds" not in text
 
 
 def test_layout_refuses_two_presets_in_one_column(two_seed_results, cache_dir, capsys):
@@ -360,6 +379,9 @@ def test_verify_passes_within_tolerance_and_fails_on_a_miss(two_seed_results, ca
     good.write_text("dataset,preset,method,mode,way,shot,fold,miou,tolerance\n"
                     "openmoji5i-mini,quick@v1,oracle,full,1,1,0,15.0,\n"
                     "openmoji5i-mini,quick@v1,oracle,weak,1,1,mean,16.0,0.5\n")
+    assert bench(cache_dir, "verify", str(good), "--results-dir", str(two_seed_results)) == 1
+    assert "absent (folds 0, 1 of 4)" in capsys.readouterr().out  # a mean of two folds is not the four-fold mean
+    _four_folds(two_seed_results)
     assert bench(cache_dir, "verify", str(good), "--results-dir", str(two_seed_results)) == 0
     assert "2 of 2 within tolerance" in capsys.readouterr().out
     bad = tmp_path / "expected.json"

@@ -3,8 +3,9 @@ tolerance, and exit non-zero on a miss, so downstream users can pin a reproducti
 
 Expected file columns (CSV header or JSON keys): dataset, preset (name@version), method (a table
 row label, e.g. `ours` or `ours [saliency=none]`), mode, way, shot, fold (a number, or `mean` for
-the mean over folds), miou, and optionally tolerance (absolute, in mIoU points; default
---tolerance). A fold's value is the mean over its runs, as in `bench table`."""
+the mean over the four folds), miou, and optionally tolerance (absolute, in mIoU points; default
+--tolerance). A fold's value is the mean over its runs, as in `bench table`; a `mean` row misses
+when a fold has no runs, rather than pass on the folds that happen to be there."""
 from __future__ import annotations
 
 import csv
@@ -16,6 +17,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.records import load_records
+from bench.data.classes import N_FOLDS
 from bench.report.tables import check_tableable, row_label
 
 REQUIRED = ("dataset", "preset", "method", "mode", "way", "shot", "fold", "miou")
@@ -46,6 +48,11 @@ def observed_values(results_dir: Path) -> dict[tuple, dict[int, float]]:
     return {k: {f: float(np.mean(v)) for f, v in folds.items()} for k, folds in runs.items()}
 
 
+def observed_mean(folds: dict[int, float]) -> float | None:
+    """The mean over all four folds' values; None when one is missing."""
+    return float(np.mean([folds[f] for f in range(N_FOLDS)])) if all(f in folds for f in range(N_FOLDS)) else None
+
+
 def verify_rows(expected: list[dict], observed: dict, tolerance: float) -> list[list]:
     """[setting, fold, expected, observed, |diff|, tolerance, status] per expected row."""
     out = []
@@ -54,11 +61,12 @@ def verify_rows(expected: list[dict], observed: dict, tolerance: float) -> list[
         tol = float(row.get("tolerance") or tolerance)
         folds = observed.get(key, {})
         fold = str(row["fold"]).strip()
-        got = float(np.mean(list(folds.values()))) if fold == "mean" and folds else folds.get(int(fold)) if fold != "mean" else None
+        got = observed_mean(folds) if fold == "mean" else folds.get(int(fold))
         want = float(row["miou"])
         setting = f"{row['method']} {row['mode']} {row['dataset']} {row['preset']} {row['way']}w{row['shot']}s"
         if got is None:
-            out.append([setting, fold, f"{want:.2f}", "absent", "", f"{tol:g}", "MISS"])
+            absent = f"absent (folds {', '.join(map(str, sorted(folds)))} of {N_FOLDS})" if folds else "absent"
+            out.append([setting, fold, f"{want:.2f}", absent, "", f"{tol:g}", "MISS"])
             continue
         diff = abs(got - want)
         out.append([setting, fold, f"{want:.2f}", f"{got:.2f}", f"{diff:.2f}", f"{tol:g}", "ok" if diff <= tol else "MISS"])
