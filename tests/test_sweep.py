@@ -548,6 +548,32 @@ def test_delta_chart_and_report(two_seed_results, cache_dir, tmp_path):
     assert "## Fits: loss and base-class validation curves" in text  # drawn, or why not
 
 
+def test_delta_chart_names_the_folds_its_means_cover_and_the_methods_it_leaves_out(two_seed_results, tmp_path,
+                                                                                     monkeypatch):
+    """The chart's means are over the folds the setting's records hold (here 0 and 1 of 4), which
+    its axis names (it said 'mean mIoU over folds', as if the paper's four); a method with runs
+    of fold 0 only is left out of the bars and named in the title, not averaged over what it has."""
+    from dataclasses import replace
+
+    import bench.report.figures as figures
+
+    half = [replace(r, method="half") for _, r in load_records(two_seed_results) if r.fold == 0]
+    for r in half:
+        r.write(two_seed_results)
+    rows, folds, left_out = figures.delta_rows([r for _, r in load_records(two_seed_results)])
+    assert folds == [0, 1] and left_out == ["half"]
+    [(label, full, weak, delta)] = rows  # the hand case: full 20, 35; weak 12.5, 20 per seed
+    assert (label, full, weak, delta) == ("oracle", {0: 20.0, 1: 35.0}, {0: 12.5, 1: 20.0}, {0: 7.5, 1: 15.0})
+    assert figures.folds_phrase([0]) == "fold 0 of 4" and figures.folds_phrase([0, 1, 2, 3]) == "all 4 folds"
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: drawn.append(
+        (fig.axes[0].get_ylabel(), fig._suptitle.get_text())) or out)
+    figures.delta_chart(two_seed_results, tmp_path / "delta.png")
+    [(ylabel, title)] = drawn
+    assert ylabel == "mean mIoU over folds 0, 1 of 4 (%)"
+    assert title.endswith("\nleft out, a fold or a mode missing: half")
+
+
 def test_class_mask_quality_hand_case():
     import numpy as np
 

@@ -167,16 +167,46 @@ def _pseudo_class_iou(results_dir: Path, dataset: str, pseudo) -> dict[str, floa
     return class_iou.get("gated", next(iter(class_iou.values()), {}))
 
 
+def folds_phrase(folds: list[int]) -> str:
+    """'all 4 folds', or the folds a mean covers when it is fewer ('folds 0, 1 of 4'), so a chart's
+    axis never passes a mean of the folds that happen to be there for the paper's four-fold one."""
+    from bench.data.classes import N_FOLDS
+
+    if len(folds) >= N_FOLDS:
+        return f"all {N_FOLDS} folds"
+    return f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {N_FOLDS}"
+
+
+def delta_rows(recs: list) -> tuple[list[tuple], list[int], list[str]]:
+    """One setting's records -> (rows, folds, left_out): a row (label, full, weak, Δ), each {seed:
+    mean over `folds`} (every fold the setting's records hold) for a method with full and weak runs
+    of the same seeds on each of them; `left_out` names the methods that lack one, so a chart says
+    why a method it does not draw is missing."""
+    from bench.report.tables import fold_mean_per_seed, paired_delta, row_label, runs_by_cell
+
+    cells, folds = runs_by_cell(recs), sorted({r.fold for r in recs})
+    rows, left_out = [], []
+    for label in sorted({row_label(r) for r in recs}):
+        full, weak = (fold_mean_per_seed(cells, label, m, folds) for m in ("full", "weak"))
+        delta = paired_delta(full, weak)
+        if delta:
+            rows.append((label, full, weak, delta))
+        else:
+            left_out.append(label)
+    return rows, folds, left_out
+
+
 def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> list[Path]:
     """Per setting (dataset, preset, way, shot): full and weak mean mIoU per method, and Δ, with
-    error bars = std over runs (seeds; Δ paired by seed). One PNG per setting."""
+    error bars = std over runs (seeds; Δ paired by seed). One PNG per setting. The means are over
+    every fold the setting's records hold, named on the axis; a method lacking runs of one of
+    them, or of a mode, is left out and named in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report.tables import (check_tableable, fold_mean_per_seed, paired_delta, row_label, runs_by_cell,
-                              selected_records, setting_header, stat)
+    from bench.report.tables import check_tableable, selected_records, setting_header, stat
 
     records = selected_records(results_dir, filters)
     if not records:
@@ -187,13 +217,7 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
         groups[(r.dataset, r.preset, r.way, r.shot)].append(r)
     written = []
     for (dataset, preset, way, shot), recs in sorted(groups.items()):
-        cells, folds = runs_by_cell(recs), sorted({r.fold for r in recs})
-        rows = []
-        for label in sorted({row_label(r) for r in recs}):
-            full, weak = (fold_mean_per_seed(cells, label, m, folds) for m in ("full", "weak"))
-            delta = paired_delta(full, weak)
-            if delta:
-                rows.append((label, full, weak, delta))
+        rows, folds, left_out = delta_rows(recs)
         if not rows:
             continue
         fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 1.3 * len(rows), 3.8))
@@ -202,7 +226,7 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
             stats = [stat(r[k]) for r in rows]
             left.bar(x + offset, [s[0] for s in stats], 0.4, yerr=[s[1] for s in stats], label=name, color=colour, capsize=3)
         left.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
-        left.set_ylabel("mean mIoU over folds (%)")
+        left.set_ylabel(f"mean mIoU over {folds_phrase(folds)} (%)")
         left.legend(fontsize=8)
         delta_stats = [stat(r[3]) for r in rows]
         deltas = [s[0] for s in delta_stats]
@@ -213,7 +237,9 @@ def delta_chart(results_dir: Path, out: Path, filters: dict | None = None) -> li
         right.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
         right.set_ylabel("Δ = full − weak (mIoU points)")
         n_runs = len({r.seed for r in recs})
-        fig.suptitle(f"{dataset} · {preset} · {setting_header(way, shot)} · error bars: std over {n_runs} run(s)", fontsize=10)
+        missing = f"\nleft out, a fold or a mode missing: {', '.join(left_out)}" if left_out else ""
+        fig.suptitle(f"{dataset} · {preset} · {setting_header(way, shot)} · error bars: std over {n_runs} run(s)"
+                     f"{missing}", fontsize=10)
         fig.tight_layout()
         target = out if len(groups) == 1 else out.with_name(f"{out.stem}_{dataset}_{preset}_{way}w{shot}s{out.suffix}")
         written.append(_save(fig, target))
