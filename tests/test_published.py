@@ -272,6 +272,36 @@ def test_a_set_published_under_another_optimizer_recipe_is_named_as_such_not_bla
     assert "equal to the published set" in line(record(23.0, "17", "adam-fused"), record(23.0, "207", None))
 
 
+def test_a_verdict_stored_under_an_older_rule_is_not_a_difference_from_the_published_set(tmp_path):
+    """Tables judge every record's stored curve by the current rule (load_records); the comparison
+    with a published set did not, so an Intel Xeon that re-made the README's `ours` full fits to the
+    bit was told that 5 records 'differ in fit' between the CPUs (fold 1: the published verdict,
+    from before the rule measured the gain from every point of the last quarter, says -1.9 from step
+    1125, the rule now -1.0 from step 1312). A record of that cell with the published curve and its
+    re-derived verdict is equal; one whose curve moved still differs in fit."""
+    from bench.core.curves import judged
+    from bench.report.publish import against_published_sets
+
+    rel = Path("openmoji5i/wacv22@v2/ours/full/fold1_1way_1shot_seed1234.json")
+    published = json.loads((FUSED_SET / rel).read_text())
+    assert published["fit"]["verdict"]["from_step"] == 1125  # stored under the older rule
+    rerun = {**published, "fit": judged(published["fit"])}
+    assert rerun["fit"]["verdict"]["from_step"] == 1312 and rerun["fit"] != published["fit"]
+
+    def line(here: dict) -> str:
+        results = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        for root, rec in ((results, here), (results / "published" / "set", published)):
+            (root / rel).parent.mkdir(parents=True)
+            (root / rel).write_text(json.dumps(rec))
+        (results / "published" / "set" / MANIFEST).write_text("{}")
+        [out] = against_published_sets(results, [results / rel])
+        return out
+
+    assert line(rerun).startswith("equal to the published set")
+    moved = {**rerun, "fit": {**rerun["fit"], "validation": [[s, v + 0.1] for s, v in rerun["fit"]["validation"]]}}
+    assert "1 of 1 records differ" in line(moved) and "(in fit; " in line(moved)
+
+
 def test_a_paper_layouts_mean_is_over_all_four_folds_or_empty(tmp_path):
     """Beside the paper's four-fold means, a mean of the folds that happen to be there would pass for
     one of them: the paper's layouts leave it empty (and say why), `settings` keeps the mean of the

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.core.curves import judged
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes, atomic_write_text
 from bench.core.optim import recipe_label, recipes_of
@@ -73,7 +74,9 @@ def _write_manifest(target: Path, files: dict[str, str]) -> None:
 def _differing_fields(a: dict, b: dict) -> list[str]:
     """What two records of one cell measured differently (where and when they ran left out; their
     recipes as `recipes_of` reads them, so a record made before records named them is not told
-    apart from its re-run for that alone)."""
+    apart from its re-run for that alone; their fits' verdicts as the current rule judges their
+    curves, as every table reads them: a verdict stored under an older rule is not a difference)."""
+    a, b = ({**r, "fit": judged(r["fit"])} if isinstance(r.get("fit"), dict) else r for r in (a, b))
     differ = {k for k in set(a) | set(b) if k not in RAN_WHERE and a.get(k) != b.get(k)}
     if recipes_of(a.get("recipes"), a.get("pinning")) == recipes_of(b.get("recipes"), b.get("pinning")):
         differ.discard("recipes")
