@@ -241,26 +241,31 @@ def test_a_run_says_whether_it_reproduces_a_published_set_and_on_which_cpus(tmp_
     assert f"{count} of {count} records differ" in out and "this run computed something else" in out
 
 
+def _comparison_line(tmp_path: Path, rel: Path, here: dict, published: dict) -> str:
+    """What `bench run` says of a record `here` against a published set holding `published` at the
+    same path `rel` (each call in a fresh results folder under tmp_path)."""
+    from bench.report.publish import against_published_sets
+
+    results = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+    for root, rec in ((results, here), (results / "published" / "set", published)):
+        (root / rel).parent.mkdir(parents=True)
+        (root / rel).write_text(json.dumps(rec))
+    (results / "published" / "set" / MANIFEST).write_text("{}")
+    [out] = against_published_sets(results, [results / rel])
+    return out
+
+
 def test_a_set_published_under_another_optimizer_recipe_is_named_as_such_not_blamed_on_the_cpus(tmp_path):
     """Records name their fit's optimizer recipe (`pinning.fit.optimizer`; none before the fused
     Adam): a published set of the other recipe differs by design and the line says so; under one
     recipe a difference between two CPU models is reported as a finding, on one model as a change."""
-    from bench.report.publish import against_published_sets
-
     def record(miou: float, model: str, recipe: str | None) -> dict:
         cpu = {"family": "6" if model == "207" else "25", "model": model, "name": "cpu"}
         fit = {"cpu": cpu, **({"optimizer": recipe} if recipe else {})}
         return {"miou": miou, "pinning": {"fit": fit, "eval": {"cpu": cpu}}}
 
     def line(here: dict, published: dict) -> str:
-        results = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
-        rel = Path("d/p/m/full/fold0_1way_1shot_seed1234.json")
-        for root, rec in ((results, here), (results / "published" / "set", published)):
-            (root / rel).parent.mkdir(parents=True)
-            (root / rel).write_text(json.dumps(rec))
-        (results / "published" / "set" / MANIFEST).write_text("{}")
-        [out] = against_published_sets(results, [results / rel])
-        return out
+        return _comparison_line(tmp_path, Path("d/p/m/full/fold0_1way_1shot_seed1234.json"), here, published)
 
     old_recipe = line(record(23.0, "17", "adam-fused"), record(21.4, "207", None))
     assert "published under the unfused-adam recipe, run here under adam-fused" in old_recipe
@@ -280,7 +285,6 @@ def test_a_verdict_stored_under_an_older_rule_is_not_a_difference_from_the_publi
     1125, the rule now -1.0 from step 1312). A record of that cell with the published curve and its
     re-derived verdict is equal; one whose curve moved still differs in fit."""
     from bench.core.curves import judged
-    from bench.report.publish import against_published_sets
 
     rel = Path("openmoji5i/wacv22@v2/ours/full/fold1_1way_1shot_seed1234.json")
     published = json.loads((FUSED_SET / rel).read_text())
@@ -289,13 +293,7 @@ def test_a_verdict_stored_under_an_older_rule_is_not_a_difference_from_the_publi
     assert rerun["fit"]["verdict"]["from_step"] == 1312 and rerun["fit"] != published["fit"]
 
     def line(here: dict) -> str:
-        results = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
-        for root, rec in ((results, here), (results / "published" / "set", published)):
-            (root / rel).parent.mkdir(parents=True)
-            (root / rel).write_text(json.dumps(rec))
-        (results / "published" / "set" / MANIFEST).write_text("{}")
-        [out] = against_published_sets(results, [results / rel])
-        return out
+        return _comparison_line(tmp_path, rel, here, published)
 
     assert line(rerun).startswith("equal to the published set")
     moved = {**rerun, "fit": {**rerun["fit"], "validation": [[s, v + 0.1] for s, v in rerun["fit"]["validation"]]}}
