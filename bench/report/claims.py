@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.core.curves import NOISE_SE
 from bench.core.errors import BenchError
 from bench.data.classes import N_FOLDS
-from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fit_mark, fold_mean_per_seed, paper_entries,
+from bench.report.tables import (BENCHMARK_OF, LAYOUT_BENCHMARK, check_tableable, fit_mark, fold_list, fold_mean_per_seed, paper_entries,
                           paper_numbers, row_label, runs_by_cell, selected_records, setting_header, stat)
 
 BASELINES = ("panet", "amp", "pfenet")
@@ -282,7 +282,7 @@ def folds_note(folds: list[int]) -> str:
     """' · folds 0 of 4' where a setting's records cover fewer folds than the benchmark has: its
     means are over those folds only (a row made one fold at a time is then read on what it has,
     and the reader sees that it is not the paper's four-fold mean)."""
-    return "" if len(folds) >= N_FOLDS else f" · folds {', '.join(map(str, folds))} of {N_FOLDS}"
+    return "" if len(folds) >= N_FOLDS else f" · folds {fold_list(folds)}"
 
 
 def left_out_note(rows: str) -> str:

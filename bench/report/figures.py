@@ -171,10 +171,11 @@ def folds_phrase(folds: list[int]) -> str:
     """'all 4 folds', or the folds a mean covers when it is fewer ('folds 0, 1 of 4'), so a chart's
     axis never passes a mean of the folds that happen to be there for the paper's four-fold one."""
     from bench.data.classes import N_FOLDS
+    from bench.report.tables import fold_list
 
     if len(folds) >= N_FOLDS:
         return f"all {N_FOLDS} folds"
-    return f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {N_FOLDS}"
+    return f"fold{'s' if len(folds) > 1 else ''} {fold_list(folds)}"
 
 
 def delta_rows(recs: list) -> tuple[list[tuple], list[int], list[str]]:

@@ -192,6 +192,11 @@ def _marked(text: str, mark: str) -> str:
 ALL_FOLDS = list(range(N_FOLDS))  # a mean in the paper's layouts averages these or stays empty
 
 
+def fold_list(folds) -> str:
+    """'0, 1 of 4': which of the benchmark's folds a number covers, as every report names them."""
+    return f"{', '.join(map(str, sorted(folds)))} of {N_FOLDS}"
+
+
 def fold_mean_per_seed(cells: dict, label: str, mode: str, folds: list[int]) -> dict[int, float] | None:
     """{seed: mean over folds} when every fold has runs of the same seeds, else None."""
     runs = [cells.get((label, mode, f)) for f in folds]

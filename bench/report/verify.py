@@ -17,8 +17,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.records import load_records
-from bench.data.classes import N_FOLDS
-from bench.report.tables import check_tableable, row_label
+from bench.report.tables import ALL_FOLDS, check_tableable, fold_list, row_label
 
 REQUIRED = ("dataset", "preset", "method", "mode", "way", "shot", "fold", "miou")
 
@@ -50,7 +49,7 @@ def observed_values(results_dir: Path) -> dict[tuple, dict[int, float]]:
 
 def observed_mean(folds: dict[int, float]) -> float | None:
     """The mean over all four folds' values; None when one is missing."""
-    return float(np.mean([folds[f] for f in range(N_FOLDS)])) if all(f in folds for f in range(N_FOLDS)) else None
+    return float(np.mean([folds[f] for f in ALL_FOLDS])) if all(f in folds for f in ALL_FOLDS) else None
 
 
 def verify_rows(expected: list[dict], observed: dict, tolerance: float) -> list[list]:
@@ -65,7 +64,7 @@ def verify_rows(expected: list[dict], observed: dict, tolerance: float) -> list[
         want = float(row["miou"])
         setting = f"{row['method']} {row['mode']} {row['dataset']} {row['preset']} {row['way']}w{row['shot']}s"
         if got is None:
-            absent = f"absent (folds {', '.join(map(str, sorted(folds)))} of {N_FOLDS})" if folds else "absent"
+            absent = f"absent (folds {fold_list(folds)})" if folds else "absent"
             out.append([setting, fold, f"{want:.2f}", absent, "", f"{tol:g}", "MISS"])
             continue
         diff = abs(got - want)
